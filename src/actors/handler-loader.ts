@@ -1,0 +1,87 @@
+/**
+ * Turns `path/to/module.ts#Export` into a callable handler. The module must
+ * resolve (after symlinks) to a file inside the app directory; nothing else is
+ * ever imported.
+ */
+import { realpath } from "node:fs/promises";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { importRefProblem } from "../spec/deployment-spec.js";
+
+export interface RequestContext {
+  /** Fires when the request's requestTimeoutS passes or the replica is forced to stop. */
+  signal: AbortSignal;
+}
+
+/** A loaded deployment: a function, or an instance of the exported class. */
+export interface LoadedHandler {
+  call(request: unknown, context: RequestContext): unknown;
+  reconfigure?(userConfig: unknown): unknown;
+  /** "class" or "function", for logs and status. */
+  kind: "class" | "function";
+}
+
+export function splitImportRef(ref: string): { modulePath: string; exportName: string } {
+  const hash = ref.lastIndexOf("#");
+  return hash === -1 ? { modulePath: ref, exportName: "default" } : { modulePath: ref.slice(0, hash), exportName: ref.slice(hash + 1) || "default" };
+}
+
+/** Resolves a module path inside appDir, refusing anything that leaves it (`..`, absolute, symlinks out). */
+export async function resolveInAppDir(appDir: string, modulePath: string): Promise<string> {
+  const problem = importRefProblem(modulePath);
+  if (problem) throw new Error(`import '${modulePath}': ${problem}`);
+  const root = await realpath(appDir);
+  let resolved: string;
+  try {
+    resolved = await realpath(path.resolve(root, modulePath));
+  } catch {
+    throw new Error(`import '${modulePath}': no such file in the app directory ${root}`);
+  }
+  const rel = path.relative(root, resolved);
+  if (rel.startsWith("..") || path.isAbsolute(rel)) {
+    throw new Error(`import '${modulePath}': resolves to ${resolved}, outside the app directory ${root}`);
+  }
+  return resolved;
+}
+
+function isClass(value: unknown): value is new () => object {
+  return typeof value === "function" && /^class[\s{]/.test(Function.prototype.toString.call(value));
+}
+
+/** Imports the module and builds the handler; a class is constructed with no arguments. */
+export async function loadHandler(appDir: string, ref: string): Promise<LoadedHandler> {
+  const { modulePath, exportName } = splitImportRef(ref);
+  const file = await resolveInAppDir(appDir, modulePath);
+  const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  if (!(exportName in mod)) {
+    const available = Object.keys(mod).join(", ") || "none";
+    throw new Error(`import '${ref}': the module has no export '${exportName}' (exports: ${available})`);
+  }
+  const exported = mod[exportName];
+  if (isClass(exported)) {
+    const instance = new exported() as { call?: unknown; reconfigure?: unknown };
+    if (typeof instance.call !== "function") {
+      throw new Error(`import '${ref}': class ${exported.name} has no call(request) method`);
+    }
+    const call = instance.call as (req: unknown, ctx: RequestContext) => unknown;
+    const reconfigure = typeof instance.reconfigure === "function" ? (instance.reconfigure as (c: unknown) => unknown) : undefined;
+    return {
+      kind: "class",
+      call: (req, ctx) => call.call(instance, req, ctx),
+      ...(reconfigure ? { reconfigure: (c: unknown) => reconfigure.call(instance, c) } : {}),
+    };
+  }
+  if (typeof exported === "function") {
+    const fn = exported as (req: unknown, ctx: RequestContext) => unknown;
+    return { kind: "function", call: (req, ctx) => fn(req, ctx) };
+  }
+  if (typeof exported === "object" && exported !== null && typeof (exported as { call?: unknown }).call === "function") {
+    const obj = exported as { call: (r: unknown, c: RequestContext) => unknown; reconfigure?: (c: unknown) => unknown };
+    return {
+      kind: "class",
+      call: (req, ctx) => obj.call(req, ctx),
+      ...(typeof obj.reconfigure === "function" ? { reconfigure: (c: unknown) => obj.reconfigure?.(c) } : {}),
+    };
+  }
+  throw new Error(`import '${ref}': export '${exportName}' is a ${typeof exported}, not a class or function`);
+}

@@ -1,0 +1,48 @@
+/**
+ * What a host tells a replica process at spawn (one JSON environment
+ * variable), and the BullMQ worker options derived from it.
+ */
+import type { WorkerOptions } from "bullmq";
+
+export const REPLICA_CONFIG_ENV = "FLOTILLA_REPLICA_CONFIG";
+
+export interface ReplicaConfig {
+  replicaId: string;
+  deployment: string;
+  hostId: string;
+  namespace: string;
+  redisUrl: string;
+  appDir: string;
+  importRef: string;
+  codeVersion: string;
+  configVersion: string | null;
+  userConfig: unknown;
+  maxConcurrentQueries: number;
+  gracefulShutdownTimeoutS: number;
+  requestTimeoutS?: number;
+  maxRetries: number;
+}
+
+/**
+ * Locks last 15 s (renewed every 7.5 s), so a job whose replica vanished
+ * without its host noticing is retried after at most ~17 s; when the host does
+ * notice (the usual case), it releases the locks at once and the stalled check,
+ * which runs every second across the queue, requeues the job. A crash counts
+ * against maxRetries.
+ */
+export function workerOptions(config: ReplicaConfig): Omit<WorkerOptions, "connection"> {
+  return {
+    concurrency: config.maxConcurrentQueries,
+    lockDuration: 15_000,
+    stalledInterval: 1_000,
+    maxStalledCount: config.maxRetries,
+    removeOnComplete: { count: 0 },
+    autorun: true,
+  };
+}
+
+export function readReplicaConfig(env: NodeJS.ProcessEnv = process.env): ReplicaConfig {
+  const raw = env[REPLICA_CONFIG_ENV];
+  if (!raw) throw new Error(`${REPLICA_CONFIG_ENV} is not set: replica processes are started by 'flotilla host'`);
+  return JSON.parse(raw) as ReplicaConfig;
+}

@@ -1,0 +1,197 @@
+/**
+ * The effects behind the replica machine, inside a replica process: load the
+ * handler, consume the deployment's queue with a BullMQ worker, answer each
+ * request on its requester's reply list, drain on request.
+ */
+import { Worker, type Job } from "bullmq";
+import type { Redis } from "ioredis";
+import { createActor, fromPromise, type Actor } from "xstate";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../shared/logger.js";
+import { encodeResult, type HttpRequestData, type Reply, type RequestJob } from "../shared/protocol.js";
+import { Keys } from "../shared/keys.js";
+import { createRedis } from "../shared/redis.js";
+import { loadHandler, type LoadedHandler } from "./handler-loader.js";
+import { replicaMachine, type ReplicaMachineState } from "./replica-machine.js";
+import { workerOptions, type ReplicaConfig } from "./replica-config.js";
+
+/** How long a reply list lives without its reader: a dead requester's replies expire. */
+const REPLY_TTL_MS = 120_000;
+
+export interface HttpRequest extends HttpRequestData {
+  json<T = unknown>(): T;
+  signal: AbortSignal;
+}
+
+export interface ReplicaReport {
+  state: ReplicaMachineState;
+  configVersion: string | null;
+  error: string | null;
+  workerId: string | null;
+  inflight: number;
+}
+
+export class ReplicaRunner {
+  readonly actor: Actor<typeof replicaMachine>;
+  private handler: LoadedHandler | undefined;
+  private worker: Worker | undefined;
+  private readonly redis: Redis;
+  private readonly keys: Keys;
+  private inflight = 0;
+  private readonly controllers = new Set<AbortController>();
+
+  constructor(
+    private readonly config: ReplicaConfig,
+    private readonly log: Logger,
+  ) {
+    this.keys = new Keys(config.namespace);
+    this.redis = createRedis(config.redisUrl, { name: `flotilla-replica-${config.replicaId}` });
+    const machine = replicaMachine.provide({
+      actors: {
+        start: fromPromise(() => this.start()),
+        reconfigure: fromPromise(({ input }: { input: { userConfig: unknown; configVersion: string } }) => this.reconfigure(input.userConfig)),
+        drain: fromPromise(() => this.drain()),
+      },
+    });
+    this.actor = createActor(machine, {
+      input: { gracefulShutdownTimeoutMs: config.gracefulShutdownTimeoutS * 1000, configVersion: config.configVersion },
+    });
+  }
+
+  get inflightCount(): number {
+    return this.inflight;
+  }
+
+  report(): ReplicaReport {
+    const snapshot = this.actor.getSnapshot();
+    return {
+      state: snapshot.value as ReplicaMachineState,
+      configVersion: snapshot.context.configVersion,
+      error: snapshot.context.error,
+      workerId: this.worker?.id ?? null,
+      inflight: this.inflight,
+    };
+  }
+
+  private async start(): Promise<void> {
+    const t0 = performance.now();
+    this.handler = await loadHandler(this.config.appDir, this.config.importRef);
+    if (this.config.userConfig !== undefined && this.handler.reconfigure) {
+      await this.handler.reconfigure(structuredClone(this.config.userConfig));
+    }
+    const worker = new Worker(this.keys.queueName(this.config.deployment), (job, _token, signal) => this.process(job, signal), {
+      ...workerOptions(this.config),
+      connection: this.redis,
+      prefix: this.keys.queuePrefix,
+    });
+    worker.on("error", (err) => this.log.warn({ err: errorMessage(err) }, "worker error"));
+    this.worker = worker;
+    await worker.waitUntilReady();
+    this.log.info({ ms: Math.round(performance.now() - t0), kind: this.handler.kind }, "replica running");
+  }
+
+  private async reconfigure(userConfig: unknown): Promise<void> {
+    if (this.handler?.reconfigure) await this.handler.reconfigure(structuredClone(userConfig));
+    this.log.info("reconfigured");
+  }
+
+  private async drain(): Promise<void> {
+    // close() stops taking jobs and resolves once in-flight ones have finished.
+    await this.worker?.close();
+  }
+
+  /** After the graceful timeout: abort what still runs; its jobs are retried elsewhere once their locks go. */
+  async forceStop(): Promise<void> {
+    for (const c of this.controllers) c.abort(new Error("replica stopped"));
+    await this.worker?.close(true).catch(() => undefined);
+  }
+
+  async closeConnections(): Promise<void> {
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+
+  private async process(job: Job, jobSignal: AbortSignal | undefined): Promise<Reply> {
+    const data = job.data as RequestJob;
+    const handler = this.handler;
+    this.inflight++;
+    const abort = new AbortController();
+    this.controllers.add(abort);
+    const onJobAbort = (): void => abort.abort(jobSignal?.reason);
+    jobSignal?.addEventListener("abort", onJobAbort, { once: true });
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      let reply: Reply;
+      try {
+        if (!handler) throw new Error("handler not loaded");
+        const arg = data.kind === "http" ? this.httpRequest(data.http, abort.signal) : data.payload;
+        const call = Promise.resolve(handler.call(arg, { signal: abort.signal }));
+        const timeoutS = this.config.requestTimeoutS;
+        const result = timeoutS
+          ? await Promise.race([
+              call,
+              new Promise<never>((_, reject) => {
+                timer = setTimeout(() => {
+                  const err = new RequestTimeout(timeoutS);
+                  abort.abort(err);
+                  reject(err);
+                }, timeoutS * 1000);
+              }),
+            ])
+          : await call;
+        reply = data.kind === "http" ? { ...encodeResult(result), ...this.origin(data) } : { status: 200, headers: {}, body: "", value: result ?? null, ...this.origin(data) };
+      } catch (err) {
+        reply = this.errorReply(data, err);
+      }
+      if (data.replyTo) await this.sendReply(data.replyTo, reply);
+      return reply;
+    } finally {
+      if (timer) clearTimeout(timer);
+      jobSignal?.removeEventListener("abort", onJobAbort);
+      this.controllers.delete(abort);
+      this.inflight--;
+    }
+  }
+
+  private origin(data: RequestJob): { replica: string; version: string; requestId?: string } {
+    return { replica: this.config.replicaId, version: this.config.codeVersion, ...(data.requestId !== undefined ? { requestId: data.requestId } : {}) };
+  }
+
+  private errorReply(data: RequestJob, err: unknown): Reply {
+    const timeout = err instanceof RequestTimeout;
+    const code = timeout ? "TIMEOUT" : "HANDLER_ERROR";
+    const message = errorMessage(err);
+    if (!timeout) this.log.warn({ err: message, job: data.requestId }, "handler threw");
+    const error = { code, message };
+    return {
+      status: timeout ? 504 : 500,
+      headers: { "content-type": "application/json; charset=utf-8" },
+      body: JSON.stringify({ error }),
+      error,
+      ...this.origin(data),
+    };
+  }
+
+  private async sendReply(replyTo: string, reply: Reply): Promise<void> {
+    if (!replyTo.startsWith(this.keys.repliesPrefix)) {
+      this.log.warn({ replyTo }, "refusing to reply to a key outside this namespace's reply lists");
+      return;
+    }
+    await this.redis.pipeline().rpush(replyTo, JSON.stringify(reply)).pexpire(replyTo, REPLY_TTL_MS).exec();
+  }
+
+  private httpRequest(http: HttpRequestData, signal: AbortSignal): HttpRequest {
+    return {
+      ...http,
+      signal,
+      json<T>(): T {
+        return (http.body === "" ? null : JSON.parse(http.body)) as T;
+      },
+    };
+  }
+}
+
+class RequestTimeout extends Error {
+  constructor(seconds: number) {
+    super(`the handler did not finish within requestTimeoutS (${seconds} s)`);
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * The programmatic API, as in Ray Serve:
+ *
+ *   const d = deployment({ name: "echo", import: "echo.ts#Echo" });
+ *   await d.deploy();
+ *   await d.options({ numReplicas: 10 }).deploy();
+ *   const answer = await d.handle().call({ text: "hi" });
+ *   await d.delete();
+ */
+import { FlotillaError } from "../errors.js";
+import { applyDeployments, deleteDeployment, waitForRollout, type ApplyResult } from "../client/deployment-store.js";
+import type { Reply } from "../shared/protocol.js";
+import type { DeploymentStatusRecord } from "../shared/records.js";
+import { parseDeploymentSpec, type DeploymentSpec, type DeploymentSpecInput } from "../spec/deployment-spec.js";
+import { currentConnection, type Connection } from "./connection.js";
+
+export interface DeployOptions {
+  /** Wait until the deployment is HEALTHY at this version. @default true */
+  wait?: boolean;
+  /** How long to wait. @default 120 */
+  timeoutS?: number;
+}
+
+export interface CallOptions {
+  /** Reject with TIMEOUT after this long. @default 60000 */
+  timeoutMs?: number;
+}
+
+/** Calls one deployment through its queue; usable from anywhere, including inside another deployment's handler. */
+export class DeploymentHandle {
+  constructor(
+    readonly name: string,
+    private readonly connection: () => Connection,
+  ) {}
+
+  /** Sends `payload` to the deployment's `call()`; resolves with its return value, rejects with its error. */
+  async call<T = unknown>(payload?: unknown, options: CallOptions = {}): Promise<T> {
+    const reply = await this.callRaw(payload, options);
+    if (reply.error) {
+      const code = reply.error.code === "TIMEOUT" || reply.error.code === "REPLICA_CRASHED" || reply.error.code === "NOT_FOUND" ? reply.error.code : "HANDLER_ERROR";
+      throw new FlotillaError(code, reply.error.message, { details: { deployment: this.name, replica: reply.replica } });
+    }
+    return reply.value as T;
+  }
+
+  /** The whole reply: value or error, plus which replica and version answered. */
+  callRaw(payload?: unknown, options: CallOptions = {}): Promise<Reply> {
+    return this.connection().requestClient.submit(this.name, { kind: "call", payload: payload ?? null }, options);
+  }
+}
+
+export class Deployment {
+  /** The validated spec with defaults. */
+  readonly spec: DeploymentSpec;
+
+  constructor(
+    private readonly input: DeploymentSpecInput,
+    private readonly conn?: Connection,
+  ) {
+    this.spec = parseDeploymentSpec(input);
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  private connection(): Connection {
+    return this.conn ?? currentConnection();
+  }
+
+  /** A copy with some options changed, e.g. `d.options({ numReplicas: 10 })`. */
+  options(changes: Partial<DeploymentSpecInput>): Deployment {
+    return new Deployment({ ...this.input, ...changes } as DeploymentSpecInput, this.conn);
+  }
+
+  /** Creates or updates the deployment; by default waits until it is HEALTHY. */
+  async deploy(options: DeployOptions = {}): Promise<ApplyResult> {
+    const conn = this.connection();
+    const [result] = await applyDeployments(conn.redis, conn.keys, [this.spec]);
+    if (!result) throw new FlotillaError("INTERNAL", "apply returned no result");
+    if (options.wait !== false) {
+      await waitForRollout(conn.redis, conn.keys, [{ name: result.name, generation: result.generation }], { timeoutMs: (options.timeoutS ?? 120) * 1000 });
+    }
+    return result;
+  }
+
+  handle(): DeploymentHandle {
+    return new DeploymentHandle(this.name, () => this.connection());
+  }
+
+  /** Removes the deployment: replicas drain, queued requests are answered 404. */
+  async delete(): Promise<boolean> {
+    const conn = this.connection();
+    return deleteDeployment(conn.redis, conn.keys, this.name);
+  }
+
+  /** The controller's view of this deployment, or undefined before it has seen it. */
+  async status(): Promise<DeploymentStatusRecord | undefined> {
+    const conn = this.connection();
+    const raw = await conn.redis.hget(conn.keys.deploymentStatus, this.name);
+    return raw ? (JSON.parse(raw) as DeploymentStatusRecord) : undefined;
+  }
+}
+
+/** Declares a deployment (validated now; nothing runs until `deploy()`). */
+export function deployment(spec: DeploymentSpecInput, connection?: Connection): Deployment {
+  return new Deployment(spec, connection);
+}
+
+/** A handle to a deployment by name, e.g. from inside another deployment's handler. */
+export function getHandle(name: string, connection?: Connection): DeploymentHandle {
+  return new DeploymentHandle(name, () => connection ?? currentConnection());
+}

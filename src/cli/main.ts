@@ -1,0 +1,181 @@
+/**
+ * The `flotilla` command: every process (controller, router, host, or all of
+ * them with `up`) and every operation (deploy, delete, status).
+ */
+import os from "node:os";
+import path from "node:path";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { FlotillaError, errorMessage } from "../errors.js";
+import { buildStatus } from "../client/cluster-status.js";
+import { deleteDeployment } from "../client/deployment-store.js";
+import { Controller } from "../controller/controller.js";
+import { readClusterState } from "../controller/observed-state.js";
+import { HostAgent } from "../host/host-agent.js";
+import { parseHostOptions } from "../host/host-options.js";
+import { Router } from "../router/router.js";
+import { Keys } from "../shared/keys.js";
+import { createLogger, redactUrl } from "../shared/logger.js";
+import { closeRedis, createRedis, DEFAULT_REDIS_URL, defaultNamespace, defaultRedisUrl, waitReady } from "../shared/redis.js";
+import { deployCommand, readDeployFile } from "./deploy-command.js";
+import { stopOnSignal } from "./signals.js";
+import { renderStatus } from "./status-command.js";
+import { runUp } from "./up-command.js";
+
+interface GlobalOptions {
+  redis: string;
+  namespace: string;
+  appDir: string;
+}
+
+function number(name: string, opts: { min?: number; integer?: boolean } = {}) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || (opts.integer && !Number.isInteger(n)) || (opts.min !== undefined && n < opts.min)) {
+      throw new InvalidArgumentError(`${name} must be ${opts.integer ? "an integer" : "a number"}${opts.min !== undefined ? ` >= ${opts.min}` : ""}, got '${value}'`);
+    }
+    return n;
+  };
+}
+
+function jsonResources(value: string): Record<string, number> {
+  try {
+    const parsed = JSON.parse(value) as unknown;
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
+    return parsed as Record<string, number>;
+  } catch (err) {
+    throw new InvalidArgumentError(`--resources must be a JSON object like '{"memoryGiB": 16}': ${errorMessage(err)}`);
+  }
+}
+
+const program = new Command("flotilla")
+  .description("Serve TypeScript deployments as replica processes on Redis + BullMQ")
+  .addOption(new Option("--redis <url>", "Redis URL").env("REDIS_URL").default(DEFAULT_REDIS_URL))
+  .addOption(new Option("--namespace <ns>", "cluster namespace (every Redis key lives under it)").env("FLOTILLA_NAMESPACE").default("flotilla"))
+  .addOption(new Option("--app-dir <dir>", "directory holding the deployments' modules").env("FLOTILLA_APP_DIR").default(process.cwd(), "the current directory"))
+  .showHelpAfterError();
+
+function globals(): GlobalOptions {
+  const o = program.opts<GlobalOptions>();
+  new Keys(o.namespace); // validates the namespace
+  return { redis: o.redis ?? defaultRedisUrl(), namespace: o.namespace ?? defaultNamespace(), appDir: path.resolve(o.appDir) };
+}
+
+async function withRedis<T>(fn: (redis: ReturnType<typeof createRedis>, keys: Keys) => Promise<T>): Promise<T> {
+  const g = globals();
+  const redis = createRedis(g.redis, { name: "flotilla-cli" });
+  try {
+    await waitReady(redis, 5000).catch(() => {
+      throw new FlotillaError("REDIS_UNAVAILABLE", `no Redis answers at ${redactUrl(g.redis)} (set --redis or REDIS_URL)`);
+    });
+    return await fn(redis, new Keys(g.namespace));
+  } finally {
+    await closeRedis(redis);
+  }
+}
+
+program
+  .command("up")
+  .description("run a controller, a router and host(s) in one process: the laptop and CI default")
+  .option("--config <file>", "deploy this YAML file once everything is up")
+  .option("--port <port>", "router port", number("--port", { min: 0, integer: true }), 8000)
+  .option("--bind <addr>", "router bind address", "127.0.0.1")
+  .option("--hosts <n>", "host agents to run", number("--hosts", { min: 1, integer: true }), 1)
+  .option("--cpus <n>", "CPUs each host declares", number("--cpus", { min: 0 }))
+  .option("--gpus <n>", "GPUs each host declares", number("--gpus", { min: 0, integer: true }))
+  .action(async (opts: { config?: string; port: number; bind: string; hosts: number; cpus?: number; gpus?: number }) => {
+    await runUp({ ...globals(), explicitRedis: program.getOptionValueSource("redis") !== "default", ...opts });
+  });
+
+program
+  .command("controller")
+  .description("run a controller (one leader at a time; extra ones stand by)")
+  .option("--id <name>", "controller id", `${os.hostname()}-${process.pid}`)
+  .action(async (opts: { id: string }) => {
+    const g = globals();
+    const log = createLogger("controller", { controller: opts.id });
+    const controller = new Controller({ id: opts.id, redisUrl: g.redis, namespace: g.namespace }, log);
+    await controller.start();
+    stopOnSignal(log, () => controller.stop());
+  });
+
+program
+  .command("router")
+  .description("run an HTTP router")
+  .option("--port <port>", "port to listen on", number("--port", { min: 0, integer: true }), 8000)
+  .option("--bind <addr>", "address to listen on", "0.0.0.0")
+  .option("--id <name>", "router id")
+  .option("--request-timeout <s>", "answer 504 after this many seconds", number("--request-timeout", { min: 0.001 }), 60)
+  .option("--max-body-bytes <n>", "larger request bodies get 413", number("--max-body-bytes", { min: 0, integer: true }), 10 * 1024 * 1024)
+  .action(async (opts: { port: number; bind: string; id?: string; requestTimeout: number; maxBodyBytes: number }) => {
+    const g = globals();
+    const log = createLogger("router");
+    const router = new Router(
+      { redisUrl: g.redis, namespace: g.namespace, port: opts.port, bind: opts.bind, requestTimeoutS: opts.requestTimeout, maxBodyBytes: opts.maxBodyBytes, ...(opts.id ? { id: opts.id } : {}) },
+      log,
+    );
+    await router.start();
+    stopOnSignal(log, () => router.stop());
+  });
+
+program
+  .command("host")
+  .description("run a host agent that runs the replicas assigned to it")
+  .option("--id <name>", "host id (default: hostname-pid)")
+  .option("--cpus <n>", "CPUs to offer (default: this machine's cores)", number("--cpus", { min: 0 }))
+  .option("--gpus <n>", "GPUs to offer (default: what nvidia-smi -L lists)", number("--gpus", { min: 0, integer: true }))
+  .option("--resources <json>", "custom resources, e.g. '{\"memoryGiB\": 16}'", jsonResources)
+  .option("--heartbeat-timeout <s>", "declared dead after this many seconds without a heartbeat", number("--heartbeat-timeout", { min: 1 }), 10)
+  .action(async (opts: { id?: string; cpus?: number; gpus?: number; resources?: Record<string, number>; heartbeatTimeout: number }) => {
+    const g = globals();
+    const hostOptions = parseHostOptions({
+      redisUrl: g.redis,
+      namespace: g.namespace,
+      appDir: g.appDir,
+      heartbeatTimeoutS: opts.heartbeatTimeout,
+      ...(opts.id !== undefined ? { id: opts.id } : {}),
+      ...(opts.cpus !== undefined ? { cpus: opts.cpus } : {}),
+      ...(opts.gpus !== undefined ? { gpus: opts.gpus } : {}),
+      ...(opts.resources !== undefined ? { resources: opts.resources } : {}),
+    });
+    const log = createLogger("host", { host: hostOptions.id });
+    const host = new HostAgent(hostOptions, log);
+    await host.start();
+    stopOnSignal(log, () => host.stop("migrate"));
+  });
+
+program
+  .command("deploy")
+  .description("apply a YAML file of deployments (`deployments: [spec, ...]`) and wait for the rollout")
+  .argument("<file>", "the deploy file")
+  .option("--no-wait", "return once the specs are stored")
+  .option("--timeout <s>", "fail if the rollout is not done by then", number("--timeout", { min: 1 }), 300)
+  .action(async (file: string, opts: { wait: boolean; timeout: number }) => {
+    const specs = await readDeployFile(file);
+    await withRedis((redis, keys) => deployCommand(redis, keys, specs, { wait: opts.wait, timeoutS: opts.timeout, out: process.stdout }));
+  });
+
+program
+  .command("delete")
+  .description("delete a deployment: its replicas drain, its queued requests are answered 404")
+  .argument("<name>", "deployment name")
+  .action(async (name: string) => {
+    const removed = await withRedis((redis, keys) => deleteDeployment(redis, keys, name));
+    if (!removed) throw new FlotillaError("NOT_FOUND", `no deployment named '${name}' in namespace '${globals().namespace}'`);
+    process.stdout.write(`${name}: deleted\n`);
+  });
+
+program
+  .command("status")
+  .description("show deployments, replicas, hosts and controllers")
+  .option("--json", "print JSON")
+  .action(async (opts: { json?: boolean }) => {
+    const g = globals();
+    const report = await withRedis(async (redis, keys) => buildStatus(g.namespace, await readClusterState(redis, keys)));
+    process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : `${renderStatus(report)}\n`);
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  const message = err instanceof FlotillaError ? `error ${err.code}: ${err.message}` : `error: ${errorMessage(err)}`;
+  process.stderr.write(`${message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,37 @@
+/** `flotilla status`: the cluster as a table, or as JSON with `--json`. */
+import Table from "cli-table3";
+import { describeResources } from "../controller/placement.js";
+import type { StatusReport } from "../client/cluster-status.js";
+
+export function renderStatus(report: StatusReport): string {
+  const lines: string[] = [];
+  const deployments = new Table({ head: ["DEPLOYMENT", "STATUS", "VERSION", "REPLICAS", "QUEUE (wait/active)", "ROUTE", "MESSAGE"], style: { head: [], border: [] } });
+  for (const d of report.deployments) {
+    const running = d.replicas.filter((r) => r.state === "running" || r.state === "reconfiguring").length;
+    deployments.push([d.name, d.status, d.version, `${running}/${d.targetReplicas}`, `${d.queue.waiting}/${d.queue.active}`, d.routePrefix ?? "-", d.message.slice(0, 80)]);
+  }
+  lines.push(report.deployments.length ? deployments.toString() : "no deployments");
+
+  const replicas = new Table({ head: ["REPLICA", "DEPLOYMENT", "STATE", "VERSION", "HOST", "PID", "IN FLIGHT", "NOTE"], style: { head: [], border: [] } });
+  for (const d of report.deployments) {
+    for (const r of d.replicas) replicas.push([r.id, d.name, r.state, r.version, r.host ?? "-", r.pid ?? "-", r.inflight, (r.pendingReason ?? r.error ?? "").slice(0, 60)]);
+  }
+  if (replicas.length) lines.push(replicas.toString());
+
+  for (const d of report.deployments) {
+    if (d.autoscaling) {
+      const last = d.autoscaling.lastDecision ? `; last: ${d.autoscaling.lastDecision.from} → ${d.autoscaling.lastDecision.to} (${d.autoscaling.lastDecision.reason})` : "";
+      lines.push(`autoscaling ${d.name}: demand ${d.autoscaling.demand.toFixed(1)}, desired ${d.autoscaling.desired}, actual ${d.autoscaling.actual}${last}`);
+    }
+  }
+
+  const hosts = new Table({ head: ["HOST", "ALIVE", "TOTAL", "FREE", "REPLICAS"], style: { head: [], border: [] } });
+  for (const h of report.hosts) hosts.push([h.id + (h.draining ? " (draining)" : ""), h.alive ? "yes" : "NO", describeResources(h.resources.total) || "none", describeResources(h.resources.free) || "none", h.replicas.length]);
+  lines.push(report.hosts.length ? hosts.toString() : "no hosts");
+  const pending = describeResources(report.pendingDemand);
+  if (pending) lines.push(`pending demand: ${pending} (start hosts with this much free to place the pending replicas)`);
+  const leader = report.controllers.find((c) => c.leader);
+  lines.push(`controllers: ${report.controllers.map((c) => `${c.id}${c.leader ? " (leader)" : ""}${c.alive ? "" : " (dead)"}`).join(", ") || "none"}${leader ? "" : " — no leader: deploys are not being applied"}`);
+  lines.push(`routers: ${report.routers.filter((r) => r.alive).map((r) => `${r.id}:${r.port}`).join(", ") || "none"}`);
+  return lines.join("\n");
+}

@@ -1,0 +1,89 @@
+/**
+ * `flotilla up`: a whole cluster in one process (controller, router, host
+ * agents; replicas are still their own processes). Finds or starts a Redis,
+ * optionally deploys a file, and on Ctrl-C drains everything and exits.
+ */
+import os from "node:os";
+import { FlotillaError } from "../errors.js";
+import { Controller } from "../controller/controller.js";
+import { HostAgent } from "../host/host-agent.js";
+import { parseHostOptions } from "../host/host-options.js";
+import { Router } from "../router/router.js";
+import { Keys } from "../shared/keys.js";
+import { createLogger, redactUrl } from "../shared/logger.js";
+import { closeRedis, createRedis, DEFAULT_REDIS_URL } from "../shared/redis.js";
+import { deployCommand, readDeployFile } from "./deploy-command.js";
+import { hasRedisServer, redisAnswers, startPrivateRedis, type PrivateRedis } from "./private-redis.js";
+import { stopOnSignal } from "./signals.js";
+
+export interface UpOptions {
+  redis: string;
+  explicitRedis: boolean;
+  namespace: string;
+  appDir: string;
+  config?: string;
+  port: number;
+  bind: string;
+  hosts: number;
+  cpus?: number;
+  gpus?: number;
+}
+
+export async function runUp(o: UpOptions): Promise<void> {
+  const log = createLogger("up");
+  const specs = o.config ? await readDeployFile(o.config) : [];
+  let redisUrl = o.redis;
+  let privateRedis: PrivateRedis | undefined;
+  if (!(await redisAnswers(redisUrl))) {
+    if (o.explicitRedis || redisUrl !== DEFAULT_REDIS_URL) {
+      throw new FlotillaError("REDIS_UNAVAILABLE", `no Redis answers at ${redactUrl(redisUrl)}; start it, or leave --redis/REDIS_URL unset to let 'up' start a private one`);
+    }
+    if (!hasRedisServer()) {
+      throw new FlotillaError(
+        "REDIS_UNAVAILABLE",
+        `no Redis answers at ${DEFAULT_REDIS_URL} and redis-server is not installed. Start one with 'docker run -p 6379:6379 redis:7' or install it ('apt-get install redis-server' / 'brew install redis'), or point --redis at yours`,
+      );
+    }
+    privateRedis = await startPrivateRedis();
+    redisUrl = privateRedis.url;
+    log.info({ redis: redisUrl }, "no Redis at the default URL: started a private redis-server for this run");
+  }
+
+  const controller = new Controller({ id: `${os.hostname()}-${process.pid}-controller`, redisUrl, namespace: o.namespace }, createLogger("controller"));
+  await controller.start();
+  const hosts: HostAgent[] = [];
+  for (let i = 0; i < o.hosts; i++) {
+    const options = parseHostOptions({
+      id: `${os.hostname().replace(/[^A-Za-z0-9_.-]/g, "-").slice(0, 40)}-${process.pid}-${i + 1}`,
+      redisUrl,
+      namespace: o.namespace,
+      appDir: o.appDir,
+      ...(o.cpus !== undefined ? { cpus: o.cpus } : {}),
+      ...(o.gpus !== undefined ? { gpus: o.gpus } : {}),
+    });
+    const host = new HostAgent(options, createLogger("host", { host: options.id }));
+    await host.start();
+    hosts.push(host);
+  }
+  const router = new Router({ redisUrl, namespace: o.namespace, port: o.port, bind: o.bind, requestTimeoutS: 60, maxBodyBytes: 10 * 1024 * 1024 }, createLogger("router"));
+  const port = await router.start();
+
+  stopOnSignal(log, async () => {
+    await router.stop();
+    await Promise.all(hosts.map((h) => h.stop("drain")));
+    await controller.stop();
+    await privateRedis?.stop();
+  });
+  process.stdout.write(`flotilla is up: http://${o.bind}:${port} (namespace ${o.namespace}, redis ${redactUrl(redisUrl)}); Ctrl-C to stop\n`);
+
+  if (specs.length > 0) {
+    const redis = createRedis(redisUrl, { name: "flotilla-up-deploy" });
+    try {
+      await deployCommand(redis, new Keys(o.namespace), specs, { wait: true, timeoutS: 300, out: process.stdout });
+    } catch (err) {
+      log.error({ err: err instanceof Error ? err.message : String(err) }, "the deploy file did not roll out; the cluster keeps running");
+    } finally {
+      await closeRedis(redis);
+    }
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * What `flotilla status` shows: a pure view built from a cluster snapshot.
+ * The JSON shape is a public contract (`status --json`, `GET /api/status`).
+ */
+import { freeResources } from "../controller/placement.js";
+import type { ClusterSnapshot } from "../controller/observed-state.js";
+import type { ReplicaState, ResourceSet } from "../shared/records.js";
+
+export interface ReplicaView {
+  id: string;
+  host: string | null;
+  state: ReplicaState;
+  version: string;
+  codeVersion: string;
+  pid: number | null;
+  inflight: number;
+  error?: string;
+  pendingReason?: string;
+}
+
+export interface DeploymentView {
+  name: string;
+  version: string;
+  codeVersion: string;
+  status: string;
+  message: string;
+  targetReplicas: number;
+  routePrefix: string | null;
+  queue: { waiting: number; active: number };
+  /** Replicas per code version, not counting stopped or failed ones. */
+  versions: Record<string, number>;
+  autoscaling?: { demand: number; desired: number; actual: number; lastDecision?: { at: number; from: number; to: number; reason: string } };
+  replicas: ReplicaView[];
+}
+
+export interface HostView {
+  id: string;
+  alive: boolean;
+  draining: boolean;
+  resources: { total: ResourceSet; free: ResourceSet };
+  replicas: string[];
+}
+
+export interface StatusReport {
+  namespace: string;
+  deployments: DeploymentView[];
+  hosts: HostView[];
+  controllers: Array<{ id: string; leader: boolean; alive: boolean }>;
+  routers: Array<{ id: string; port: number; alive: boolean }>;
+  /** Resources the pending replicas need in total: what more hosts must offer. */
+  pendingDemand: ResourceSet;
+}
+
+export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusReport {
+  const replicasByDeployment = new Map<string, ReplicaView[]>();
+  const pendingDemand: ResourceSet = {};
+  for (const a of snap.assignments.values()) {
+    const s = snap.replicaStatus.get(a.id);
+    let state: ReplicaState = a.host === null ? "pending" : (s?.state ?? "starting");
+    if (a.desired === "drain" && (state === "running" || state === "reconfiguring" || state === "starting")) state = "draining";
+    const record = snap.deployments.get(a.deployment);
+    const version = record && record.codeVersion === a.codeVersion ? (record.spec.version ?? a.codeVersion) : a.codeVersion;
+    const view: ReplicaView = {
+      id: a.id,
+      host: a.host,
+      state,
+      version,
+      codeVersion: a.codeVersion,
+      pid: s?.pid ?? null,
+      inflight: s?.inflight ?? 0,
+      ...(s?.error ? { error: s.error } : {}),
+      ...(a.host === null && a.pendingReason ? { pendingReason: a.pendingReason } : {}),
+    };
+    if (a.host === null && a.desired === "run") {
+      for (const [k, v] of Object.entries(a.resources)) if (v > 0) pendingDemand[k] = (pendingDemand[k] ?? 0) + v;
+    }
+    const list = replicasByDeployment.get(a.deployment) ?? [];
+    list.push(view);
+    replicasByDeployment.set(a.deployment, list);
+  }
+
+  const deployments: DeploymentView[] = [];
+  for (const [name, record] of snap.deployments) {
+    const st = snap.previousStatus.get(name);
+    const replicas = (replicasByDeployment.get(name) ?? []).sort((x, y) => x.id.localeCompare(y.id));
+    const versions: Record<string, number> = {};
+    for (const r of replicas) if (r.state !== "stopped" && r.state !== "failed") versions[r.version] = (versions[r.version] ?? 0) + 1;
+    const q = snap.queues.get(name) ?? { waiting: 0, active: 0 };
+    const current = st && st.generation >= record.generation;
+    const running = replicas.filter((r) => r.state === "running" || r.state === "reconfiguring").length;
+    deployments.push({
+      name,
+      version: record.spec.version ?? record.codeVersion,
+      codeVersion: record.codeVersion,
+      status: current ? st.status : "UPDATING",
+      message: current ? st.message : "waiting for a controller to apply the new spec",
+      targetReplicas: st?.targetReplicas ?? record.spec.numReplicas,
+      routePrefix: record.spec.routePrefix,
+      queue: { waiting: q.waiting, active: q.active },
+      versions,
+      ...(record.spec.autoscalingConfig && st?.autoscaling ? { autoscaling: { ...st.autoscaling, actual: running } } : {}),
+      replicas,
+    });
+  }
+  deployments.sort((a, b) => a.name.localeCompare(b.name));
+
+  const free = freeResources(
+    snap.hosts.map((h) => ({ id: h.id, total: h.resources, gpuDevices: h.gpuDevices, schedulable: h.alive && !h.draining })),
+    [...snap.assignments.values()].filter((a) => a.host !== null).map((a) => ({ id: a.id, deployment: a.deployment, host: a.host as string, resources: a.resources, gpuIds: a.gpuIds })),
+  );
+  const hosts: HostView[] = snap.hosts
+    .map((h) => ({
+      id: h.id,
+      alive: h.alive,
+      draining: h.draining,
+      resources: { total: h.resources, free: free.get(h.id) ?? h.resources },
+      replicas: [...snap.assignments.values()].filter((a) => a.host === h.id).map((a) => a.id).sort(),
+    }))
+    .sort((a, b) => a.id.localeCompare(b.id));
+
+  return {
+    namespace,
+    deployments,
+    hosts,
+    controllers: snap.controllers.map((c) => ({ id: c.id, leader: c.leader && c.alive, alive: c.alive })).sort((a, b) => a.id.localeCompare(b.id)),
+    routers: snap.routers.map((r) => ({ id: r.id, port: r.port, alive: r.alive })).sort((a, b) => a.id.localeCompare(b.id)),
+    pendingDemand,
+  };
+}

@@ -1,0 +1,175 @@
+/**
+ * Sends requests to deployments and waits for their answers: the request path
+ * shared by routers and deployment handles. A request is a BullMQ job before
+ * anyone waits on it; the answer comes back on this requester's own reply list,
+ * so a requester reads only its own replies, never the queue's events.
+ */
+import { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import { v4 as uuidv4 } from "uuid";
+import { FlotillaError, errorMessage } from "../errors.js";
+import { Keys } from "../shared/keys.js";
+import type { Reply, RequestJob } from "../shared/protocol.js";
+import { closeRedis, createRedis } from "../shared/redis.js";
+
+/** Job options every request gets: no completed job kept; failed ones kept until the controller answers them. */
+export const REQUEST_JOB_OPTIONS = { removeOnComplete: true, removeOnFail: false } as const;
+
+export interface RequestClientOptions {
+  redisUrl: string;
+  namespace: string;
+  /** Shown in reply-list keys and logs. @default "client-<uuid>" */
+  id?: string;
+}
+
+export interface SubmitOptions {
+  /** Reject with TIMEOUT after this long. @default 60000 */
+  timeoutMs?: number;
+  /** Refuse with BACKPRESSURE when this many requests already wait. @default unlimited */
+  maxQueued?: number;
+}
+
+interface Pending {
+  resolve(reply: Reply): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+export class RequestClient {
+  readonly id: string;
+  private readonly keys: Keys;
+  /** Commands fail fast while Redis is down so callers can answer 503 at once. */
+  private readonly redis: Redis;
+  /** Dedicated to the blocking reply reads. */
+  private readonly replyReader: Redis;
+  private readonly queues = new Map<string, Queue>();
+  private readonly pending = new Map<string, Pending>();
+  private readonly replyKey: string;
+  private nextRequest = 0;
+  private closed = false;
+  private readerLoop: Promise<void> | undefined;
+
+  constructor(options: RequestClientOptions) {
+    this.id = options.id ?? `client-${uuidv4()}`;
+    this.keys = new Keys(options.namespace);
+    this.redis = createRedis(options.redisUrl, { mode: "failFast", name: `flotilla-${this.id}` });
+    this.replyReader = createRedis(options.redisUrl, { name: `flotilla-${this.id}-replies` });
+    this.replyKey = this.keys.replies(this.id);
+  }
+
+  get inflight(): number {
+    return this.pending.size;
+  }
+
+  /** The connection requests are added on (for health checks). */
+  get connection(): Redis {
+    return this.redis;
+  }
+
+  private queue(deployment: string): Queue {
+    let queue = this.queues.get(deployment);
+    if (!queue) {
+      queue = new Queue(this.keys.queueName(deployment), { connection: this.redis, prefix: this.keys.queuePrefix });
+      queue.on("error", () => undefined);
+      this.queues.set(deployment, queue);
+    }
+    return queue;
+  }
+
+  /** Enqueues one request and resolves with its reply. */
+  async submit(deployment: string, job: RequestJob, options: SubmitOptions = {}): Promise<Reply> {
+    if (this.closed) throw new FlotillaError("INTERNAL", "the request client is closed");
+    this.ensureReader();
+    if (this.redis.status !== "ready") {
+      throw new FlotillaError("REDIS_UNAVAILABLE", `Redis is not reachable (connection ${this.redis.status}); the request was not accepted`);
+    }
+    if (options.maxQueued !== undefined) {
+      const waiting = await this.redis.llen(this.keys.queueKey(deployment, "wait"));
+      if (waiting >= options.maxQueued) {
+        throw new FlotillaError("BACKPRESSURE", `deployment '${deployment}' has ${waiting} requests waiting (maxQueuedRequests ${options.maxQueued})`);
+      }
+    }
+    const requestId = String(this.nextRequest++);
+    const timeoutMs = options.timeoutMs ?? 60_000;
+    const answer = new Promise<Reply>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(requestId);
+        reject(new FlotillaError("TIMEOUT", `no answer from deployment '${deployment}' within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(requestId, { resolve, reject, timer });
+    });
+    let jobId: string | undefined;
+    try {
+      const added = await this.queue(deployment).add("request", { ...job, replyTo: this.replyKey, requestId }, REQUEST_JOB_OPTIONS);
+      jobId = added.id;
+    } catch (err) {
+      const entry = this.pending.get(requestId);
+      if (entry) clearTimeout(entry.timer);
+      this.pending.delete(requestId);
+      answer.catch(() => undefined);
+      throw new FlotillaError("REDIS_UNAVAILABLE", `could not enqueue the request: ${errorMessage(err)}`, { cause: err });
+    }
+    try {
+      return await answer;
+    } catch (err) {
+      if (err instanceof FlotillaError && err.code === "TIMEOUT" && jobId) void this.withdraw(deployment, jobId);
+      throw err;
+    }
+  }
+
+  /** A timed-out request that no replica has taken yet is removed, so nobody runs it for nobody. */
+  private async withdraw(deployment: string, jobId: string): Promise<void> {
+    try {
+      await this.redis.lrem(this.keys.queueKey(deployment, "wait"), 1, jobId);
+    } catch {
+      // Best effort: if it runs later, its reply expires unread.
+    }
+  }
+
+  private ensureReader(): void {
+    if (!this.readerLoop) this.readerLoop = this.readReplies();
+  }
+
+  private async readReplies(): Promise<void> {
+    while (!this.closed) {
+      try {
+        const res = (await this.replyReader.call("BLMPOP", "1", "1", this.replyKey, "LEFT", "COUNT", "512")) as [string, string[]] | null;
+        if (!res) continue;
+        for (const raw of res[1]) this.deliver(raw);
+      } catch {
+        if (this.closed) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
+  private deliver(raw: string): void {
+    let reply: Reply;
+    try {
+      reply = JSON.parse(raw) as Reply;
+    } catch {
+      return;
+    }
+    const id = reply.requestId;
+    if (id === undefined) return;
+    const entry = this.pending.get(id);
+    if (!entry) return; // timed out already, or a duplicate answer after a retry
+    clearTimeout(entry.timer);
+    this.pending.delete(id);
+    entry.resolve(reply);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const [id, entry] of this.pending) {
+      clearTimeout(entry.timer);
+      entry.reject(new FlotillaError("INTERNAL", "the request client closed before the answer came"));
+      this.pending.delete(id);
+    }
+    await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
+    this.replyReader.disconnect();
+    await this.readerLoop?.catch(() => undefined);
+    await closeRedis(this.redis);
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The controller leader lease: one key holding the leader's id with a TTL.
+ * The leader renews it every tick; a standby takes it once it expires. Every
+ * change the leader writes goes through `fencedApply`, which checks the lease
+ * in the same Lua script, so a deposed leader can never write.
+ */
+import type { Redis } from "ioredis";
+
+/**
+ * KEYS[1] lease; ARGV[1] my id; ARGV[2] ttl ms.
+ * Returns 1 if I hold the lease now (acquired or renewed), 0 if another does.
+ */
+const ACQUIRE = `
+local holder = redis.call("GET", KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+  return 1
+end
+return 0
+`;
+
+/** KEYS[1] lease; ARGV[1] my id. Deletes the lease only if I hold it. */
+const RELEASE = `
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("DEL", KEYS[1])
+end
+return 0
+`;
+
+/**
+ * KEYS[1] lease, KEYS[2..n] every key the ops touch; ARGV[1] my id, ARGV[2] the
+ * ops as JSON `[[command, key, args...], ...]`. Runs the ops only while I hold
+ * the lease. Returns 1 when applied, 0 when not the leader.
+ */
+const FENCED_APPLY = `
+if redis.call("GET", KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+local ops = cjson.decode(ARGV[2])
+for _, op in ipairs(ops) do
+  redis.call(unpack(op))
+end
+return 1
+`;
+
+export type RedisOp = [command: string, key: string, ...args: string[]];
+
+export class LeaderLease {
+  constructor(
+    private readonly redis: Redis,
+    private readonly key: string,
+    readonly holderId: string,
+    private readonly ttlMs: number,
+  ) {}
+
+  /** Acquires or renews; true while this process is the leader. */
+  async tryAcquire(): Promise<boolean> {
+    return Number(await this.redis.eval(ACQUIRE, 1, this.key, this.holderId, String(this.ttlMs))) === 1;
+  }
+
+  async release(): Promise<void> {
+    await this.redis.eval(RELEASE, 1, this.key, this.holderId);
+  }
+
+  async holder(): Promise<string | null> {
+    return this.redis.get(this.key);
+  }
+
+  /** Applies ops atomically if this process still holds the lease. */
+  async fencedApply(ops: readonly RedisOp[]): Promise<boolean> {
+    if (ops.length === 0) return true;
+    const keys = [this.key, ...new Set(ops.map((op) => op[1]))];
+    return Number(await this.redis.eval(FENCED_APPLY, keys.length, ...keys, this.holderId, JSON.stringify(ops))) === 1;
+  }
+}

@@ -1,0 +1,236 @@
+/**
+ * One controller tick as a pure function: from the desired state (deployments)
+ * and the observed state (hosts, replicas, queues) to decisions. The loop in
+ * controller.ts reads the state, calls this, and applies the result. Nothing
+ * here depends on having seen an earlier event.
+ */
+import { autoscale, initialAutoscalerState, type AutoscalerState } from "../autoscaler/policy.js";
+import type { QueueDepth } from "../shared/queue-ops.js";
+import type {
+  DeploymentRecord,
+  DeploymentStatusRecord,
+  HostInfo,
+  ReplicaAssignment,
+  ReplicaStatus,
+  ResourceSet,
+} from "../shared/records.js";
+import { place, type HostCapacity, type PlacedReplica } from "./placement.js";
+import { planRollout, type PlannerReplica } from "./rollout-planner.js";
+
+export interface ObservedState {
+  now: number;
+  deployments: ReadonlyMap<string, DeploymentRecord>;
+  previousStatus: ReadonlyMap<string, DeploymentStatusRecord>;
+  hosts: ReadonlyArray<HostInfo & { alive: boolean }>;
+  assignments: ReadonlyMap<string, ReplicaAssignment>;
+  replicaStatus: ReadonlyMap<string, ReplicaStatus>;
+  queues: ReadonlyMap<string, QueueDepth>;
+  autoscaler: ReadonlyMap<string, AutoscalerState>;
+}
+
+export interface Decisions {
+  /** Assignments to write (new ones, drains, placements). */
+  upsert: ReplicaAssignment[];
+  /** Replica ids whose assignment and status are deleted. */
+  remove: string[];
+  /** Job locks to release: the workers of replicas lost with their host. */
+  releaseLocks: Array<{ deployment: string; workerId: string }>;
+  statuses: DeploymentStatusRecord[];
+  /** Deleted deployments that are fully gone: drop their status, autoscaler state and queue. */
+  forget: string[];
+  autoscaler: Map<string, AutoscalerState>;
+  events: Array<{ deployment: string; message: string; level: "info" | "warn" }>;
+}
+
+/** Back-off after consecutive failed starts: 1 s, 2 s, 4 s, … capped at 60 s. */
+export function backoffMs(failures: number): number {
+  return failures <= 0 ? 0 : Math.min(60_000, 1000 * 2 ** (failures - 1));
+}
+
+/** The resources one replica of a deployment reserves. */
+export function replicaResources(record: DeploymentRecord): ResourceSet {
+  const o = record.spec.actorOptions;
+  return { CPU: o.numCpus, GPU: o.numGpus, ...o.resources };
+}
+
+function phaseOf(a: ReplicaAssignment, status: ReplicaStatus | undefined): PlannerReplica["phase"] {
+  if (a.desired === "drain" || status?.state === "draining") return "draining";
+  if (a.host === null) return "pending";
+  if (status?.state === "running" || status?.state === "reconfiguring") return "serving";
+  return "starting";
+}
+
+export function reconcile(state: ObservedState, newId: (deployment: string) => string): Decisions {
+  const { now } = state;
+  const out: Decisions = { upsert: [], remove: [], releaseLocks: [], statuses: [], forget: [], autoscaler: new Map(), events: [] };
+  const aliveHosts = new Map(state.hosts.filter((h) => h.alive).map((h) => [h.id, h]));
+  const byDeployment = new Map<string, ReplicaAssignment[]>();
+  for (const a of state.assignments.values()) {
+    const list = byDeployment.get(a.deployment) ?? [];
+    list.push(a);
+    byDeployment.set(a.deployment, list);
+  }
+  const kept = new Map<string, ReplicaAssignment>();
+  const upserts = new Map<string, ReplicaAssignment>();
+
+  const names = new Set([...state.deployments.keys(), ...byDeployment.keys(), ...state.previousStatus.keys()]);
+  for (const name of names) {
+    const record = state.deployments.get(name);
+    const prev = state.previousStatus.get(name);
+    let failures = prev && record && prev.codeVersion === record.codeVersion ? prev.failures : 0;
+    let lastError = prev && record && prev.codeVersion === record.codeVersion ? prev.lastError : undefined;
+    let newFailures = 0;
+    const planned: PlannerReplica[] = [];
+    const live: ReplicaAssignment[] = [];
+
+    for (const a of byDeployment.get(name) ?? []) {
+      const status = state.replicaStatus.get(a.id);
+      if (a.host !== null && !aliveHosts.has(a.host)) {
+        out.remove.push(a.id);
+        if (status?.workerId) out.releaseLocks.push({ deployment: name, workerId: status.workerId });
+        out.events.push({ deployment: name, level: "warn", message: `replica ${a.id} lost with host ${a.host}; replacing it` });
+        continue;
+      }
+      if (status?.state === "failed" || status?.state === "stopped" || (a.desired === "drain" && a.host === null)) {
+        out.remove.push(a.id);
+        if (status?.state === "failed" && a.desired === "run" && record && status.codeVersion === record.codeVersion) {
+          newFailures++;
+          lastError = status.error ?? "replica failed";
+          out.events.push({ deployment: name, level: "warn", message: `replica ${a.id} failed: ${lastError}` });
+        }
+        continue;
+      }
+      live.push(a);
+      kept.set(a.id, a);
+      const host = a.host === null ? undefined : aliveHosts.get(a.host);
+      // Replicas on a draining host are replaced like an old version: successors first, then drain.
+      const codeVersion = host?.draining ? `${a.codeVersion}@draining-host` : a.codeVersion;
+      planned.push({ id: a.id, codeVersion, phase: phaseOf(a, status), inflight: status?.inflight ?? 0, createdAt: a.createdAt });
+    }
+
+    if (!record) {
+      for (const a of live) if (a.desired !== "drain") upserts.set(a.id, { ...a, desired: "drain" });
+      if (live.length === 0) out.forget.push(name);
+      else out.statuses.push(statusRecord(name, "DELETING", `draining ${live.length} replica(s)`, 0, prev?.codeVersion ?? "", now));
+      continue;
+    }
+
+    const serving = planned.filter((r) => r.phase === "serving");
+    let target = record.spec.numReplicas;
+    let autoscaling: DeploymentStatusRecord["autoscaling"];
+    const cfg = record.spec.autoscalingConfig;
+    if (cfg) {
+      const previousTarget = prev?.targetReplicas ?? cfg.initialReplicas;
+      target = Math.min(cfg.maxReplicas, Math.max(cfg.minReplicas, previousTarget));
+      autoscaling = prev?.autoscaling ? { ...prev.autoscaling } : { demand: 0, desired: target };
+      const st = state.autoscaler.get(name) ?? initialAutoscalerState();
+      const lastAt = st.samples[st.samples.length - 1]?.at;
+      if (lastAt === undefined || now - lastAt >= cfg.metricsIntervalS * 1000 - 1) {
+        const q = state.queues.get(name) ?? { waiting: 0, active: 0 };
+        const result = autoscale(st, { config: cfg, now, demand: q.waiting + q.active, currentTarget: target, readyReplicas: Math.min(serving.length, target) });
+        out.autoscaler.set(name, result.state);
+        autoscaling = { demand: result.avgDemand, desired: result.desired, ...(autoscaling.lastDecision ? { lastDecision: autoscaling.lastDecision } : {}) };
+        if (result.decision) {
+          const d = result.decision;
+          autoscaling.lastDecision = { at: d.at, from: d.from, to: d.to, reason: d.reason };
+          out.events.push({ deployment: name, level: "info", message: `autoscaler: ${d.from} → ${d.to} replicas (${d.reason})` });
+          target = result.target;
+        }
+      }
+    }
+
+    if (newFailures > 0) failures += newFailures;
+    const retryAt = newFailures > 0 ? now + backoffMs(failures) : (prev?.retryAt ?? 0);
+    const decision = planRollout({ target, codeVersion: record.codeVersion, replicas: planned, canStart: now >= retryAt });
+    for (const id of decision.drain) {
+      const a = kept.get(id);
+      if (!a) continue;
+      if (a.host === null) {
+        out.remove.push(id);
+        kept.delete(id);
+      } else upserts.set(id, { ...a, desired: "drain" });
+    }
+    for (let i = 0; i < decision.start; i++) {
+      const a: ReplicaAssignment = { id: newId(name), deployment: name, codeVersion: record.codeVersion, host: null, desired: "run", resources: replicaResources(record), gpuIds: [], createdAt: now };
+      kept.set(a.id, a);
+      upserts.set(a.id, a);
+    }
+
+    const servingCurrent = serving.filter((r) => r.codeVersion === record.codeVersion).length;
+    const oldLeft = planned.some((r) => r.codeVersion !== record.codeVersion && r.phase !== "draining" && !decision.drain.includes(r.id));
+    if (servingCurrent >= target && !oldLeft && newFailures === 0) {
+      failures = 0;
+      lastError = undefined;
+    }
+    let health: DeploymentStatusRecord["status"];
+    let message: string;
+    if (failures > 0 && servingCurrent < target) {
+      health = "UNHEALTHY";
+      const wait = Math.max(0, Math.ceil((retryAt - now) / 1000));
+      message = `${failures} failed start(s) of this version: ${lastError ?? "replica failed"}; next attempt in ${wait} s`;
+    } else if (servingCurrent === target && !oldLeft) {
+      health = "HEALTHY";
+      message = `${servingCurrent}/${target} replicas running`;
+    } else {
+      health = "UPDATING";
+      message = `${servingCurrent}/${target} replicas running the current version`;
+    }
+    const status = statusRecord(name, health, message, target, record.codeVersion, now);
+    status.generation = record.generation;
+    status.failures = failures;
+    status.retryAt = retryAt;
+    if (lastError) status.lastError = lastError;
+    if (autoscaling) status.autoscaling = autoscaling;
+    out.statuses.push(status);
+  }
+
+  placeAll(state, aliveHosts, kept, upserts, out.statuses);
+  out.upsert = [...upserts.values()];
+  return out;
+}
+
+function statusRecord(name: string, status: DeploymentStatusRecord["status"], message: string, target: number, codeVersion: string, now: number): DeploymentStatusRecord {
+  return { name, status, message, targetReplicas: target, codeVersion, generation: 0, failures: 0, retryAt: 0, updatedAt: now };
+}
+
+/** Places every pending replica that wants to run; records why the others stay pending. */
+function placeAll(
+  state: ObservedState,
+  aliveHosts: ReadonlyMap<string, HostInfo & { alive: boolean }>,
+  kept: Map<string, ReplicaAssignment>,
+  upserts: Map<string, ReplicaAssignment>,
+  statuses: DeploymentStatusRecord[],
+): void {
+  const hosts: HostCapacity[] = [...aliveHosts.values()].map((h) => ({ id: h.id, total: h.resources, gpuDevices: h.gpuDevices, schedulable: !h.draining }));
+  const existing: PlacedReplica[] = [];
+  const requests: Array<{ id: string; deployment: string; resources: ResourceSet }> = [];
+  for (const a of kept.values()) {
+    const current = upserts.get(a.id) ?? a;
+    if (current.host !== null) existing.push({ id: a.id, deployment: a.deployment, host: current.host, resources: current.resources, gpuIds: current.gpuIds });
+    else if (current.desired === "run") requests.push({ id: a.id, deployment: a.deployment, resources: current.resources });
+  }
+  if (requests.length === 0) return;
+  requests.sort((x, y) => (kept.get(x.id)?.createdAt ?? 0) - (kept.get(y.id)?.createdAt ?? 0));
+  const result = place(hosts, existing, requests);
+  for (const p of result.placed) {
+    const a = upserts.get(p.id) ?? kept.get(p.id);
+    if (!a) continue;
+    const { pendingReason: _dropped, ...rest } = a;
+    upserts.set(p.id, { ...rest, host: p.host, gpuIds: p.gpuIds });
+  }
+  const reasons = new Map<string, string[]>();
+  for (const p of result.pending) {
+    const a = upserts.get(p.id) ?? kept.get(p.id);
+    if (!a) continue;
+    if (a.pendingReason !== p.reason) upserts.set(p.id, { ...a, pendingReason: p.reason });
+    const list = reasons.get(a.deployment) ?? [];
+    list.push(p.reason);
+    reasons.set(a.deployment, list);
+  }
+  for (const s of statuses) {
+    const list = reasons.get(s.name);
+    if (!list) continue;
+    s.pendingReasons = [...new Set(list)];
+    s.message += `; ${list.length} pending: ${s.pendingReasons.join("; ")}`;
+  }
+}

@@ -1,0 +1,288 @@
+/**
+ * A host agent: declares this machine's capacity, heartbeats, and runs the
+ * replica processes the controller assigns to it. Level-triggered: every tick
+ * compares the assignments in Redis with the local processes.
+ */
+import os from "node:os";
+import type { Redis } from "ioredis";
+import { errorMessage } from "../errors.js";
+import { Keys } from "../shared/keys.js";
+import type { Logger } from "../shared/logger.js";
+import type { DeploymentRecord, HostInfo, ReplicaAssignment, ReplicaStatus } from "../shared/records.js";
+import { createRedis, closeRedis } from "../shared/redis.js";
+import { releaseWorkerLocks } from "../shared/queue-ops.js";
+import { parseJsonHash } from "../shared/json-hash.js";
+import type { ReplicaConfig } from "../actors/replica-config.js";
+import { ReplicaProcess } from "./replica-process.js";
+import type { HostOptions } from "./host-options.js";
+
+const TICK_MS = 1000;
+/** A reconfigure that failed is retried after this long. */
+const RECONFIGURE_RETRY_MS = 5000;
+
+export class HostAgent {
+  private readonly keys: Keys;
+  private readonly redis: Redis;
+  private readonly sub: Redis;
+  private readonly procs = new Map<string, ReplicaProcess>();
+  /** Replica ids that ran here and ended: never started again under the same id. */
+  private readonly finished = new Map<string, ReplicaStatus>();
+  private timer: NodeJS.Timeout | undefined;
+  private ticking = false;
+  private tickAgain = false;
+  private flushScheduled = false;
+  private stopping = false;
+  private draining = false;
+  private readonly startedAt = Date.now();
+
+  constructor(
+    readonly options: HostOptions,
+    private readonly log: Logger,
+  ) {
+    this.keys = new Keys(options.namespace);
+    this.redis = createRedis(options.redisUrl, { name: `flotilla-host-${options.id}` });
+    this.sub = createRedis(options.redisUrl, { name: `flotilla-host-${options.id}-sub` });
+  }
+
+  get id(): string {
+    return this.options.id;
+  }
+
+  info(): HostInfo {
+    return {
+      id: this.options.id,
+      hostname: os.hostname(),
+      pid: process.pid,
+      resources: this.options.resources,
+      gpuDevices: Math.ceil(this.options.resources.GPU ?? 0),
+      startedAt: this.startedAt,
+      lastHeartbeatAt: Date.now(),
+      draining: this.draining,
+    };
+  }
+
+  async start(): Promise<void> {
+    await this.heartbeat();
+    await this.sub.subscribe(this.keys.changes);
+    this.sub.on("message", () => this.nudge());
+    this.log.info({ host: this.id, resources: this.options.resources }, "host registered");
+    this.schedule(0);
+  }
+
+  /** Runs a tick soon (a change was announced). */
+  nudge(): void {
+    if (this.ticking) this.tickAgain = true;
+    else this.schedule(0);
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopping && this.procs.size === 0) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.tick(), ms);
+  }
+
+  private async heartbeat(): Promise<void> {
+    await this.redis
+      .multi()
+      .hset(this.keys.hosts, this.id, JSON.stringify(this.info()))
+      .set(this.keys.hostAlive(this.id), String(Date.now()), "PX", Math.round(this.options.heartbeatTimeoutS * 1000))
+      .exec();
+  }
+
+  private async tick(): Promise<void> {
+    this.ticking = true;
+    try {
+      await this.heartbeat();
+      const [deploymentsRaw, replicasRaw] = (await this.redis.pipeline().hgetall(this.keys.deployments).hgetall(this.keys.replicas).exec()) ?? [];
+      const deployments = parseJsonHash<DeploymentRecord>(deploymentsRaw?.[1]);
+      const assignments = parseJsonHash<ReplicaAssignment>(replicasRaw?.[1]);
+      this.reconcile(deployments, assignments);
+      await this.flushStatuses(true);
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, "host tick failed; retrying");
+    } finally {
+      this.ticking = false;
+      const again = this.tickAgain;
+      this.tickAgain = false;
+      this.schedule(again ? 0 : TICK_MS);
+    }
+  }
+
+  private reconcile(deployments: Map<string, DeploymentRecord>, assignments: Map<string, ReplicaAssignment>): void {
+    const now = Date.now();
+    for (const a of assignments.values()) {
+      if (a.host !== this.id) continue;
+      const proc = this.procs.get(a.id);
+      const record = deployments.get(a.deployment);
+      if (a.desired === "drain" || this.stopping) {
+        proc?.drain();
+        continue;
+      }
+      if (!proc) {
+        if (!this.finished.has(a.id) && record && record.codeVersion === a.codeVersion) this.spawn(a, record);
+        continue;
+      }
+      if (
+        record &&
+        proc.state === "running" &&
+        record.codeVersion === a.codeVersion &&
+        record.configVersion !== proc.configVersion &&
+        (proc.reconfigureSent?.configVersion !== record.configVersion || now - proc.reconfigureSent.at > RECONFIGURE_RETRY_MS)
+      ) {
+        proc.reconfigureSent = { configVersion: record.configVersion, at: now };
+        proc.send({ type: "reconfigure", userConfig: record.spec.userConfig, configVersion: record.configVersion });
+      }
+    }
+    for (const proc of this.procs.values()) {
+      const a = assignments.get(proc.id);
+      if (!a || a.host !== this.id) proc.drain();
+    }
+    for (const id of this.finished.keys()) {
+      if (!assignments.has(id)) this.finished.delete(id);
+    }
+  }
+
+  private spawn(a: ReplicaAssignment, record: DeploymentRecord): void {
+    const spec = record.spec;
+    const config: ReplicaConfig = {
+      replicaId: a.id,
+      deployment: a.deployment,
+      hostId: this.id,
+      namespace: this.options.namespace,
+      redisUrl: this.options.redisUrl,
+      appDir: this.options.appDir,
+      importRef: spec.import,
+      codeVersion: record.codeVersion,
+      configVersion: record.configVersion,
+      userConfig: spec.userConfig,
+      maxConcurrentQueries: spec.maxConcurrentQueries,
+      gracefulShutdownTimeoutS: spec.gracefulShutdownTimeoutS,
+      ...(spec.requestTimeoutS !== undefined ? { requestTimeoutS: spec.requestTimeoutS } : {}),
+      maxRetries: spec.maxRetries,
+    };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? "1",
+      CUDA_VISIBLE_DEVICES: a.gpuIds.join(","),
+      ...spec.actorOptions.env,
+    };
+    const proc = new ReplicaProcess(config, env, {
+      onChange: () => this.scheduleFlush(),
+      onExit: (p, code, signal) => void this.onExit(p, code, signal),
+    });
+    this.procs.set(a.id, proc);
+    this.log.info({ replica: a.id, deployment: a.deployment, pid: proc.pid }, "replica process started");
+    this.scheduleFlush();
+  }
+
+  private async onExit(proc: ReplicaProcess, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
+    this.procs.delete(proc.id);
+    this.finished.set(proc.id, this.statusOf(proc));
+    const expected = proc.drainRequested && proc.state === "stopped";
+    if (expected) this.log.info({ replica: proc.id }, "replica stopped");
+    else this.log.warn({ replica: proc.id, code, signal, error: proc.error }, "replica process ended unexpectedly");
+    if (proc.workerId) {
+      try {
+        const released = await releaseWorkerLocks(this.redis, this.keys, proc.config.deployment, proc.workerId);
+        if (released > 0) this.log.warn({ replica: proc.id, released }, "requests of the ended replica released for retry");
+      } catch (err) {
+        this.log.warn({ err: errorMessage(err) }, "could not release the ended replica's job locks (they expire on their own)");
+      }
+    }
+    await this.flushStatuses(false).catch(() => undefined);
+    await this.redis.publish(this.keys.changes, "replicas").catch(() => undefined);
+    if (this.stopping && this.procs.size === 0) this.emptied?.();
+  }
+
+  private statusOf(proc: ReplicaProcess): ReplicaStatus {
+    return {
+      id: proc.id,
+      deployment: proc.config.deployment,
+      host: this.id,
+      state: proc.state,
+      codeVersion: proc.config.codeVersion,
+      configVersion: proc.configVersion,
+      pid: proc.pid,
+      workerId: proc.workerId,
+      inflight: proc.inflight,
+      ...(proc.error ? { error: proc.error } : {}),
+      startedAt: proc.startedAt,
+      updatedAt: Date.now(),
+    };
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      void this.flushStatuses(false)
+        .then(() => this.redis.publish(this.keys.changes, "replicas"))
+        .catch((err) => this.log.warn({ err: errorMessage(err) }, "could not write replica status"));
+    });
+  }
+
+  /** Writes the status of every local replica (and of ended ones not yet collected by the controller). */
+  private async flushStatuses(includeFinished: boolean): Promise<void> {
+    const entries: string[] = [];
+    for (const proc of this.procs.values()) entries.push(proc.id, JSON.stringify(this.statusOf(proc)));
+    for (const status of this.finished.values()) {
+      if (includeFinished || !this.procs.has(status.id)) entries.push(status.id, JSON.stringify(status));
+    }
+    if (entries.length > 0) await this.redis.hset(this.keys.replicaStatus, ...entries);
+  }
+
+  private emptied: (() => void) | undefined;
+
+  /**
+   * Stops the host. `migrate`: mark the host draining so the controller starts
+   * its replicas elsewhere first and then drains them here (scaling hosts down
+   * under load). `drain`: drain the local replicas at once (`flotilla up` exit).
+   */
+  async stop(mode: "migrate" | "drain"): Promise<void> {
+    if (this.stopping) return;
+    const maxGraceS = Math.max(20, ...[...this.procs.values()].map((p) => p.config.gracefulShutdownTimeoutS));
+    if (mode === "migrate" && this.procs.size > 0) {
+      this.draining = true;
+      await this.heartbeat().catch(() => undefined);
+      await this.redis.publish(this.keys.changes, "hosts").catch(() => undefined);
+      this.log.info({ replicas: this.procs.size }, "host draining: waiting for its replicas to move");
+      await this.waitEmpty((maxGraceS + 60) * 1000);
+    }
+    this.stopping = true;
+    for (const proc of this.procs.values()) proc.drain();
+    await this.waitEmpty((maxGraceS + 5) * 1000);
+    for (const proc of this.procs.values()) proc.kill();
+    if (this.timer) clearTimeout(this.timer);
+    try {
+      const ids = [...this.finished.keys()];
+      const multi = this.redis.multi().del(this.keys.hostAlive(this.id)).hdel(this.keys.hosts, this.id);
+      if (ids.length > 0) multi.hdel(this.keys.replicaStatus, ...ids);
+      await multi.publish(this.keys.changes, "hosts").exec();
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, "could not deregister the host");
+    }
+    await closeRedis(this.sub);
+    await closeRedis(this.redis);
+    this.log.info({ host: this.id }, "host stopped");
+  }
+
+  private waitEmpty(timeoutMs: number): Promise<void> {
+    if (this.procs.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      const check = setInterval(() => this.procs.size === 0 && done(), 200);
+      function done(): void {
+        clearTimeout(timer);
+        clearInterval(check);
+        resolve();
+      }
+      this.emptied = done;
+    });
+  }
+
+  /** Replica processes running here (for tests and `status`). */
+  localReplicas(): ReadonlyMap<string, ReplicaProcess> {
+    return this.procs;
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * Options of `flotilla host`, validated once: the capacity this host declares
+ * and where it finds Redis and the app directory.
+ */
+import { execFileSync } from "node:child_process";
+import os from "node:os";
+import path from "node:path";
+import { z } from "zod";
+import { FlotillaError } from "../errors.js";
+import type { ResourceSet } from "../shared/records.js";
+
+export interface HostOptions {
+  id: string;
+  redisUrl: string;
+  namespace: string;
+  appDir: string;
+  /** `CPU`, `GPU` and custom resources this host offers. */
+  resources: ResourceSet;
+  /** A host that has not heartbeated for this long is dead. @default 10 */
+  heartbeatTimeoutS: number;
+}
+
+/** GPUs listed by `nvidia-smi -L`, or 0 when there is no driver. */
+export function detectGpus(): number {
+  try {
+    const out = execFileSync("nvidia-smi", ["-L"], { encoding: "utf8", timeout: 5000, stdio: ["ignore", "pipe", "ignore"] });
+    return out.split("\n").filter((line) => /^GPU \d+/.test(line)).length;
+  } catch {
+    return 0;
+  }
+}
+
+const rawSchema = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "host ids are 1-64 letters, digits, '_', '.', '-'").optional(),
+  redisUrl: z.string().min(1),
+  namespace: z.string().min(1),
+  appDir: z.string().min(1),
+  cpus: z.number().finite().nonnegative().optional(),
+  gpus: z.number().int().nonnegative().optional(),
+  resources: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_.-]{0,62}$/), z.number().finite().nonnegative()).default({}),
+  heartbeatTimeoutS: z.number().finite().min(1).max(3600).default(10),
+});
+
+export function parseHostOptions(input: z.input<typeof rawSchema>): HostOptions {
+  const result = rawSchema.safeParse(input);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    throw new FlotillaError("INVALID_SPEC", `host option ${issue?.path.join(".") || "(options)"}: ${issue?.message}`);
+  }
+  const o = result.data;
+  for (const reserved of ["CPU", "GPU"]) {
+    if (reserved in o.resources) throw new FlotillaError("INVALID_SPEC", `host option resources: '${reserved}' is declared with --${reserved === "CPU" ? "cpus" : "gpus"}`);
+  }
+  return {
+    id: o.id ?? `${os.hostname().replace(/[^A-Za-z0-9_.-]/g, "-").slice(0, 40)}-${process.pid}`,
+    redisUrl: o.redisUrl,
+    namespace: o.namespace,
+    appDir: path.resolve(o.appDir),
+    resources: { CPU: o.cpus ?? os.availableParallelism(), GPU: o.gpus ?? detectGpus(), ...o.resources },
+    heartbeatTimeoutS: o.heartbeatTimeoutS,
+  };
+}

@@ -1,0 +1,203 @@
+/**
+ * The HTTP router: matches a request to a deployment by routePrefix, turns it
+ * into a queue job, and answers with the reply addressed to this router only.
+ * Stateless; run as many as you like.
+ */
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import os from "node:os";
+import type { Redis } from "ioredis";
+import { v4 as uuidv4 } from "uuid";
+import { FlotillaError, errorMessage } from "../errors.js";
+import { RequestClient } from "../client/request-client.js";
+import { parseJsonHash } from "../shared/json-hash.js";
+import { Keys } from "../shared/keys.js";
+import type { Logger } from "../shared/logger.js";
+import type { HttpRequestData, Reply } from "../shared/protocol.js";
+import type { DeploymentRecord, RouterInfo } from "../shared/records.js";
+import { closeRedis, createRedis } from "../shared/redis.js";
+import { RouteTable } from "./route-table.js";
+import { readBody } from "./read-body.js";
+
+export interface RouterOptions {
+  redisUrl: string;
+  namespace: string;
+  /** @default 8000 */
+  port: number;
+  /** @default "0.0.0.0" */
+  bind: string;
+  /** An unanswered request gets 504 after this long. @default 60 */
+  requestTimeoutS: number;
+  /** Larger bodies get 413. @default 10 MiB */
+  maxBodyBytes: number;
+  id?: string;
+}
+
+const REFRESH_MS = 1000;
+
+export class Router {
+  readonly id: string;
+  private readonly keys: Keys;
+  private readonly client: RequestClient;
+  private readonly redis: Redis;
+  private readonly sub: Redis;
+  private readonly routes = new RouteTable();
+  private readonly server: http.Server;
+  private refreshTimer: NodeJS.Timeout | undefined;
+  private readonly startedAt = Date.now();
+
+  constructor(
+    private readonly options: RouterOptions,
+    private readonly log: Logger,
+  ) {
+    this.id = options.id ?? `router-${uuidv4().slice(0, 8)}`;
+    this.keys = new Keys(options.namespace);
+    this.client = new RequestClient({ redisUrl: options.redisUrl, namespace: options.namespace, id: this.id });
+    this.redis = createRedis(options.redisUrl, { mode: "failFast", name: `flotilla-${this.id}-control` });
+    this.sub = createRedis(options.redisUrl, { name: `flotilla-${this.id}-sub` });
+    this.server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 0, headersTimeout: 20_000 }, (req, res) => void this.handle(req, res));
+    this.server.keepAliveTimeout = 65_000;
+    this.server.on("clientError", (_err, socket) => {
+      if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+      else socket.destroy();
+    });
+  }
+
+  /** Starts listening; resolves with the bound port. */
+  async start(): Promise<number> {
+    await this.sub.subscribe(this.keys.changes).catch(() => undefined);
+    this.sub.on("message", (_c: string, message: string) => {
+      if (message === "deployments") void this.refresh();
+    });
+    await this.refresh();
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(this.options.port, this.options.bind, () => resolve());
+    });
+    const port = (this.server.address() as AddressInfo).port;
+    this.refreshTimer = setInterval(() => void this.refresh(port), REFRESH_MS);
+    await this.refresh(port);
+    this.log.info({ router: this.id, port, bind: this.options.bind }, "router listening");
+    return port;
+  }
+
+  private async refresh(port?: number): Promise<void> {
+    try {
+      const records = parseJsonHash<DeploymentRecord>(await this.redis.hgetall(this.keys.deployments));
+      this.routes.update(records.values());
+      if (port !== undefined) {
+        const info: RouterInfo = { id: this.id, hostname: os.hostname(), pid: process.pid, port, startedAt: this.startedAt };
+        await this.redis
+          .multi()
+          .hset(this.keys.routers, this.id, JSON.stringify(info))
+          .set(this.keys.routerAlive(this.id), "1", "PX", 5000)
+          .exec();
+      }
+    } catch {
+      // Redis is away: keep the last route table; requests get 503 from the request path.
+    }
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const url = parseUrl(req.url ?? "/");
+      if (url.pathname === "/-/healthz") return this.healthz(res);
+      if (url.pathname === "/-/routes") {
+        return send(res, 200, { "content-type": "application/json" }, JSON.stringify(Object.fromEntries(this.routes.list().map((r) => [r.prefix, r.deployment]))));
+      }
+      const route = this.routes.match(url.pathname);
+      if (!route) throw new FlotillaError("NOT_FOUND", `no deployment serves path '${url.pathname}'`);
+      const body = await readBody(req, this.options.maxBodyBytes);
+      const request: HttpRequestData = {
+        method: req.method ?? "GET",
+        path: url.pathname,
+        subPath: route.prefix === "/" ? url.pathname : url.pathname.slice(route.prefix.length) || "/",
+        query: queryObject(url.searchParams),
+        headers: headerObject(req),
+        body,
+      };
+      const reply = await this.client.submit(route.deployment, { kind: "http", http: request }, {
+        timeoutMs: this.options.requestTimeoutS * 1000,
+        ...(route.maxQueuedRequests !== undefined ? { maxQueued: route.maxQueuedRequests } : {}),
+      });
+      this.answer(res, reply);
+    } catch (err) {
+      this.fail(req, res, err);
+    }
+  }
+
+  private answer(res: ServerResponse, reply: Reply): void {
+    const headers: Record<string, string> = { ...reply.headers, "x-flotilla-replica": reply.replica, "x-flotilla-version": reply.version };
+    send(res, reply.status, headers, reply.base64 ? Buffer.from(reply.body, "base64") : reply.body);
+  }
+
+  private fail(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+    const error = err instanceof FlotillaError ? err : new FlotillaError("INTERNAL", errorMessage(err), { cause: err });
+    if (error.code === "INTERNAL") this.log.error({ err: errorMessage(err), url: req.url }, "router error");
+    const headers: Record<string, string> = { "content-type": "application/json; charset=utf-8" };
+    if (error.status === 503) headers["retry-after"] = "1";
+    if (error.code === "PAYLOAD_TOO_LARGE") headers.connection = "close";
+    send(res, error.status, headers, JSON.stringify(error.toJSON()));
+    if (error.code === "PAYLOAD_TOO_LARGE") res.on("finish", () => req.destroy());
+  }
+
+  private healthz(res: ServerResponse): void {
+    const ok = this.client.connection.status === "ready";
+    send(res, ok ? 200 : 503, { "content-type": "application/json" }, JSON.stringify({ ok, router: this.id, redis: this.client.connection.status }));
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo | null)?.port ?? 0;
+  }
+
+  /** Stops accepting connections, waits for in-flight requests to be answered, then closes. */
+  async stop(): Promise<void> {
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    const deadline = Date.now() + this.options.requestTimeoutS * 1000;
+    while (this.client.inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    this.server.closeAllConnections();
+    await closed;
+    await this.redis.multi().hdel(this.keys.routers, this.id).del(this.keys.routerAlive(this.id)).exec().catch(() => undefined);
+    await this.client.close();
+    await closeRedis(this.sub);
+    await closeRedis(this.redis);
+    this.log.info({ router: this.id }, "router stopped");
+  }
+}
+
+function send(res: ServerResponse, status: number, headers: Record<string, string>, body: string | Buffer): void {
+  if (res.headersSent || res.destroyed) return;
+  res.writeHead(status, { ...headers, "content-length": String(Buffer.byteLength(body)) });
+  res.end(body);
+}
+
+function parseUrl(raw: string): URL {
+  let url: URL;
+  try {
+    url = new URL(raw, "http://router");
+    decodeURIComponent(url.pathname);
+    decodeURIComponent(url.search);
+  } catch {
+    throw new FlotillaError("INVALID_REQUEST", `the request URL is not valid (bad percent-encoding?): ${raw.slice(0, 200)}`);
+  }
+  return url;
+}
+
+function queryObject(params: URLSearchParams): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of params) {
+    const prev = out[k];
+    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  return out;
+}
+
+function headerObject(req: IncomingMessage): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (v !== undefined) out[k] = Array.isArray(v) ? v.join(", ") : v;
+  }
+  return out;
+}

@@ -1,0 +1,90 @@
+/**
+ * The wire format between requesters (routers, handles, any Redis client) and
+ * replicas. A request is a BullMQ job in the deployment's queue; its data is a
+ * RequestJob. The answer is a Reply: pushed onto the requester's reply list
+ * when the job names one (`replyTo`), and always the job's return value.
+ */
+
+/** An HTTP request as a handler sees it (without the `json()` helper, which replicas add). */
+export interface HttpRequestData {
+  method: string;
+  /** The path below the deployment's routePrefix is in `subPath`; `path` is the full request path. */
+  path: string;
+  subPath: string;
+  query: Record<string, string | string[]>;
+  headers: Record<string, string>;
+  /** The body decoded as UTF-8 text ("" when there is none). */
+  body: string;
+}
+
+/** Data of a request job. `http` from routers; `call` from handles and other programs. */
+export type RequestJob =
+  | { kind: "http"; http: HttpRequestData; replyTo?: string; requestId?: string }
+  | { kind: "call"; payload: unknown; replyTo?: string; requestId?: string };
+
+/** The answer to a request job. */
+export interface Reply {
+  /** The requester's correlation id, copied from the job. */
+  requestId?: string;
+  /** HTTP status: 2xx for success, 500 for a handler error, 504 for a replica-side timeout. */
+  status: number;
+  headers: Record<string, string>;
+  /** Response body; base64 when `base64` is true. */
+  body: string;
+  base64?: boolean;
+  /** For `call` jobs: the handler's return value (JSON). */
+  value?: unknown;
+  /** Set when the handler failed: a stable code and the handler's message. */
+  error?: { code: string; message: string };
+  /** Which replica answered, and its code version. */
+  replica: string;
+  version: string;
+}
+
+/** The response object a handler may return to set status and headers. */
+export interface HttpResponse {
+  readonly __flotillaResponse: true;
+  status: number;
+  headers: Record<string, string>;
+  body: string | Uint8Array | object | null;
+}
+
+/**
+ * Build an explicit HTTP response from a handler.
+ * @example return response({ status: 201, headers: { location: "/items/1" }, body: { id: 1 } });
+ */
+export function response(init: { status?: number; headers?: Record<string, string>; body?: string | Uint8Array | object | null }): HttpResponse {
+  return { __flotillaResponse: true, status: init.status ?? 200, headers: init.headers ?? {}, body: init.body ?? null };
+}
+
+function isHttpResponse(value: unknown): value is HttpResponse {
+  return typeof value === "object" && value !== null && (value as { __flotillaResponse?: unknown }).__flotillaResponse === true;
+}
+
+function lowerKeys(headers: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) out[k.toLowerCase()] = String(v);
+  return out;
+}
+
+/** Encodes whatever a handler returned as status, headers and body. */
+export function encodeResult(result: unknown): Pick<Reply, "status" | "headers" | "body" | "base64"> {
+  let status = 200;
+  let headers: Record<string, string> = {};
+  let body: unknown = result;
+  if (isHttpResponse(result)) {
+    status = result.status;
+    headers = lowerKeys(result.headers);
+    body = result.body;
+  }
+  if (body === undefined || body === null) {
+    return { status: status === 200 && !isHttpResponse(result) ? 204 : status, headers, body: "" };
+  }
+  if (typeof body === "string") {
+    return { status, headers: { "content-type": "text/plain; charset=utf-8", ...headers }, body };
+  }
+  if (body instanceof Uint8Array) {
+    return { status, headers: { "content-type": "application/octet-stream", ...headers }, body: Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("base64"), base64: true };
+  }
+  return { status, headers: { "content-type": "application/json; charset=utf-8", ...headers }, body: JSON.stringify(body) };
+}

@@ -1,0 +1,62 @@
+/**
+ * Operations on a deployment's BullMQ queue that are not a worker's or a
+ * requester's: counting demand, and releasing the job locks of a replica that
+ * died so its jobs are retried now rather than after the lock expires.
+ */
+import type { Redis } from "ioredis";
+import type { Keys } from "./keys.js";
+
+/**
+ * Deletes the locks of active jobs held by `workerId` (a dead replica's worker).
+ * Any worker's stalled check (every second) then moves those jobs back to wait,
+ * counting one stall against the job's maxRetries. Returns how many were released.
+ *
+ * Lua: KEYS[1] = the queue's `active` list; ARGV[1] = the lock key prefix
+ * (`<prefix>:<queue>:`), ARGV[2] = the worker id. Returns the number of locks deleted.
+ */
+const RELEASE_LOCKS = `
+local ids = redis.call("LRANGE", KEYS[1], 0, -1)
+local released = 0
+local owner = ARGV[2] .. ":"
+for _, id in ipairs(ids) do
+  local lockKey = ARGV[1] .. id .. ":lock"
+  local token = redis.call("GET", lockKey)
+  if token and string.sub(token, 1, string.len(owner)) == owner then
+    redis.call("DEL", lockKey)
+    released = released + 1
+  end
+end
+return released
+`;
+
+export async function releaseWorkerLocks(redis: Redis, keys: Keys, deployment: string, workerId: string): Promise<number> {
+  const lockPrefix = keys.queueKey(deployment, "");
+  const released = await redis.eval(RELEASE_LOCKS, 1, keys.queueKey(deployment, "active"), lockPrefix, workerId);
+  return Number(released);
+}
+
+export interface QueueDepth {
+  waiting: number;
+  active: number;
+  /** Jobs that failed outside a handler (their replica crashed more than maxRetries times): still to be answered. */
+  failed: number;
+}
+
+/** Waiting (incl. prioritized and delayed-to-wait) and active counts of several deployments, in one round trip. */
+export async function queueDepths(redis: Redis, keys: Keys, deployments: readonly string[]): Promise<Map<string, QueueDepth>> {
+  const out = new Map<string, QueueDepth>();
+  if (deployments.length === 0) return out;
+  const pipeline = redis.pipeline();
+  for (const name of deployments) {
+    pipeline.llen(keys.queueKey(name, "wait"));
+    pipeline.zcard(keys.queueKey(name, "prioritized"));
+    pipeline.llen(keys.queueKey(name, "active"));
+    pipeline.zcard(keys.queueKey(name, "failed"));
+  }
+  const results = (await pipeline.exec()) ?? [];
+  deployments.forEach((name, i) => {
+    const num = (j: number): number => Number(results[i * 4 + j]?.[1] ?? 0);
+    out.set(name, { waiting: num(0) + num(1), active: num(2), failed: num(3) });
+  });
+  return out;
+}

@@ -1,0 +1,125 @@
+/**
+ * The shapes stored in Redis (as JSON in the hashes named in keys.ts). Desired
+ * state is written by users (deployments) and by the leader controller
+ * (replica assignments); observed state by hosts (replica status, host info).
+ */
+import type { DeploymentSpec } from "../spec/deployment-spec.js";
+
+/** A named set of resource amounts: `CPU`, `GPU` and any custom resource. */
+export type ResourceSet = Record<string, number>;
+
+/** What a user deployed: the validated spec plus the ids derived from it. */
+export interface DeploymentRecord {
+  spec: DeploymentSpec;
+  /**
+   * Identifies the code a replica runs. Derived from `version`, `import` and
+   * `actorOptions` when `version` is set; a fresh id on every deploy when not.
+   * A replica with another codeVersion is replaced by a rolling update.
+   */
+  codeVersion: string;
+  /** Hash of userConfig; a replica with another configVersion is reconfigured in place. */
+  configVersion: string;
+  /** Increments on every applied change. */
+  generation: number;
+  deployedAt: number;
+}
+
+/** Replica lifecycle states, as the replica's state machine names them. */
+export const REPLICA_STATES = ["pending", "starting", "running", "reconfiguring", "draining", "stopped", "failed"] as const;
+export type ReplicaState = (typeof REPLICA_STATES)[number];
+
+/** A replica the controller wants to exist, on a host (or pending without one). */
+export interface ReplicaAssignment {
+  id: string;
+  deployment: string;
+  codeVersion: string;
+  /** Host id, or null while pending (no host has room). */
+  host: string | null;
+  /** `run` keeps it serving; `drain` asks the host to drain and stop it. */
+  desired: "run" | "drain";
+  /** What the replica reserves on its host: `CPU`, `GPU` and custom resources. */
+  resources: ResourceSet;
+  /** GPU device indices on the host, for CUDA_VISIBLE_DEVICES. */
+  gpuIds: number[];
+  /** Why it is pending, when host is null. */
+  pendingReason?: string;
+  createdAt: number;
+}
+
+/** What a host observes of one replica process. */
+export interface ReplicaStatus {
+  id: string;
+  deployment: string;
+  host: string;
+  state: ReplicaState;
+  codeVersion: string;
+  configVersion: string | null;
+  pid: number | null;
+  /** The BullMQ worker id of the replica: its job locks start with it. */
+  workerId: string | null;
+  /** Requests the replica is running now. */
+  inflight: number;
+  /** Why it failed, or the last reconfigure error. */
+  error?: string;
+  startedAt: number;
+  updatedAt: number;
+}
+
+export interface HostInfo {
+  id: string;
+  hostname: string;
+  pid: number;
+  /** Total capacity declared at start (`CPU`, `GPU`, custom). */
+  resources: ResourceSet;
+  /** Number of GPU devices (their indices are 0..gpuDevices-1). */
+  gpuDevices: number;
+  startedAt: number;
+  /** Time of the last heartbeat (ms, the host's clock). */
+  lastHeartbeatAt: number;
+  /** A draining host takes no new replicas; the controller moves its replicas away. */
+  draining: boolean;
+}
+
+export type DeploymentHealth = "UPDATING" | "HEALTHY" | "UNHEALTHY" | "DELETING";
+
+/** What the leader controller reports for each deployment. */
+export interface DeploymentStatusRecord {
+  name: string;
+  status: DeploymentHealth;
+  message: string;
+  targetReplicas: number;
+  codeVersion: string;
+  generation: number;
+  /** Consecutive failed replica starts of the current version; drives back-off. */
+  failures: number;
+  /** Earliest time (ms) the next replica of this version may be started after failures. */
+  retryAt: number;
+  /** The last replica failure of this version (constructor, module load, crash). */
+  lastError?: string;
+  /** Why replicas are pending, when some are (no host has room). */
+  pendingReasons?: string[];
+  autoscaling?: {
+    demand: number;
+    desired: number;
+    lastDecision?: { at: number; from: number; to: number; reason: string };
+  };
+  updatedAt: number;
+}
+
+export interface ControllerInfo {
+  id: string;
+  hostname: string;
+  pid: number;
+  startedAt: number;
+}
+
+export interface RouterInfo {
+  id: string;
+  hostname: string;
+  pid: number;
+  port: number;
+  startedAt: number;
+}
+
+/** A deployment the controller and router work from: its record and spec. */
+export type DeploymentView = DeploymentRecord & { spec: DeploymentSpec };

@@ -1,0 +1,235 @@
+/**
+ * The deployment spec: the one schema every input (YAML file, programmatic API,
+ * admin API) goes through. Parsing turns raw input into a complete, frozen,
+ * typed value with every default filled in, or a FlotillaError naming the
+ * field and the value that failed.
+ */
+import { z } from "zod";
+import { FlotillaError } from "../errors.js";
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+const ROUTE_PREFIX = /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const RESOURCE_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,62}$/;
+
+/** Why an import reference is refused, or undefined when it is acceptable. */
+export function importRefProblem(ref: string): string | undefined {
+  const hash = ref.lastIndexOf("#");
+  const path = hash === -1 ? ref : ref.slice(0, hash);
+  const exportName = hash === -1 ? "default" : ref.slice(hash + 1);
+  if (path.length === 0) return "the module path is empty";
+  if (/^[a-zA-Z][a-zA-Z0-9+.-]*:/.test(path)) return "URLs and node: builtins are not allowed; name a module file inside the app directory";
+  if (path.startsWith("/") || path.startsWith("\\") || /^[a-zA-Z]:/.test(path)) return "absolute paths are not allowed; give a path relative to the app directory";
+  if (path.includes("\\")) return "use forward slashes in module paths";
+  if (path.split("/").some((seg) => seg === "..")) return "'..' is not allowed; the module must be inside the app directory";
+  if (path.includes("\0")) return "the path contains a NUL byte";
+  if (!/\.(ts|mts|js|mjs)$/.test(path)) return "the module must be a .ts, .mts, .js or .mjs file";
+  if (exportName !== "default" && !IDENTIFIER.test(exportName)) return `'${exportName}' is not a valid export name`;
+  return undefined;
+}
+
+const finiteNonNegative = z.number().finite().nonnegative();
+
+export const autoscalingConfigSchema = z
+  .strictObject({
+    /** @default 1 */
+    minReplicas: z.number().int().nonnegative().max(10_000).default(1),
+    /** @default max(1, minReplicas) */
+    maxReplicas: z.number().int().positive().max(10_000).optional(),
+    /** @default minReplicas */
+    initialReplicas: z.number().int().nonnegative().max(10_000).optional(),
+    /** Requests (queued + in flight) each replica should carry. @default 2 */
+    targetNumOngoingRequestsPerReplica: z.number().finite().positive().default(2),
+    /** @default 30 */
+    upscaleDelayS: finiteNonNegative.default(30),
+    /** @default 600 */
+    downscaleDelayS: finiteNonNegative.default(600),
+    /** How often the controller samples queue lengths. @default 1 */
+    metricsIntervalS: z.number().finite().min(0.05).max(3600).default(1),
+    /** @default 30 */
+    lookBackPeriodS: z.number().finite().positive().max(86_400).default(30),
+    /** Multiplies every scaling step. @default 1 */
+    smoothingFactor: z.number().finite().positive().max(100).default(1),
+    /** @default smoothingFactor */
+    upscaleSmoothingFactor: z.number().finite().positive().max(100).optional(),
+    /** @default smoothingFactor */
+    downscaleSmoothingFactor: z.number().finite().positive().max(100).optional(),
+  })
+  .transform((c) => {
+    const maxReplicas = c.maxReplicas ?? Math.max(1, c.minReplicas);
+    return {
+      ...c,
+      maxReplicas,
+      initialReplicas: c.initialReplicas ?? c.minReplicas,
+      upscaleSmoothingFactor: c.upscaleSmoothingFactor ?? c.smoothingFactor,
+      downscaleSmoothingFactor: c.downscaleSmoothingFactor ?? c.smoothingFactor,
+    };
+  })
+  .superRefine((c, ctx) => {
+    if (c.minReplicas > c.maxReplicas) {
+      ctx.addIssue({ code: "custom", path: ["minReplicas"], message: `minReplicas (${c.minReplicas}) must not exceed maxReplicas (${c.maxReplicas})` });
+    }
+    else if (c.initialReplicas < c.minReplicas || c.initialReplicas > c.maxReplicas) {
+      ctx.addIssue({ code: "custom", path: ["initialReplicas"], message: `initialReplicas (${c.initialReplicas}) must be within [minReplicas, maxReplicas] = [${c.minReplicas}, ${c.maxReplicas}]` });
+    }
+  });
+
+export const actorOptionsSchema = z.strictObject({
+  /** CPUs each replica reserves on its host; fractions allowed. @default 1 */
+  numCpus: finiteNonNegative.max(1024).default(1),
+  /** GPUs each replica reserves; fractions allowed (0.5 = two replicas share one GPU). @default 0 */
+  numGpus: finiteNonNegative.max(64).default(0),
+  /** Custom resources each replica reserves, e.g. `{ "memoryGiB": 2 }`. @default {} */
+  resources: z
+    .record(z.string().regex(RESOURCE_NAME, "resource names are letters, digits, '_', '.', '-'"), finiteNonNegative)
+    .default({}),
+  /** Environment variables for the replica process; OMP_NUM_THREADS here wins over the host's. @default {} */
+  env: z.record(z.string().regex(ENV_NAME, "environment variable names are letters, digits and '_'"), z.string().max(65_536)).default({}),
+});
+
+const jsonValue: z.ZodType<unknown> = z.json();
+
+const rawSpecSchema = z.strictObject({
+  /** DNS-label-like: lower-case letters, digits and '-', at most 63 characters. */
+  name: z.string().max(63).regex(DNS_LABEL, "must be a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit"),
+  /** `path/to/module.ts#ExportName` inside the app directory; `#default` when omitted. */
+  import: z
+    .string()
+    .min(1)
+    .max(1024)
+    .superRefine((ref, ctx) => {
+      const problem = importRefProblem(ref);
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    }),
+  /** @default 1 (not allowed together with autoscalingConfig) */
+  numReplicas: z.number().int().nonnegative().max(10_000).optional(),
+  /** Code version. Absent: every deploy is a new version. */
+  version: z.string().min(1).max(128).optional(),
+  /** Passed to `reconfigure(userConfig)`; changing it reconfigures replicas in place. */
+  userConfig: jsonValue.optional(),
+  /** HTTP path prefix; `null` serves no HTTP. @default "/<name>" */
+  routePrefix: z
+    .string()
+    .max(512)
+    .regex(ROUTE_PREFIX, "must start with '/' and contain only URL path characters")
+    .nullable()
+    .optional(),
+  /** Requests one replica runs at once (its BullMQ worker concurrency). @default 100 */
+  maxConcurrentQueries: z.number().int().positive().max(10_000).default(100),
+  autoscalingConfig: autoscalingConfigSchema.optional(),
+  actorOptions: actorOptionsSchema.default({ numCpus: 1, numGpus: 0, resources: {}, env: {} }),
+  /** Seconds a draining replica may spend finishing in-flight requests. @default 20 */
+  gracefulShutdownTimeoutS: z.number().finite().positive().max(3600).default(20),
+  /** Replica-side limit on one request; the handler's AbortSignal fires and the caller gets 504. @default none */
+  requestTimeoutS: z.number().finite().positive().max(86_400).optional(),
+  /** Requests allowed to wait in the queue before new ones get 503. @default unlimited */
+  maxQueuedRequests: z.number().int().positive().max(100_000_000).optional(),
+  /** Times a request is retried after its replica process died while running it. @default 3 */
+  maxRetries: z.number().int().nonnegative().max(100).default(3),
+});
+
+export const deploymentSpecSchema = rawSpecSchema
+  .superRefine((s, ctx) => {
+    if (s.autoscalingConfig !== undefined && s.numReplicas !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["numReplicas"], message: "numReplicas cannot be set together with autoscalingConfig (the autoscaler owns the replica count)" });
+    }
+  })
+  .transform((s) => ({
+    ...s,
+    numReplicas: s.autoscalingConfig ? s.autoscalingConfig.initialReplicas : (s.numReplicas ?? 1),
+    routePrefix: s.routePrefix === undefined ? `/${s.name}` : s.routePrefix,
+  }));
+
+/** What callers write: every field but `name` and `import` is optional. */
+export type DeploymentSpecInput = z.input<typeof deploymentSpecSchema>;
+/** A complete spec with all defaults filled in. */
+export type DeploymentSpec = Readonly<z.output<typeof deploymentSpecSchema>>;
+export type AutoscalingConfig = z.output<typeof autoscalingConfigSchema>;
+export type ActorOptions = z.output<typeof actorOptionsSchema>;
+
+function describeValue(value: unknown): string {
+  if (value === undefined) return "nothing";
+  let text: string;
+  try {
+    text = typeof value === "string" ? JSON.stringify(value) : (JSON.stringify(value) ?? String(value));
+  } catch {
+    text = String(value);
+  }
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+function fieldPath(prefix: string, path: ReadonlyArray<PropertyKey>): string {
+  let out = prefix;
+  for (const key of path) {
+    if (typeof key === "number") out += `[${key}]`;
+    else out += out ? `.${String(key)}` : String(key);
+  }
+  return out || "(spec)";
+}
+
+/** Turns zod issues into one FlotillaError whose message names each field and value. */
+export function specError(issues: ReadonlyArray<z.core.$ZodIssue>, prefix = ""): FlotillaError {
+  const problems = issues.map((issue) => {
+    const path = issue.path;
+    let message = issue.message;
+    if (issue.code === "unrecognized_keys") {
+      const keys = issue.keys;
+      const field = fieldPath(prefix, [...path, keys[0] ?? ""]);
+      return { field, message: `unknown field${keys.length > 1 ? "s" : ""} ${keys.map((k) => `'${k}'`).join(", ")}` };
+    }
+    const input = "input" in issue ? issue.input : undefined;
+    if (issue.code === "invalid_type" && input === undefined) message = "is required";
+    else if (issue.code !== "custom" || path.length === 0 || !message.includes(String(path[path.length - 1]))) message = `${message} (got ${describeValue(input)})`;
+    return { field: fieldPath(prefix, path), message };
+  });
+  const text = problems.map((p) => `${p.field}: ${p.message}`).join("; ");
+  return new FlotillaError("INVALID_SPEC", `invalid deployment spec: ${text}`, { details: { problems } });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/** Validates one spec; throws FlotillaError INVALID_SPEC naming the field. */
+export function parseDeploymentSpec(input: unknown, prefix = ""): DeploymentSpec {
+  const result = deploymentSpecSchema.safeParse(input, { reportInput: true });
+  if (!result.success) throw specError(result.error.issues, prefix);
+  return deepFreeze(result.data);
+}
+
+/**
+ * Validates a whole deploy file (`{ deployments: [...] }`): every spec, and
+ * that names and route prefixes are unique. All or nothing.
+ */
+export function parseDeployFile(input: unknown): DeploymentSpec[] {
+  const file = z.strictObject({ deployments: z.array(z.unknown()).max(10_000) }).safeParse(input, { reportInput: true });
+  if (!file.success) throw specError(file.error.issues);
+  const specs = file.data.deployments.map((raw, i) => parseDeploymentSpec(raw, `deployments[${i}]`));
+  assertUnique(specs);
+  return specs;
+}
+
+/** Names and non-null route prefixes must be unique within one apply. */
+export function assertUnique(specs: ReadonlyArray<DeploymentSpec>): void {
+  const names = new Map<string, number>();
+  const routes = new Map<string, string>();
+  specs.forEach((spec, i) => {
+    const seen = names.get(spec.name);
+    if (seen !== undefined) {
+      throw new FlotillaError("INVALID_SPEC", `invalid deployment spec: deployments[${i}].name: '${spec.name}' is already used by deployments[${seen}]`);
+    }
+    names.set(spec.name, i);
+    if (spec.routePrefix !== null) {
+      const other = routes.get(spec.routePrefix);
+      if (other !== undefined) {
+        throw new FlotillaError("INVALID_SPEC", `invalid deployment spec: deployments[${i}].routePrefix: '${spec.routePrefix}' is already the route of '${other}'`);
+      }
+      routes.set(spec.routePrefix, spec.name);
+    }
+  });
+}
