@@ -10,7 +10,7 @@ import { v4 as uuidv4 } from "uuid";
 import { FlotillaError, errorMessage } from "../errors.js";
 import { Keys } from "../shared/keys.js";
 import type { Reply, RequestJob } from "../shared/protocol.js";
-import { closeRedis, createRedis } from "../shared/redis.js";
+import { closeRedis, createRedis, waitReady } from "../shared/redis.js";
 
 /** Job options every request gets: no completed job kept; failed ones kept until the controller answers them. */
 export const REQUEST_JOB_OPTIONS = { removeOnComplete: true, removeOnFail: false } as const;
@@ -47,6 +47,7 @@ export class RequestClient {
   private readonly replyKey: string;
   private nextRequest = 0;
   private closed = false;
+  private everReady = false;
   private readerLoop: Promise<void> | undefined;
 
   constructor(options: RequestClientOptions) {
@@ -55,6 +56,7 @@ export class RequestClient {
     this.redis = createRedis(options.redisUrl, { mode: "failFast", name: `flotilla-${this.id}` });
     this.replyReader = createRedis(options.redisUrl, { name: `flotilla-${this.id}-replies` });
     this.replyKey = this.keys.replies(this.id);
+    this.redis.once("ready", () => (this.everReady = true));
   }
 
   get inflight(): number {
@@ -80,9 +82,7 @@ export class RequestClient {
   async submit(deployment: string, job: RequestJob, options: SubmitOptions = {}): Promise<Reply> {
     if (this.closed) throw new FlotillaError("INTERNAL", "the request client is closed");
     this.ensureReader();
-    if (this.redis.status !== "ready") {
-      throw new FlotillaError("REDIS_UNAVAILABLE", `Redis is not reachable (connection ${this.redis.status}); the request was not accepted`);
-    }
+    if (this.redis.status !== "ready") await this.whenConnected();
     if (options.maxQueued !== undefined) {
       const waiting = await this.redis.llen(this.keys.queueKey(deployment, "wait"));
       if (waiting >= options.maxQueued) {
@@ -114,6 +114,20 @@ export class RequestClient {
     } catch (err) {
       if (err instanceof FlotillaError && err.code === "TIMEOUT" && jobId) void this.withdraw(deployment, jobId);
       throw err;
+    }
+  }
+
+  /**
+   * A first connection still being set up is waited for briefly; a connection
+   * that was lost (Redis down) fails at once so callers can answer 503.
+   */
+  private async whenConnected(): Promise<void> {
+    const status = this.redis.status;
+    if ((status === "wait" || status === "connecting" || status === "connect") && !this.everReady) {
+      await waitReady(this.redis, 2000).catch(() => undefined);
+    }
+    if (this.redis.status !== "ready") {
+      throw new FlotillaError("REDIS_UNAVAILABLE", `Redis is not reachable (connection ${this.redis.status}); the request was not accepted`);
     }
   }
 

@@ -157,8 +157,8 @@ class Ledger {
       if (best >= 0) return best;
     }
     for (const h of this.order) {
-      // Later hosts have at most this much CPU, give or take the 1e-6 the order rounds to.
-      if (need.cpu > 0 && this.hosts[h]!.free[CPU]! + 1e-6 < need.cpu) break;
+      // Later hosts have no more CPU than this one, give or take the 1e-6 the order rounds to.
+      if (need.cpu > 0 && this.hosts[h]!.free[CPU]! + 2e-6 < need.cpu) break;
       if (fit(this.hosts[h]!, need) === NO_FIT) continue;
       if (counts[h] === 0) return h;
       if (best < 0 || counts[h]! < counts[best]!) best = h;

@@ -162,6 +162,9 @@ export class HostAgent {
     };
     const env: NodeJS.ProcessEnv = {
       ...process.env,
+      // A handler's getHandle() reaches the same cluster by default (model composition).
+      REDIS_URL: this.options.redisUrl,
+      FLOTILLA_NAMESPACE: this.options.namespace,
       OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? "1",
       CUDA_VISIBLE_DEVICES: a.gpuIds.join(","),
       ...spec.actorOptions.env,

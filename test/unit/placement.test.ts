@@ -9,8 +9,8 @@ function host(id: string, cpu: number, gpus = 0, extra: ResourceSet = {}, schedu
   return { id, total: { CPU: cpu, GPU: gpus, ...extra }, gpuDevices: gpus, schedulable };
 }
 
-function requests(n: number, resources: ResourceSet, deployment = "app", prefix = "r"): PlacementRequest[] {
-  return Array.from({ length: n }, (_, i) => ({ id: `${prefix}${i}`, deployment, resources }));
+function requests(n: number, resources: ResourceSet, deployment = "app"): PlacementRequest[] {
+  return Array.from({ length: n }, (_, i) => ({ id: `r${i}`, deployment, resources }));
 }
 
 function perHost(placed: Array<{ host: string }>): Record<string, number> {
@@ -129,6 +129,8 @@ describe("place", () => {
   it("says when each resource fits somewhere but no host has them all", () => {
     const result = place([host("a", 4), host("b", 1, 1)], [], requests(1, { CPU: 2, GPU: 1 }));
     assert.deepEqual(result.pending, [{ id: "r0", reason: "needs 2 CPU and 1 GPU together, no host has them free" }]);
+    const neither = place([host("a", 4), host("b", 1, 1)], [], requests(1, { CPU: 8, GPU: 2 }));
+    assert.deepEqual(neither.pending, [{ id: "r0", reason: "needs 8 CPU, no host has 8 free; needs 2 GPU, no host has 2 free" }]);
   });
 
   it("tolerates float noise: three 0.1 CPU fit in 0.3, a fourth does not", () => {
@@ -208,7 +210,7 @@ function pick<T>(rand: () => number, items: readonly T[]): T {
 }
 
 function randomCluster(rand: () => number) {
-  const models: Model[] = Array.from({ length: Math.floor(rand() * 6) }, (_, i) => {
+  const models: Model[] = Array.from({ length: rand() < 0.05 ? 0 : 1 + Math.floor(rand() * 6) }, (_, i) => {
     const gpus = Math.floor(rand() * 5);
     const total: ResourceSet = { CPU: Math.floor(rand() * 33) / 2 };
     if (rand() < 0.8) total.GPU = rand() < 0.9 ? gpus : Math.floor(rand() * 5);
@@ -243,6 +245,17 @@ function randomCluster(rand: () => number) {
   return { models, existing, reqs };
 }
 
+/** The rule, applied naively: packing for a GPU fraction, then fewest of the deployment, most free CPU, lowest id. */
+function preferred(fitting: Model[], r: PlacementRequest, counts: Map<string, number>): Model {
+  const gpu = r.resources.GPU ?? 0;
+  const packs = (m: Model) => (gpu > 0 && gpu < 1 && m.devices.some((u) => u > EPS && u + gpu <= 1 + EPS) ? 0 : 1);
+  const count = (m: Model) => counts.get(`${r.deployment}@${m.host.id}`) ?? 0;
+  // Free CPU in millionths: hosts that differ only by float noise tie, and the lower id wins.
+  const cpu = (m: Model) => Math.round((m.host.total.CPU! - (m.used.CPU ?? 0)) * 1e6);
+  const sorted = [...fitting].sort((a, b) => packs(a) - packs(b) || count(a) - count(b) || cpu(b) - cpu(a) || (a.host.id < b.host.id ? -1 : 1));
+  return sorted[0]!;
+}
+
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === "object") {
     for (const v of Object.values(value)) deepFreeze(v);
@@ -252,7 +265,7 @@ function deepFreeze<T>(value: T): T {
 }
 
 describe("place, on random clusters", () => {
-  it("never over-commits, answers every request once and leaves pending only what fits nowhere", () => {
+  it("never over-commits, answers every request once, follows the host preference and leaves pending only what fits nowhere", () => {
     for (let seed = 1; seed <= 2000; seed++) {
       const { models, existing, reqs } = randomCluster(mulberry32(seed));
       const hosts = deepFreeze(models.map((m) => m.host));
@@ -265,17 +278,23 @@ describe("place, on random clusters", () => {
       const placed = new Map(result.placed.map((p) => [p.id, p]));
       const live = models.filter((m) => m.host.schedulable);
 
-      // Replay in request order on the model, so a pending request is judged on what was free at its turn.
+      const counts = new Map<string, number>();
+      for (const x of existing) counts.set(`${x.deployment}@${x.host}`, (counts.get(`${x.deployment}@${x.host}`) ?? 0) + 1);
+
+      // Replay in request order on the model, so each request is judged on what was free at its turn.
       for (const r of reqs) {
         const p = placed.get(r.id);
+        const fitting = live.filter((m) => fits(m, r.resources));
         if (!p) {
-          assert.ok(!live.some((m) => fits(m, r.resources)), `${at}: ${r.id} is pending but fits`);
+          assert.equal(fitting.length, 0, `${at}: ${r.id} is pending but fits`);
           const reason = result.pending.find((q) => q.id === r.id)?.reason;
           assert.match(reason ?? "", live.length === 0 ? /^no live hosts$/ : /^needs .*(free)$/, at);
           continue;
         }
         const m = models.find((x) => x.host.id === p.host);
         assert.ok(m?.host.schedulable, `${at}: ${r.id} on an unschedulable or unknown host`);
+        assert.equal(p.host, preferred(fitting, r, counts).host.id, `${at}: ${r.id} on the wrong host`);
+        counts.set(`${r.deployment}@${p.host}`, (counts.get(`${r.deployment}@${p.host}`) ?? 0) + 1);
         const { whole, rem } = gpuShape(r.resources.GPU ?? 0);
         assert.equal(p.gpuIds.length, whole + (rem > 0 ? 1 : 0), `${at}: ${r.id} gpuIds length`);
         assert.deepEqual(p.gpuIds, [...new Set(p.gpuIds)].sort((a, b) => a - b), `${at}: gpuIds unique and ascending`);
