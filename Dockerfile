@@ -27,7 +27,8 @@ COPY --from=deps /opt/flotilla/node_modules ./node_modules
 COPY package.json package-lock.json ./
 COPY bin ./bin
 COPY --from=build /src/dist ./dist
-RUN mkdir -p /app
+# /app holds the mounted modules; /node_modules/flotilla lets them `import ... from "flotilla"`.
+RUN mkdir -p /app /node_modules && ln -s /opt/flotilla /node_modules/flotilla
 # The app directory: mount the deployments' modules here (read-only is fine).
 WORKDIR /app
 ENTRYPOINT ["node", "/opt/flotilla/bin/flotilla.js"]

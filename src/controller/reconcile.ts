@@ -227,6 +227,21 @@ function placeAll(
     list.push(p.reason);
     reasons.set(a.deployment, list);
   }
+  // A draining host's replicas wait for successors elsewhere; where a successor cannot be placed,
+  // waiting helps nobody (the host is going away), so they drain now.
+  const drainingHosts = new Set([...aliveHosts.values()].filter((h) => h.draining).map((h) => h.id));
+  if (drainingHosts.size > 0) {
+    const unplaced = new Map<string, number>();
+    for (const [name, list] of reasons) unplaced.set(name, list.length);
+    for (const a of kept.values()) {
+      const current = upserts.get(a.id) ?? a;
+      const left = unplaced.get(a.deployment) ?? 0;
+      if (left > 0 && current.host !== null && drainingHosts.has(current.host) && current.desired === "run") {
+        upserts.set(a.id, { ...current, desired: "drain" });
+        unplaced.set(a.deployment, left - 1);
+      }
+    }
+  }
   for (const s of statuses) {
     const list = reasons.get(s.name);
     if (!list) continue;

@@ -250,7 +250,14 @@ export class HostAgent {
       await this.heartbeat().catch(() => undefined);
       await this.redis.publish(this.keys.changes, "hosts").catch(() => undefined);
       this.log.info({ replicas: this.procs.size }, "host draining: waiting for its replicas to move");
-      await this.waitEmpty((maxGraceS + 60) * 1000);
+      const deadline = Date.now() + (maxGraceS + 60) * 1000;
+      while (this.procs.size > 0 && Date.now() < deadline) {
+        if (Number(await this.redis.exists(this.keys.leaderLease).catch(() => 0)) === 0) {
+          this.log.warn("no controller leader to move the replicas: draining them in place");
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
     }
     this.stopping = true;
     for (const proc of this.procs.values()) proc.drain();

@@ -192,11 +192,13 @@ export class TestCluster {
   async stop(): Promise<void> {
     const status = await this.status().catch(() => undefined);
     const replicaPids = status?.deployments.flatMap((d) => d.replicas.map((r) => r.pid)).filter((p): p is number => p !== null) ?? [];
-    const order = [...this.processes].sort((a, b) => rank(a.name) - rank(b.name));
-    for (const handle of order) {
-      await this.kill(handle, "SIGTERM", 15_000).catch(() => {
-        handle.child.kill("SIGKILL");
-      });
+    // Routers first, then every host at once (with nowhere to move to, their replicas drain in place), then controllers.
+    for (const group of [0, 1, 2]) {
+      await Promise.all(
+        this.processes
+          .filter((handle) => rank(handle.name) === group)
+          .map((handle) => this.kill(handle, "SIGTERM", 15_000).catch(() => handle.child.kill("SIGKILL"))),
+      );
     }
     for (const pid of replicaPids) {
       try {

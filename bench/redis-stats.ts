@@ -1,0 +1,95 @@
+/**
+ * What a cell costs Redis, from two snapshots of `INFO commandstats cpu`.
+ *
+ * - calls: the sum of `calls` over every command, which counts the commands a
+ *   Lua script runs (BullMQ's EVALSHA) as well as the EVALSHA itself.
+ * - usec: the sum of `usec` over every command. An EVALSHA's usec already
+ *   includes the commands it ran, and those are counted again under their own
+ *   names, so this double-counts script work; it is kept for reference only.
+ * - cpuUs (the headline): the delta of used_cpu_user + used_cpu_sys, i.e. the
+ *   CPU the whole redis-server process used, network I/O included. It is
+ *   unambiguous, and it also includes the target's background work (heartbeats,
+ *   BullMQ's stalled checks) during the cell.
+ * The benchmark's own INFO and CONFIG calls are left out.
+ */
+import type { Redis } from "ioredis";
+
+export interface RedisSnapshot {
+  commands: Map<string, { calls: number; usec: number }>;
+  cpuS: number;
+  at: number;
+}
+
+export interface RedisCost {
+  calls: number;
+  usec: number;
+  /** EVAL/EVALSHA/FCALL calls: one per script run. */
+  scriptCalls: number;
+  cpuUs: number;
+  elapsedS: number;
+  /** Per completed request (undefined when no request completed). */
+  perRequest?: { calls: number; usec: number; scriptCalls: number; cpuUs: number };
+  /** The commands with most calls, per request when there were requests, else per second. */
+  top: Array<{ command: string; calls: number }>;
+}
+
+const OWN_COMMANDS = /^(info|config\|.*)$/;
+const SCRIPT_COMMANDS = /^(eval|evalsha|eval_ro|evalsha_ro|fcall|fcall_ro)$/;
+
+export function parseInfo(text: string, at = Date.now()): RedisSnapshot {
+  const commands = new Map<string, { calls: number; usec: number }>();
+  let user = 0;
+  let sys = 0;
+  for (const line of text.split(/\r?\n/)) {
+    const cmd = /^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/.exec(line);
+    if (cmd) commands.set(cmd[1] as string, { calls: Number(cmd[2]), usec: Number(cmd[3]) });
+    const cpu = /^used_cpu_(user|sys):([\d.]+)/.exec(line);
+    if (cpu?.[1] === "user") user = Number(cpu[2]);
+    if (cpu?.[1] === "sys") sys = Number(cpu[2]);
+  }
+  return { commands, cpuS: user + sys, at };
+}
+
+export async function snapshot(redis: Redis): Promise<RedisSnapshot> {
+  return parseInfo((await redis.call("INFO", "commandstats", "cpu")) as string);
+}
+
+/** Zeroes the counters; only sent to a Redis the benchmark owns. */
+export async function resetStats(redis: Redis): Promise<void> {
+  await redis.call("CONFIG", "RESETSTAT");
+}
+
+export function costBetween(before: RedisSnapshot, after: RedisSnapshot, requests: number): RedisCost {
+  let calls = 0;
+  let usec = 0;
+  let scriptCalls = 0;
+  const perCommand: Array<{ command: string; calls: number }> = [];
+  for (const [name, now] of after.commands) {
+    if (OWN_COMMANDS.test(name)) continue;
+    const then = before.commands.get(name) ?? { calls: 0, usec: 0 };
+    const dCalls = Math.max(0, now.calls - then.calls);
+    const dUsec = Math.max(0, now.usec - then.usec);
+    if (dCalls === 0) continue;
+    calls += dCalls;
+    usec += dUsec;
+    if (SCRIPT_COMMANDS.test(name)) scriptCalls += dCalls;
+    perCommand.push({ command: name, calls: dCalls });
+  }
+  const cpuUs = Math.max(0, (after.cpuS - before.cpuS) * 1e6);
+  const elapsedS = (after.at - before.at) / 1000;
+  const divisor = requests > 0 ? requests : Math.max(elapsedS, 1e-3);
+  const top = perCommand
+    .sort((a, b) => b.calls - a.calls)
+    .slice(0, 10)
+    .map((c) => ({ command: c.command, calls: round(c.calls / divisor, 2) }));
+  const cost: RedisCost = { calls, usec, scriptCalls, cpuUs: Math.round(cpuUs), elapsedS: round(elapsedS, 3), top };
+  if (requests > 0) {
+    cost.perRequest = { calls: round(calls / requests, 2), usec: round(usec / requests, 2), scriptCalls: round(scriptCalls / requests, 2), cpuUs: round(cpuUs / requests, 2) };
+  }
+  return cost;
+}
+
+export function round(n: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}

@@ -1,0 +1,172 @@
+/**
+ * The Docker Compose file is valid and wires the cluster the way the docs say:
+ * `docker-compose config` must accept it, and its resolved form must have Redis
+ * with AOF, a router on :8000, scalable hosts with the app directory mounted,
+ * and every Flotilla process pointed at the compose Redis. Needs the
+ * `docker-compose` binary (no Docker daemon); .ci/run installs it.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { parse } from "yaml";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const FLOTILLA_SERVICES = ["controller", "router", "host"] as const;
+
+type Service = Record<string, unknown>;
+interface ComposeConfig {
+  services: Record<string, Service>;
+}
+
+/** `docker-compose config` prints the resolved file; any failure is a test failure, never a skip. */
+function composeConfig(): ComposeConfig {
+  const run = spawnSync("docker-compose", ["-f", "docker-compose.yml", "config"], {
+    cwd: root,
+    encoding: "utf8",
+    env: { ...process.env, FLOTILLA_NAMESPACE: "flotilla-compose-test" },
+    timeout: 60_000,
+  });
+  if (run.error && (run.error as NodeJS.ErrnoException).code === "ENOENT") {
+    assert.fail("docker-compose is not installed: install it (apt-get install docker-compose; .ci/run does) to validate docker-compose.yml");
+  }
+  if (run.error) assert.fail(`docker-compose config could not run: ${run.error.message}`);
+  assert.equal(run.status, 0, `docker-compose -f docker-compose.yml config exited ${run.status}:\n${run.stderr}${run.stdout}`);
+  const parsed = parse(run.stdout) as unknown;
+  assert.ok(parsed && typeof parsed === "object" && "services" in parsed, `docker-compose config printed no services:\n${run.stdout}`);
+  return parsed as ComposeConfig;
+}
+
+function service(config: ComposeConfig, name: string): Service {
+  const s = config.services[name];
+  assert.ok(s, `service '${name}' is missing; services: ${Object.keys(config.services).join(", ")}`);
+  return s;
+}
+
+/** A command as one string, whether written as a list or a string. */
+function commandLine(s: Service): string {
+  const c = s.command;
+  return Array.isArray(c) ? c.map(String).join(" ") : String(c ?? "");
+}
+
+/** Environment as a map, from either the map or the `KEY=value` list form. */
+function environment(s: Service): Record<string, string> {
+  const env = s.environment;
+  if (Array.isArray(env)) {
+    return Object.fromEntries(env.map((e: unknown) => {
+      const text = String(e);
+      const eq = text.indexOf("=");
+      return eq < 0 ? [text, ""] : [text.slice(0, eq), text.slice(eq + 1)];
+    }));
+  }
+  if (env && typeof env === "object") return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v ?? "")]));
+  return {};
+}
+
+interface Mount { source: string; target: string; readOnly: boolean }
+
+/** Volumes from either the short `src:dst[:ro]` or the long `{type, source, target}` form. */
+function mounts(s: Service): Mount[] {
+  const vols = Array.isArray(s.volumes) ? (s.volumes as unknown[]) : [];
+  return vols.map((v) => {
+    if (typeof v === "string") {
+      const [source = "", target = "", mode = ""] = v.split(":");
+      return { source, target, readOnly: mode.split(",").includes("ro") };
+    }
+    const o = v as { source?: string; target?: string; read_only?: boolean };
+    return { source: o.source ?? "", target: o.target ?? "", readOnly: o.read_only === true };
+  });
+}
+
+/** Published host ports, from either the short `"8000:8000"` or the long `{published, target}` form. */
+function publishedPorts(s: Service): Array<{ published: string; target: string }> {
+  const ports = Array.isArray(s.ports) ? (s.ports as unknown[]) : [];
+  return ports.map((p) => {
+    if (typeof p === "string" || typeof p === "number") {
+      const parts = String(p).split(":");
+      const target = (parts.pop() ?? "").split("/")[0] ?? "";
+      return { published: parts.pop() ?? "", target };
+    }
+    const o = p as { published?: unknown; target?: unknown };
+    return { published: String(o.published ?? ""), target: String(o.target ?? "") };
+  });
+}
+
+let resolved: { config: ComposeConfig } | { error: unknown } | undefined;
+
+/** Runs `docker-compose config` once; every test asks for it, so a missing binary fails each of them (not cancels). */
+function loadConfig(): ComposeConfig {
+  if (!resolved) {
+    try {
+      resolved = { config: composeConfig() };
+    } catch (error) {
+      resolved = { error };
+    }
+  }
+  if ("error" in resolved) throw resolved.error;
+  return resolved.config;
+}
+
+describe("docker-compose.yml", () => {
+  it("is accepted by docker-compose config and defines the redis, controller, router and host services", () => {
+    const config = loadConfig();
+    for (const name of ["redis", ...FLOTILLA_SERVICES]) service(config, name);
+  });
+
+  it("runs Redis with append-only persistence on a volume and a ping healthcheck", () => {
+    const config = loadConfig();
+    const redis = service(config, "redis");
+    assert.match(commandLine(redis), /--appendonly\s+yes/);
+    assert.ok(mounts(redis).some((m) => m.target === "/data"), "redis keeps /data on a volume");
+    const healthcheck = redis.healthcheck as { test?: unknown } | undefined;
+    assert.match([healthcheck?.test ?? ""].flat().map(String).join(" "), /redis-cli\s+ping/);
+  });
+
+  it("starts each Flotilla process with its own command", () => {
+    const config = loadConfig();
+    assert.match(commandLine(service(config, "controller")), /^controller\b/);
+    assert.match(commandLine(service(config, "router")), /^router\b/);
+    assert.match(commandLine(service(config, "host")), /^host\b/);
+  });
+
+  it("publishes the router on port 8000", () => {
+    const config = loadConfig();
+    const router = service(config, "router");
+    assert.match(commandLine(router), /--port\s+8000\b/);
+    assert.match(commandLine(router), /--bind\s+0\.0\.0\.0\b/);
+    assert.ok(
+      publishedPorts(router).some((p) => p.published === "8000" && p.target === "8000"),
+      `router ports: ${JSON.stringify(router.ports)}`,
+    );
+  });
+
+  it("keeps hosts scalable and mounts the examples at /app", () => {
+    const config = loadConfig();
+    const host = service(config, "host");
+    assert.equal(host.container_name, undefined, "a container_name would stop `--scale host=N`");
+    assert.deepEqual(publishedPorts(host), [], "fixed host ports would stop `--scale host=N`");
+    const app = mounts(host).find((m) => m.target === "/app");
+    assert.ok(app, `host volumes: ${JSON.stringify(host.volumes)}`);
+    assert.equal(path.resolve(root, app.source), path.join(root, "examples"));
+    assert.ok(host.stop_grace_period, "hosts need time to drain their replicas on stop");
+  });
+
+  it("points every Flotilla service at the compose Redis, after it is healthy", () => {
+    const config = loadConfig();
+    const names = Object.keys(config.services).filter((n) => n !== "redis");
+    for (const name of names) {
+      const s = service(config, name);
+      const env = environment(s);
+      assert.ok(env.REDIS_URL, `${name} sets no REDIS_URL`);
+      const url = new URL(env.REDIS_URL);
+      assert.equal(url.protocol, "redis:", `${name} REDIS_URL ${env.REDIS_URL}`);
+      assert.equal(url.hostname, "redis", `${name} REDIS_URL must name the redis service, got ${env.REDIS_URL}`);
+      assert.equal(url.port || "6379", "6379", `${name} REDIS_URL ${env.REDIS_URL}`);
+      assert.equal(env.FLOTILLA_NAMESPACE, "flotilla-compose-test", `${name} takes FLOTILLA_NAMESPACE from the environment`);
+      const dependsOn = s.depends_on as Record<string, { condition?: string }> | string[] | undefined;
+      const onRedis = Array.isArray(dependsOn) ? undefined : dependsOn?.redis;
+      assert.equal(onRedis?.condition, "service_healthy", `${name} must wait for a healthy redis`);
+    }
+  });
+});
