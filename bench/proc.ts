@@ -73,18 +73,25 @@ export class Proc {
   }
 
   findJson<T>(pick: (entry: Record<string, unknown>) => T | undefined): T | undefined {
-    for (const line of this.lines) {
-      if (!line.startsWith("{")) continue;
-      let entry: Record<string, unknown>;
-      try {
-        entry = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        continue;
-      }
+    for (const entry of this.entries()) {
       const value = pick(entry);
       if (value !== undefined) return value;
     }
     return undefined;
+  }
+
+  /** Every output line that is a JSON object, parsed. */
+  entries(): Array<Record<string, unknown>> {
+    const out: Array<Record<string, unknown>> = [];
+    for (const line of this.lines) {
+      if (!line.startsWith("{")) continue;
+      try {
+        out.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        // not JSON after all
+      }
+    }
+    return out;
   }
 
   /** SIGTERM, then SIGKILL if it has not exited after `graceMs`. */
@@ -125,15 +132,19 @@ export function trackOrphan(pid: number, mark: string): void {
   orphanPids.set(pid, mark);
 }
 
-function killOrphans(): void {
-  for (const [pid, mark] of orphanPids) {
-    try {
-      if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(mark)) continue;
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
+/** SIGKILLs `pid` if it still runs a command line containing `mark`; true when a signal was sent. */
+export function killIfStill(pid: number, mark: string): boolean {
+  try {
+    if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(mark)) return false;
+    process.kill(pid, "SIGKILL");
+    return true;
+  } catch {
+    return false; // already gone
   }
+}
+
+function killOrphans(): void {
+  for (const [pid, mark] of orphanPids) killIfStill(pid, mark);
   orphanPids.clear();
 }
 

@@ -3,10 +3,33 @@
  * variable), and the BullMQ worker options derived from it.
  */
 import type { WorkerOptions } from "bullmq";
+import type { DeploymentSpec } from "../spec/deployment-spec.js";
 
 export const REPLICA_CONFIG_ENV = "FLOTILLA_REPLICA_CONFIG";
 
-export interface ReplicaConfig {
+/** Spec fields a running replica picks up without a restart. */
+export interface ReplicaSettings {
+  maxConcurrentQueries: number;
+  gracefulShutdownTimeoutS: number;
+  requestTimeoutS?: number;
+  maxRetries: number;
+}
+
+export function settingsOf(spec: DeploymentSpec): ReplicaSettings {
+  return {
+    maxConcurrentQueries: spec.maxConcurrentQueries,
+    gracefulShutdownTimeoutS: spec.gracefulShutdownTimeoutS,
+    ...(spec.requestTimeoutS !== undefined ? { requestTimeoutS: spec.requestTimeoutS } : {}),
+    maxRetries: spec.maxRetries,
+  };
+}
+
+/** Compares settings regardless of where they came from. */
+export function settingsKey(s: ReplicaSettings): string {
+  return JSON.stringify([s.maxConcurrentQueries, s.gracefulShutdownTimeoutS, s.requestTimeoutS ?? null, s.maxRetries]);
+}
+
+export interface ReplicaConfig extends ReplicaSettings {
   replicaId: string;
   deployment: string;
   hostId: string;
@@ -15,12 +38,10 @@ export interface ReplicaConfig {
   appDir: string;
   importRef: string;
   codeVersion: string;
+  /** What replies and status show: the spec's `version`, or the code version when it has none. */
+  version: string;
   configVersion: string | null;
   userConfig: unknown;
-  maxConcurrentQueries: number;
-  gracefulShutdownTimeoutS: number;
-  requestTimeoutS?: number;
-  maxRetries: number;
 }
 
 /**

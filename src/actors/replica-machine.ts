@@ -26,6 +26,7 @@ export interface ReplicaContext {
 export type ReplicaEvent =
   | { type: "RECONFIGURE"; userConfig: unknown; configVersion: string }
   | { type: "DRAIN" }
+  | { type: "SETTINGS"; gracefulShutdownTimeoutMs: number }
   | { type: "FATAL"; error: string };
 
 export interface ReplicaMachineInput {
@@ -59,6 +60,9 @@ export const replicaMachine = setup({
 }).createMachine({
   id: "replica",
   initial: "starting",
+  on: {
+    SETTINGS: { actions: assign({ gracefulShutdownTimeoutMs: ({ event }) => event.gracefulShutdownTimeoutMs }) },
+  },
   context: ({ input }) => ({
     gracefulShutdownTimeoutMs: input.gracefulShutdownTimeoutMs,
     configVersion: input.configVersion,

@@ -66,6 +66,8 @@ setInterval(() => {
 process.on("message", (message: HostToReplica) => {
   if (message.type === "reconfigure") {
     runner.actor.send({ type: "RECONFIGURE", userConfig: message.userConfig, configVersion: message.configVersion });
+  } else if (message.type === "settings") {
+    runner.applySettings(message.settings);
   } else if (message.type === "drain") {
     runner.actor.send({ type: "DRAIN" });
   }

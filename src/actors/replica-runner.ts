@@ -13,7 +13,7 @@ import { Keys } from "../shared/keys.js";
 import { createRedis } from "../shared/redis.js";
 import { loadHandler, type LoadedHandler } from "./handler-loader.js";
 import { replicaMachine, type ReplicaMachineState } from "./replica-machine.js";
-import { workerOptions, type ReplicaConfig } from "./replica-config.js";
+import { workerOptions, type ReplicaConfig, type ReplicaSettings } from "./replica-config.js";
 
 /** How long a reply list lives without its reader: a dead requester's replies expire. */
 const REPLY_TTL_MS = 120_000;
@@ -40,10 +40,13 @@ export class ReplicaRunner {
   private inflight = 0;
   private readonly controllers = new Set<AbortController>();
 
+  private readonly config: ReplicaConfig;
+
   constructor(
-    private readonly config: ReplicaConfig,
+    config: ReplicaConfig,
     private readonly log: Logger,
   ) {
+    this.config = { ...config };
     this.keys = new Keys(config.namespace);
     this.redis = createRedis(config.redisUrl, { name: `flotilla-replica-${config.replicaId}` });
     const machine = replicaMachine.provide({
@@ -88,6 +91,18 @@ export class ReplicaRunner {
     this.worker = worker;
     await worker.waitUntilReady();
     this.log.info({ ms: Math.round(performance.now() - t0), kind: this.handler.kind }, "replica running");
+  }
+
+  /** New concurrency, timeouts and retry budget, applied to the running worker. */
+  applySettings(settings: ReplicaSettings): void {
+    Object.assign(this.config, settings);
+    if (settings.requestTimeoutS === undefined) delete this.config.requestTimeoutS;
+    if (this.worker) {
+      this.worker.concurrency = settings.maxConcurrentQueries;
+      this.worker.opts.maxStalledCount = settings.maxRetries;
+    }
+    this.actor.send({ type: "SETTINGS", gracefulShutdownTimeoutMs: settings.gracefulShutdownTimeoutS * 1000 });
+    this.log.info(settings, "settings applied");
   }
 
   private async reconfigure(userConfig: unknown): Promise<void> {
@@ -153,7 +168,7 @@ export class ReplicaRunner {
   }
 
   private origin(data: RequestJob): { replica: string; version: string; requestId?: string } {
-    return { replica: this.config.replicaId, version: this.config.codeVersion, ...(data.requestId !== undefined ? { requestId: data.requestId } : {}) };
+    return { replica: this.config.replicaId, version: this.config.version, ...(data.requestId !== undefined ? { requestId: data.requestId } : {}) };
   }
 
   private errorReply(data: RequestJob, err: unknown): Reply {

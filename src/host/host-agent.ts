@@ -12,7 +12,7 @@ import type { DeploymentRecord, HostInfo, ReplicaAssignment, ReplicaStatus } fro
 import { createRedis, closeRedis } from "../shared/redis.js";
 import { releaseWorkerLocks } from "../shared/queue-ops.js";
 import { parseJsonHash } from "../shared/json-hash.js";
-import type { ReplicaConfig } from "../actors/replica-config.js";
+import { settingsKey, settingsOf, type ReplicaConfig } from "../actors/replica-config.js";
 import { ReplicaProcess } from "./replica-process.js";
 import type { HostOptions } from "./host-options.js";
 
@@ -122,6 +122,14 @@ export class HostAgent {
         if (!this.finished.has(a.id) && record && record.codeVersion === a.codeVersion) this.spawn(a, record);
         continue;
       }
+      if (record && record.codeVersion === a.codeVersion && (proc.state === "running" || proc.state === "reconfiguring")) {
+        const settings = settingsOf(record.spec);
+        const key = settingsKey(settings);
+        if (key !== proc.settingsKey) {
+          proc.settingsKey = key;
+          proc.send({ type: "settings", settings });
+        }
+      }
       if (
         record &&
         proc.state === "running" &&
@@ -153,12 +161,10 @@ export class HostAgent {
       appDir: this.options.appDir,
       importRef: spec.import,
       codeVersion: record.codeVersion,
+      version: spec.version ?? record.codeVersion,
       configVersion: record.configVersion,
       userConfig: spec.userConfig,
-      maxConcurrentQueries: spec.maxConcurrentQueries,
-      gracefulShutdownTimeoutS: spec.gracefulShutdownTimeoutS,
-      ...(spec.requestTimeoutS !== undefined ? { requestTimeoutS: spec.requestTimeoutS } : {}),
-      maxRetries: spec.maxRetries,
+      ...settingsOf(spec),
     };
     const env: NodeJS.ProcessEnv = {
       ...process.env,

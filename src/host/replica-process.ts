@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { REPLICA_CONFIG_ENV, type ReplicaConfig } from "../actors/replica-config.js";
+import { REPLICA_CONFIG_ENV, settingsKey, type ReplicaConfig } from "../actors/replica-config.js";
 import type { HostToReplica, ReplicaToHost } from "../actors/replica-ipc.js";
 import type { ReplicaState } from "../shared/records.js";
 
@@ -32,6 +32,8 @@ export class ReplicaProcess {
   drainRequested = false;
   /** The configVersion last sent with a reconfigure, and when. */
   reconfigureSent: { configVersion: string; at: number } | null = null;
+  /** The settings the process runs with (as canonical JSON). */
+  settingsKey: string;
   exited = false;
   private stderrTail = "";
 
@@ -41,6 +43,7 @@ export class ReplicaProcess {
     events: ReplicaProcessEvents,
   ) {
     this.configVersion = config.configVersion;
+    this.settingsKey = settingsKey(config);
     const entry = replicaEntry();
     this.child = spawn(process.execPath, [...entry.execArgv, entry.file], {
       env: { ...env, [REPLICA_CONFIG_ENV]: JSON.stringify(config) },

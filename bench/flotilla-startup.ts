@@ -1,0 +1,88 @@
+/**
+ * Flotilla's start-up costs: how long a replica takes from spawn to running
+ * (the host's "replica process started" log line to the replica's own
+ * "replica running" line, both stamped by pino in ms), the wall time from
+ * applying a spec to HEALTHY, and the resident memory of each process.
+ */
+import { readFileSync } from "node:fs";
+import type { FlotillaTarget } from "./flotilla-target.js";
+import type { Proc } from "./proc.js";
+
+export interface ReplicaStart {
+  deployment: string;
+  replica: string;
+  pid: number;
+  /** "replica process started" (host) → "replica running" (replica). */
+  spawnToRunningMs: number;
+  /** The replica's own measure: loading the handler and readying its BullMQ worker. */
+  loadAndWorkerReadyMs: number | null;
+}
+
+export interface FlotillaStartup {
+  /** Apply → HEALTHY for the first deployment (the host's first replica). */
+  firstApplyToHealthyMs: number;
+  firstReplica: ReplicaStart | null;
+  /** Apply → HEALTHY for a second deployment, measured after the load. */
+  secondApplyToHealthyMs: number;
+  secondReplica: ReplicaStart | null;
+  /** VmRSS in MiB of each process, taken after the load cells. */
+  rssMiB: Record<string, number | null>;
+}
+
+/** Reads the spawn and running lines of `deployment`'s first replica from the host's output. */
+export function replicaStart(host: Proc, deployment: string): ReplicaStart | null {
+  const entries = host.entries();
+  const spawned = entries.find((e) => e.msg === "replica process started" && e.deployment === deployment);
+  if (!spawned || typeof spawned.time !== "number" || typeof spawned.pid !== "number") return null;
+  const running = entries.find((e) => e.msg === "replica running" && e.replica === spawned.replica);
+  if (!running || typeof running.time !== "number") return null;
+  return {
+    deployment,
+    replica: String(spawned.replica),
+    pid: spawned.pid,
+    spawnToRunningMs: running.time - spawned.time,
+    loadAndWorkerReadyMs: typeof running.ms === "number" ? running.ms : null,
+  };
+}
+
+/** VmRSS of a process in MiB, or null when it cannot be read. */
+export function rssMiB(pid: number | undefined | null): number | null {
+  if (!pid) return null;
+  try {
+    const kb = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return kb ? Math.round((Number(kb) / 1024) * 10) / 10 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Replica lines may reach the host's stderr a moment after HEALTHY is observed. */
+async function replicaStartSoon(host: Proc, deployment: string): Promise<ReplicaStart | null> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const found = replicaStart(host, deployment);
+    if (found || Date.now() > deadline) return found;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export async function measureStartup(target: FlotillaTarget, secondName = "hello-start"): Promise<FlotillaStartup> {
+  const status = await target.status();
+  const loadedPid = status.deployments.find((d) => d.name === "hello")?.replicas.find((r) => r.state === "running")?.pid ?? null;
+  const rss: Record<string, number | null> = {
+    controller: rssMiB(target.controller.pid),
+    router: rssMiB(target.router.pid),
+    host: rssMiB(target.host.pid),
+    "replica (after load)": rssMiB(loadedPid),
+  };
+  const secondApplyToHealthyMs = await target.deploy(secondName);
+  const secondReplica = await replicaStartSoon(target.host, secondName);
+  rss["replica (fresh, idle)"] = rssMiB(secondReplica?.pid);
+  return {
+    firstApplyToHealthyMs: target.firstRolloutMs,
+    firstReplica: replicaStart(target.host, "hello"),
+    secondApplyToHealthyMs,
+    secondReplica,
+    rssMiB: rss,
+  };
+}

@@ -1,0 +1,106 @@
+/**
+ * Flotilla as a user runs it: controller, router and one host (`--cpus 2`) as
+ * CLI processes in a fresh namespace, and one replica of bench/app/hello.ts.
+ * Stopping deletes the deployments first, so that the host (whose SIGTERM
+ * migrates replicas and would wait for another host) has nothing to move.
+ */
+import { randomUUID } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { Redis } from "ioredis";
+import { buildStatus, type StatusReport } from "../src/client/cluster-status.js";
+import { applyDeployments, deleteDeployment, waitForRollout } from "../src/client/deployment-store.js";
+import { readClusterState } from "../src/controller/observed-state.js";
+import { Keys } from "../src/shared/keys.js";
+import { parseDeploymentSpec } from "../src/spec/deployment-spec.js";
+import { killIfStill, startProc, trackOrphan, type Proc } from "./proc.js";
+import { START_TIMEOUT_MS, STOP_GRACE_MS, type Target } from "./target.js";
+import { probeHttp, waitFor } from "./wait.js";
+
+const CLI = fileURLToPath(new URL("../bin/flotilla.js", import.meta.url));
+const APP_DIR = fileURLToPath(new URL("./app", import.meta.url));
+/** Appears in every replica's command line (src/actors/replica-main). */
+const REPLICA_MARK = "replica-main";
+
+export interface FlotillaTarget extends Target {
+  namespace: string;
+  keys: Keys;
+  redis: Redis;
+  controller: Proc;
+  host: Proc;
+  router: Proc;
+  /** Applying the first deployment until it was HEALTHY. */
+  firstRolloutMs: number;
+  /** Applies a hello.ts deployment and waits until it is HEALTHY; resolves with the wall time it took. */
+  deploy(name: string): Promise<number>;
+  status(): Promise<StatusReport>;
+}
+
+export async function startFlotilla(redisUrl: string): Promise<FlotillaTarget> {
+  const namespace = `bench-${randomUUID().slice(0, 8)}`;
+  const keys = new Keys(namespace);
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+  redis.on("error", () => undefined);
+  const cli = (name: string, args: string[], level: string): Proc =>
+    startProc(name, process.execPath, [CLI, "--redis", redisUrl, "--namespace", namespace, "--app-dir", APP_DIR, ...args], {
+      FLOTILLA_LOG_PRETTY: "0",
+      // info is needed for "router listening" and the replica start lines; nothing logs per request at info.
+      FLOTILLA_LOG_LEVEL: process.env.FLOTILLA_LOG_LEVEL ?? level,
+    });
+  const controller = cli("flotilla-controller", ["controller", "--id", "c1"], "warn");
+  const host = cli("flotilla-host", ["host", "--id", "h1", "--cpus", "2"], "info");
+  const router = cli("flotilla-router", ["router", "--port", "0", "--bind", "127.0.0.1"], "info");
+  const deployed: string[] = [];
+  const status = async (): Promise<StatusReport> => buildStatus(namespace, await readClusterState(redis, keys));
+
+  /** Replica pids from the host's "replica process started" lines (its `pid` field is the replica's). */
+  const trackReplicas = (): number[] => {
+    const pids = host.entries().flatMap((e) => (e.msg === "replica process started" && typeof e.pid === "number" ? [e.pid] : []));
+    for (const pid of pids) trackOrphan(pid, REPLICA_MARK);
+    return pids;
+  };
+
+  const deploy = async (name: string): Promise<number> => {
+    const spec = parseDeploymentSpec({ name, import: "hello.ts", numReplicas: 1, maxConcurrentQueries: 100, actorOptions: { numCpus: 0.5 } });
+    const t0 = performance.now();
+    deployed.push(name);
+    const results = await applyDeployments(redis, keys, [spec]);
+    try {
+      await waitForRollout(redis, keys, results, { timeoutMs: START_TIMEOUT_MS, pollMs: 20 });
+    } finally {
+      trackReplicas();
+    }
+    return Math.round(performance.now() - t0);
+  };
+
+  const stop = async (): Promise<void> => {
+    try {
+      for (const name of deployed) await deleteDeployment(redis, keys, name);
+      await waitFor("the replicas to drain after deleting the deployments", async () => (await status()).deployments.every((d) => d.replicas.length === 0) || undefined, {
+        timeoutMs: 20_000,
+        intervalMs: 200,
+      });
+    } catch (err) {
+      process.stderr.write(`bench: flotilla did not drain cleanly (${err instanceof Error ? err.message : String(err)}); stopping anyway\n`);
+    }
+    for (const proc of [router, host, controller]) await proc.stop(STOP_GRACE_MS);
+    for (const pid of trackReplicas()) {
+      if (killIfStill(pid, REPLICA_MARK)) process.stderr.write(`bench: killed leftover replica process ${pid}\n`);
+    }
+    redis.disconnect();
+  };
+
+  try {
+    const port = await router.waitForJson("to listen", (e) => (e.msg === "router listening" && typeof e.port === "number" ? e.port : undefined), START_TIMEOUT_MS);
+    await waitFor("the host to register", async () => (await status()).hosts.some((h) => h.alive && h.id === "h1") || undefined, {
+      timeoutMs: START_TIMEOUT_MS,
+      describe: () => host.tail(),
+    });
+    const firstRolloutMs = await deploy("hello");
+    const url = `http://127.0.0.1:${port}/hello`;
+    await waitFor(`${url} to answer 200`, async () => (await probeHttp(url)) === 200, { timeoutMs: START_TIMEOUT_MS, intervalMs: 200 });
+    return { name: "flotilla", url, usesRedis: true, keyPatterns: keys.patterns, namespace, keys, redis, controller, host, router, firstRolloutMs, deploy, status, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

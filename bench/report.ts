@@ -1,0 +1,111 @@
+/** The benchmark's results: what is kept for each cell, the printed tables, and bench-results/latest.json. */
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import Table from "cli-table3";
+import type { FlotillaStartup } from "./flotilla-startup.js";
+import type { LoadResult } from "./load.js";
+import type { RedisCost } from "./redis-stats.js";
+
+export interface Cell {
+  connections: number;
+  load: LoadResult;
+  /** Redis-backed targets only. */
+  redis?: RedisCost;
+}
+
+export interface TargetRun {
+  target: string;
+  url?: string;
+  /** Spawn until answering 200 (includes the first rollout for Flotilla). */
+  startMs?: number;
+  /** Redis traffic while the target sat idle, per second. */
+  idleRedis?: RedisCost;
+  cells: Cell[];
+  error?: string;
+}
+
+export interface BenchReport {
+  date: string;
+  machine: { node: string; platform: string; release: string; cpus: number; cpuModel: string; totalMemMiB: number };
+  config: { durationS: number; warmupS: number; connections: number[]; redis: { private: boolean; version: string } };
+  method: string[];
+  targets: TargetRun[];
+  flotilla?: FlotillaStartup;
+  flotillaError?: string;
+}
+
+export function machineInfo(): BenchReport["machine"] {
+  const cpus = os.cpus();
+  return {
+    node: process.version,
+    platform: process.platform,
+    release: os.release(),
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model ?? "unknown",
+    totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
+  };
+}
+
+const fmt = (n: number | undefined, digits = 0): string => (n === undefined || Number.isNaN(n) ? "-" : n.toFixed(digits));
+const ratio = (a: number, b: number | undefined): string => (b && b > 0 ? `${(a / b).toFixed(2)}×` : "-");
+
+export function renderTables(report: BenchReport): string {
+  const out: string[] = [];
+  for (const connections of report.config.connections) {
+    const cellOf = (name: string): Cell | undefined => report.targets.find((t) => t.target === name)?.cells.find((c) => c.connections === connections);
+    const raw = cellOf("raw-http")?.load.rps;
+    const naive = cellOf("bullmq-naive")?.load.rps;
+    const table = new Table({
+      head: ["target", "req/s", "p50 ms", "p99 ms", "errors", "vs raw", "vs bullmq", "Redis cmds/req", "Redis CPU µs/req"],
+      style: { head: [], border: [] },
+    });
+    for (const t of report.targets) {
+      const cell = t.cells.find((c) => c.connections === connections);
+      if (!cell) {
+        table.push([t.target, { colSpan: 8, content: t.error ? `failed: ${t.error.slice(0, 90)}` : "not run" }]);
+        continue;
+      }
+      const { load, redis } = cell;
+      table.push([
+        t.target,
+        fmt(load.rps),
+        fmt(load.p50Ms, 2),
+        fmt(load.p99Ms, 2),
+        String(load.errors),
+        ratio(load.rps, raw),
+        ratio(load.rps, naive),
+        fmt(redis?.perRequest?.calls, 1),
+        fmt(redis?.perRequest?.cpuUs, 1),
+      ]);
+    }
+    out.push(`\n${connections} connection${connections === 1 ? "" : "s"} (${report.config.durationS} s each)`, table.toString());
+  }
+  for (const t of report.targets) {
+    if (t.idleRedis) out.push(`${t.target} idle: ${fmt(t.idleRedis.calls / Math.max(t.idleRedis.elapsedS, 1e-3), 1)} Redis cmds/s, ${fmt(t.idleRedis.cpuUs / Math.max(t.idleRedis.elapsedS, 1e-3) / 1000, 2)} ms Redis CPU/s`);
+  }
+  out.push(...renderStartup(report));
+  return out.join("\n");
+}
+
+function renderStartup(report: BenchReport): string[] {
+  const f = report.flotilla;
+  if (!f) return report.flotillaError ? [`\nflotilla start-up: not measured (${report.flotillaError})`] : [];
+  const replica = (r: FlotillaStartup["firstReplica"]): string =>
+    r ? `spawn → running ${r.spawnToRunningMs} ms (of which handler load + worker ready ${fmt(r.loadAndWorkerReadyMs ?? undefined)} ms)` : "replica log lines not found";
+  const rss = Object.entries(f.rssMiB)
+    .map(([k, v]) => `${k} ${v === null ? "?" : `${v} MiB`}`)
+    .join(", ");
+  return [
+    "\nflotilla start-up",
+    `  first deployment:  apply → HEALTHY ${f.firstApplyToHealthyMs} ms; ${replica(f.firstReplica)}`,
+    `  second deployment: apply → HEALTHY ${f.secondApplyToHealthyMs} ms; ${replica(f.secondReplica)}`,
+    `  RSS: ${rss}`,
+  ];
+}
+
+export function writeJson(report: BenchReport, file = path.resolve("bench-results", "latest.json")): string {
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  return file;
+}
