@@ -76,16 +76,18 @@ export async function openBenchRedis(): Promise<BenchRedis> {
   }
 }
 
-/** Deletes every key matching the patterns (SCAN MATCH + DEL). Returns how many went. */
-export async function deleteKeys(redis: Redis, patterns: readonly string[]): Promise<number> {
+/** Deletes every key matching the patterns (SCAN MATCH + DEL). Returns how many went and a few of their names. */
+export async function deleteKeys(redis: Redis, patterns: readonly string[]): Promise<{ deleted: number; sample: string[] }> {
   let deleted = 0;
+  const sample: string[] = [];
   for (const pattern of patterns) {
     let cursor = "0";
     do {
       const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
       cursor = next;
       if (keys.length > 0) deleted += await redis.del(...keys);
+      sample.push(...keys.slice(0, Math.max(0, 5 - sample.length)));
     } while (cursor !== "0");
   }
-  return deleted;
+  return { deleted, sample };
 }

@@ -58,6 +58,8 @@ export function workerOptions(config: ReplicaConfig): Omit<WorkerOptions, "conne
     stalledInterval: 1_000,
     maxStalledCount: config.maxRetries,
     removeOnComplete: { count: 0 },
+    // After a Redis outage, take jobs again within a second of Redis answering (BullMQ's default waits 15 s).
+    runRetryDelay: 1_000,
     autorun: true,
   };
 }

@@ -8,6 +8,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { FlotillaError, errorMessage } from "../errors.js";
 import { buildStatus } from "../client/cluster-status.js";
 import { deleteDeployment } from "../client/deployment-store.js";
+import type { AdminApiOptions } from "../controller/admin-api.js";
 import { Controller } from "../controller/controller.js";
 import { readClusterState } from "../controller/observed-state.js";
 import { HostAgent } from "../host/host-agent.js";
@@ -54,6 +55,11 @@ const program = new Command("flotilla")
   .addOption(new Option("--app-dir <dir>", "directory holding the deployments' modules").env("FLOTILLA_APP_DIR").default(process.cwd(), "the current directory"))
   .showHelpAfterError();
 
+function adminOptions(opts: { adminPort: number; adminBind: string }): AdminApiOptions {
+  const token = process.env.FLOTILLA_ADMIN_TOKEN;
+  return { port: opts.adminPort, bind: opts.adminBind, ...(token ? { token } : {}) };
+}
+
 function globals(): GlobalOptions {
   const o = program.opts<GlobalOptions>();
   new Keys(o.namespace); // validates the namespace
@@ -82,18 +88,22 @@ program
   .option("--hosts <n>", "host agents to run", number("--hosts", { min: 1, integer: true }), 1)
   .option("--cpus <n>", "CPUs each host declares", number("--cpus", { min: 0 }))
   .option("--gpus <n>", "GPUs each host declares", number("--gpus", { min: 0, integer: true }))
-  .action(async (opts: { config?: string; port: number; bind: string; hosts: number; cpus?: number; gpus?: number }) => {
-    await runUp({ ...globals(), explicitRedis: program.getOptionValueSource("redis") !== "default", ...opts });
+  .addOption(new Option("--admin-port <port>", "admin API port (0: any free port)").env("FLOTILLA_ADMIN_PORT").default(8265).argParser(number("--admin-port", { min: 0, integer: true })))
+  .option("--admin-bind <addr>", "admin API bind address", "127.0.0.1")
+  .action(async (opts: { config?: string; port: number; bind: string; hosts: number; cpus?: number; gpus?: number; adminPort: number; adminBind: string }) => {
+    await runUp({ ...globals(), explicitRedis: program.getOptionValueSource("redis") !== "default", ...opts, admin: adminOptions(opts) });
   });
 
 program
   .command("controller")
   .description("run a controller (one leader at a time; extra ones stand by)")
   .option("--id <name>", "controller id", `${os.hostname()}-${process.pid}`)
-  .action(async (opts: { id: string }) => {
+  .addOption(new Option("--admin-port <port>", "admin API port (0: any free port)").env("FLOTILLA_ADMIN_PORT").default(8265).argParser(number("--admin-port", { min: 0, integer: true })))
+  .option("--admin-bind <addr>", "admin API bind address", "127.0.0.1")
+  .action(async (opts: { id: string; adminPort: number; adminBind: string }) => {
     const g = globals();
     const log = createLogger("controller", { controller: opts.id });
-    const controller = new Controller({ id: opts.id, redisUrl: g.redis, namespace: g.namespace }, log);
+    const controller = new Controller({ id: opts.id, redisUrl: g.redis, namespace: g.namespace, admin: adminOptions(opts) }, log);
     await controller.start();
     stopOnSignal(log, () => controller.stop());
   });

@@ -5,6 +5,7 @@
  */
 import os from "node:os";
 import { FlotillaError } from "../errors.js";
+import type { AdminApiOptions } from "../controller/admin-api.js";
 import { Controller } from "../controller/controller.js";
 import { HostAgent } from "../host/host-agent.js";
 import { parseHostOptions } from "../host/host-options.js";
@@ -27,6 +28,7 @@ export interface UpOptions {
   hosts: number;
   cpus?: number;
   gpus?: number;
+  admin: AdminApiOptions;
 }
 
 export async function runUp(o: UpOptions): Promise<void> {
@@ -49,7 +51,7 @@ export async function runUp(o: UpOptions): Promise<void> {
     log.info({ redis: redisUrl }, "no Redis at the default URL: started a private redis-server for this run");
   }
 
-  const controller = new Controller({ id: `${os.hostname()}-${process.pid}-controller`, redisUrl, namespace: o.namespace }, createLogger("controller"));
+  const controller = new Controller({ id: `${os.hostname()}-${process.pid}-controller`, redisUrl, namespace: o.namespace, admin: o.admin }, createLogger("controller"));
   await controller.start();
   const hosts: HostAgent[] = [];
   for (let i = 0; i < o.hosts; i++) {
@@ -74,7 +76,9 @@ export async function runUp(o: UpOptions): Promise<void> {
     await controller.stop();
     await privateRedis?.stop();
   });
-  process.stdout.write(`flotilla is up: http://${o.bind}:${port} (namespace ${o.namespace}, redis ${redactUrl(redisUrl)}); Ctrl-C to stop\n`);
+  process.stdout.write(
+    `flotilla is up: http://${o.bind}:${port} (namespace ${o.namespace}, redis ${redactUrl(redisUrl)}, admin API http://${o.admin.bind}:${controller.adminPort}); Ctrl-C to stop\n`,
+  );
 
   if (specs.length > 0) {
     const redis = createRedis(redisUrl, { name: "flotilla-up-deploy" });

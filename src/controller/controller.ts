@@ -12,6 +12,7 @@ import type { Logger } from "../shared/logger.js";
 import { releaseWorkerLocks } from "../shared/queue-ops.js";
 import type { ControllerInfo } from "../shared/records.js";
 import { closeRedis, createRedis } from "../shared/redis.js";
+import { AdminApi, type AdminApiOptions } from "./admin-api.js";
 import { LeaderLease, type RedisOp } from "./leader-lease.js";
 import { readClusterState } from "./observed-state.js";
 import { QueueJanitor } from "./queue-janitor.js";
@@ -25,6 +26,8 @@ export interface ControllerOptions {
   tickMs?: number;
   /** A dead leader is replaced after at most this long. @default 3000 */
   leaseTtlMs?: number;
+  /** Serve the admin API; omitted: no admin API. */
+  admin?: AdminApiOptions;
 }
 
 /** Dead hosts stay listed (alive: false) this long after their last heartbeat. */
@@ -43,6 +46,9 @@ export class Controller {
   private tickAgain = false;
   private leader = false;
   private readonly startedAt = Date.now();
+  private admin: AdminApi | undefined;
+  /** The admin API's port once listening. */
+  adminPort: number | undefined;
 
   constructor(
     private readonly options: ControllerOptions,
@@ -65,6 +71,10 @@ export class Controller {
   }
 
   async start(): Promise<void> {
+    if (this.options.admin) {
+      this.admin = new AdminApi(this.redis, this.keys, this.options.admin, this.log);
+      this.adminPort = await this.admin.start();
+    }
     this.running = true;
     await this.sub.subscribe(this.keys.changes);
     this.sub.on("message", (_channel: string, message: string) => {
@@ -169,6 +179,7 @@ export class Controller {
       this.log.warn({ err: errorMessage(err) }, "could not deregister the controller");
     }
     this.leader = false;
+    await this.admin?.stop();
     await this.janitor.close();
     await closeRedis(this.sub);
     await closeRedis(this.redis);

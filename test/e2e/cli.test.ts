@@ -129,7 +129,7 @@ describe("the flotilla CLI", () => {
       "up.yaml",
       "deployments:\n  - name: echo\n    import: echo.ts\n    numReplicas: 2\n    actorOptions: { numCpus: 0.25 }\n",
     );
-    const child = spawn(process.execPath, [CLI, "--redis", REDIS_URL, "--namespace", namespace, "--app-dir", cluster.appDir, "up", "--port", "0", "--config", config], {
+    const child = spawn(process.execPath, [CLI, "--redis", REDIS_URL, "--namespace", namespace, "--app-dir", cluster.appDir, "up", "--port", "0", "--admin-port", "0", "--config", config], {
       env: { ...process.env, FLOTILLA_LOG_PRETTY: "0" },
       stdio: ["ignore", "pipe", "pipe"],
     });

@@ -104,7 +104,7 @@ export class TestCluster {
   }
 
   spawnController(id = `c${++this.controllerCount}`): ProcessHandle {
-    return this.spawn(`controller-${id}`, ["controller", "--id", id]);
+    return this.spawn(`controller-${id}`, ["controller", "--id", id, "--admin-port", "0"]);
   }
 
   spawnHost(spec: HostSpec = {}): ProcessHandle {

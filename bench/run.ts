@@ -1,0 +1,154 @@
+/**
+ * Flotilla's serving path against two baselines: a raw node:http server (the
+ * upper bound) and a naive BullMQ front (queue.add + waitUntilFinished). Each
+ * target runs as its own processes and is loaded with autocannon at several
+ * connection counts; Redis-backed targets also get their Redis cost per
+ * request. Prints a table per connection count and writes
+ * bench-results/latest.json.
+ *
+ *   npm run bench                          # 10 s cells
+ *   BENCH_DURATION_S=3 npm run bench       # a quick run
+ *
+ * Settings: see bench/config.ts. BENCH_VERBOSE=1 echoes the children's logs.
+ */
+import { startNaiveBullmq, startRawHttp } from "./baseline-targets.js";
+import { readConfig, type BenchConfig } from "./config.js";
+import { measureStartup } from "./flotilla-startup.js";
+import { startFlotilla, type FlotillaTarget } from "./flotilla-target.js";
+import { runLoad } from "./load.js";
+import { killAllNow, stopAll } from "./proc.js";
+import { deleteKeys, openBenchRedis, type BenchRedis } from "./redis-server.js";
+import { costBetween, resetStats, snapshot } from "./redis-stats.js";
+import { machineInfo, renderTables, writeJson, type BenchReport, type Cell, type TargetRun } from "./report.js";
+import type { Target } from "./target.js";
+import { sleep, withDeadline } from "./wait.js";
+
+const log = (message: string): void => void process.stderr.write(`bench: ${message}\n`);
+const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+const starters: Record<string, (redisUrl: string) => Promise<Target>> = {
+  "raw-http": () => startRawHttp(),
+  "bullmq-naive": (url) => startNaiveBullmq(url),
+  flotilla: (url) => startFlotilla(url),
+};
+
+/** Key patterns of targets not yet cleaned up, for an interrupted run on a shared Redis. */
+const dirtyPatterns = new Set<string>();
+let benchRedis: BenchRedis | undefined;
+
+async function cleanupKeys(patterns: readonly string[]): Promise<void> {
+  if (!benchRedis || patterns.length === 0) return;
+  const { deleted, sample } = await withDeadline("deleting the target's Redis keys", deleteKeys(benchRedis.client, patterns), 10_000);
+  for (const p of patterns) dirtyPatterns.delete(p);
+  if (deleted > 0) log(`deleted ${deleted} Redis keys left after the target stopped (e.g. ${sample.join(", ")})`);
+}
+
+async function measureCell(target: Target, connections: number, config: BenchConfig): Promise<Cell> {
+  const client = benchRedis?.client;
+  const tracked = target.usesRedis && client;
+  if (tracked && benchRedis?.private) await resetStats(client);
+  const before = tracked ? await snapshot(client) : undefined;
+  const load = await runLoad(target.url, connections, config.durationS);
+  const cell: Cell = { connections, load };
+  if (tracked && before) cell.redis = costBetween(before, await snapshot(client), load.completed);
+  log(`${target.name} @ ${connections}: ${load.rps.toFixed(0)} req/s, p50 ${load.p50Ms} ms, p99 ${load.p99Ms} ms, errors ${load.errors}`);
+  await sleep(500); // let stragglers finish before the next cell's counters start
+  return cell;
+}
+
+async function benchTarget(name: string, config: BenchConfig, report: BenchReport): Promise<void> {
+  const run: TargetRun = { target: name, cells: [] };
+  report.targets.push(run);
+  let target: Target | undefined;
+  const redis = benchRedis as BenchRedis;
+  try {
+    log(`starting ${name}`);
+    const t0 = performance.now();
+    const starting = starters[name]?.(redis.url);
+    if (!starting) throw new Error(`no target named ${name}`);
+    target = await starting;
+    for (const p of target.keyPatterns) dirtyPatterns.add(p);
+    run.url = target.url;
+    run.startMs = Math.round(performance.now() - t0);
+    log(`${name} answering at ${target.url} after ${run.startMs} ms`);
+    if (target.usesRedis) {
+      const before = await snapshot(redis.client);
+      await sleep(config.idleS * 1000);
+      run.idleRedis = costBetween(before, await snapshot(redis.client), 0);
+    }
+    await runLoad(target.url, 16, config.warmupS);
+    await sleep(500);
+    for (const connections of config.connections) run.cells.push(await measureCell(target, connections, config));
+    if (name === "flotilla") {
+      try {
+        report.flotilla = await measureStartup(target as FlotillaTarget);
+      } catch (err) {
+        report.flotillaError = message(err);
+      }
+    }
+  } catch (err) {
+    run.error = message(err);
+    log(`${name} failed: ${run.error}`);
+  } finally {
+    if (target) {
+      log(`stopping ${name}`);
+      await target.stop().catch((err: unknown) => log(`stopping ${name}: ${message(err)}`));
+      await cleanupKeys(target.keyPatterns).catch((err: unknown) => log(`cleaning ${name}'s keys: ${message(err)}`));
+    }
+  }
+}
+
+async function main(): Promise<number> {
+  const config = readConfig();
+  const watchdog = setTimeout(() => void abort(`the run exceeded BENCH_MAX_S (${config.maxS} s)`, 1), config.maxS * 1000);
+  watchdog.unref();
+  benchRedis = await openBenchRedis();
+  log(`Redis ${benchRedis.version} at ${benchRedis.url}${benchRedis.private ? " (private)" : " (shared: its counters include other clients)"}`);
+  const report: BenchReport = {
+    date: new Date().toISOString(),
+    machine: machineInfo(),
+    config: { durationS: config.durationS, warmupS: config.warmupS, connections: config.connections, redis: { private: benchRedis.private, version: benchRedis.version } },
+    method: [
+      "req/s: autocannon requests.average (mean of per-second counts); p50/p99: from autocannon's per-response float ms timings, 2xx only",
+      "errors: autocannon errors (incl. timeouts) + non-2xx responses",
+      "load generator (autocannon) runs in the bench process on the same machine as the target and Redis",
+      "Redis cmds/req: sum of commandstats calls over all commands (commands run inside Lua scripts are counted too) / completed requests",
+      "Redis usec/req (JSON only): sum of commandstats usec; double-counts script work (EVALSHA usec includes its inner commands)",
+      "Redis CPU µs/req: delta of used_cpu_user+used_cpu_sys of redis-server / completed requests; includes the target's background traffic (see idleRedis)",
+    ],
+    targets: [],
+  };
+  try {
+    for (const name of config.targets) await benchTarget(name, config, report);
+  } finally {
+    await benchRedis.stop().catch(() => undefined);
+    benchRedis = undefined;
+    clearTimeout(watchdog);
+  }
+  process.stdout.write(`${renderTables(report)}\n`);
+  log(`wrote ${writeJson(report)}`);
+  return report.targets.some((t) => t.error) || report.flotillaError ? 1 : 0;
+}
+
+let aborting = false;
+async function abort(reason: string, code: number): Promise<void> {
+  if (aborting) {
+    killAllNow();
+    process.exit(code);
+  }
+  aborting = true;
+  log(`${reason}: stopping everything`);
+  await stopAll(3000).catch(() => undefined);
+  if (benchRedis && !benchRedis.private) await cleanupKeys([...dirtyPatterns]).catch(() => undefined);
+  await benchRedis?.stop().catch(() => undefined);
+  process.exit(code);
+}
+
+process.on("SIGINT", () => void abort("interrupted", 130));
+process.on("SIGTERM", () => void abort("terminated", 143));
+process.on("exit", () => killAllNow());
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => void abort(`failed: ${message(err)}`, 1),
+);
