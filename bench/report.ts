@@ -27,7 +27,7 @@ export interface TargetRun {
 
 export interface BenchReport {
   date: string;
-  machine: { node: string; platform: string; release: string; cpus: number; cpuModel: string; totalMemMiB: number };
+  machine: { node: string; platform: string; release: string; cpus: number; cpuModel: string; totalMemMiB: number; loadAvgAtStart: number[] };
   config: { durationS: number; warmupS: number; connections: number[]; redis: { private: boolean; version: string } };
   method: string[];
   targets: TargetRun[];
@@ -44,6 +44,7 @@ export function machineInfo(): BenchReport["machine"] {
     cpus: cpus.length,
     cpuModel: cpus[0]?.model ?? "unknown",
     totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
+    loadAvgAtStart: os.loadavg().map((l) => Math.round(l * 100) / 100),
   };
 }
 

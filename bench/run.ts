@@ -118,6 +118,8 @@ async function main(): Promise<number> {
     ],
     targets: [],
   };
+  const [load1 = 0] = report.machine.loadAvgAtStart;
+  if (load1 > report.machine.cpus / 2) log(`warning: load average ${load1} on ${report.machine.cpus} CPUs before starting; other work on this machine will skew the results`);
   try {
     for (const name of config.targets) await benchTarget(name, config, report);
   } finally {
