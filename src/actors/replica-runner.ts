@@ -87,7 +87,7 @@ export class ReplicaRunner {
       connection: this.redis,
       prefix: this.keys.queuePrefix,
     });
-    worker.on("error", (err) => this.log.warn({ err: errorMessage(err) }, "worker error"));
+    worker.on("error", (err) => this.warnThrottled(errorMessage(err)));
     this.worker = worker;
     await worker.waitUntilReady();
     this.log.info({ ms: Math.round(performance.now() - t0), kind: this.handler.kind }, "replica running");
@@ -103,6 +103,21 @@ export class ReplicaRunner {
     }
     this.actor.send({ type: "SETTINGS", gracefulShutdownTimeoutMs: settings.gracefulShutdownTimeoutS * 1000 });
     this.log.info(settings, "settings applied");
+  }
+
+  private lastWarnAt = 0;
+  private suppressed = 0;
+
+  /** Worker errors repeat every second during a Redis outage: log one, then at most one per 10 s with a count. */
+  private warnThrottled(message: string): void {
+    const now = Date.now();
+    if (now - this.lastWarnAt < 10_000) {
+      this.suppressed++;
+      return;
+    }
+    this.log.warn({ err: message, ...(this.suppressed > 0 ? { suppressed: this.suppressed } : {}) }, "worker error");
+    this.lastWarnAt = now;
+    this.suppressed = 0;
   }
 
   private async reconfigure(userConfig: unknown): Promise<void> {

@@ -55,7 +55,7 @@ export class Router {
     this.client = new RequestClient({ redisUrl: options.redisUrl, namespace: options.namespace, id: this.id });
     this.redis = createRedis(options.redisUrl, { mode: "failFast", name: `flotilla-${this.id}-control` });
     this.sub = createRedis(options.redisUrl, { name: `flotilla-${this.id}-sub` });
-    this.server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 0, headersTimeout: 20_000 }, (req, res) => void this.handle(req, res));
+    this.server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 20_000 }, (req, res) => void this.handle(req, res));
     this.server.keepAliveTimeout = 65_000;
     this.server.on("clientError", (_err, socket) => {
       if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
