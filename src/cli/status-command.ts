@@ -26,7 +26,10 @@ export function renderStatus(report: StatusReport): string {
   }
 
   const hosts = new Table({ head: ["HOST", "ALIVE", "TOTAL", "FREE", "REPLICAS"], style: { head: [], border: [] } });
-  for (const h of report.hosts) hosts.push([h.id + (h.draining ? " (draining)" : ""), h.alive ? "yes" : "NO", describeResources(h.resources.total) || "none", describeResources(h.resources.free) || "none", h.replicas.length]);
+  for (const h of report.hosts) {
+    const empty = h.emptyForS !== null && h.emptyForS >= 300 ? ` (empty ${Math.round(h.emptyForS / 60)} min: can be removed)` : "";
+    hosts.push([h.id + (h.draining ? " (draining)" : "") + empty, h.alive ? "yes" : "NO", describeResources(h.resources.total) || "none", describeResources(h.resources.free) || "none", h.replicas.length]);
+  }
   lines.push(report.hosts.length ? hosts.toString() : "no hosts");
   const pending = describeResources(report.pendingDemand);
   if (pending) lines.push(`pending demand: ${pending} (start hosts with this much free to place the pending replicas)`);

@@ -39,6 +39,8 @@ export interface HostView {
   draining: boolean;
   resources: { total: ResourceSet; free: ResourceSet };
   replicas: string[];
+  /** Seconds it has run no replica (null while it runs some): a host empty for a while can be removed. */
+  emptyForS: number | null;
 }
 
 export interface StatusReport {
@@ -115,6 +117,7 @@ export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusRep
       draining: h.draining,
       resources: { total: h.resources, free: free.get(h.id) ?? h.resources },
       replicas: [...snap.assignments.values()].filter((a) => a.host === h.id).map((a) => a.id).sort(),
+      emptyForS: h.alive && h.emptySince != null ? Math.max(0, Math.round((snap.now - h.emptySince) / 1000)) : null,
     }))
     .sort((a, b) => a.id.localeCompare(b.id));
 

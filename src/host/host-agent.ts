@@ -34,6 +34,9 @@ export class HostAgent {
   private stopping = false;
   private draining = false;
   private readonly startedAt = Date.now();
+  /** When the last replica here ended (or the host started empty). */
+  private emptySince = Date.now();
+  private emptied: (() => void) | undefined;
 
   constructor(
     readonly options: HostOptions,
@@ -58,6 +61,7 @@ export class HostAgent {
       startedAt: this.startedAt,
       lastHeartbeatAt: Date.now(),
       draining: this.draining,
+      emptySince: this.procs.size === 0 ? this.emptySince : null,
     };
   }
 
@@ -186,6 +190,7 @@ export class HostAgent {
 
   private async onExit(proc: ReplicaProcess, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
     this.procs.delete(proc.id);
+    if (this.procs.size === 0) this.emptySince = Date.now();
     this.finished.set(proc.id, this.statusOf(proc));
     const expected = proc.drainRequested && proc.state === "stopped";
     if (expected) this.log.info({ replica: proc.id }, "replica stopped");
@@ -240,8 +245,6 @@ export class HostAgent {
     }
     if (entries.length > 0) await this.redis.hset(this.keys.replicaStatus, ...entries);
   }
-
-  private emptied: (() => void) | undefined;
 
   /**
    * Stops the host. `migrate`: mark the host draining so the controller starts

@@ -78,6 +78,8 @@ export interface HostInfo {
   lastHeartbeatAt: number;
   /** A draining host takes no new replicas; the controller moves its replicas away. */
   draining: boolean;
+  /** Since when (ms) it has run no replica; null while it runs some. An empty host can be removed. */
+  emptySince: number | null;
 }
 
 export type DeploymentHealth = "UPDATING" | "HEALTHY" | "UNHEALTHY" | "DELETING";
