@@ -61,7 +61,10 @@ export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusRep
     let state: ReplicaState = a.host === null ? "pending" : (s?.state ?? "starting");
     if (a.desired === "drain" && (state === "running" || state === "reconfiguring" || state === "starting")) state = "draining";
     const record = snap.deployments.get(a.deployment);
-    const version = record && record.codeVersion === a.codeVersion ? (record.spec.version ?? a.codeVersion) : a.codeVersion;
+    // A replica keeps the label it started with (its replies' x-flotilla-version); an old replica whose label
+    // equals the current one (same version, other import or actorOptions) is shown by its code version.
+    const stale = record !== undefined && record.codeVersion !== a.codeVersion && a.version === (record.spec.version ?? record.codeVersion);
+    const version = stale ? a.codeVersion : a.version;
     const view: ReplicaView = {
       id: a.id,
       host: a.host,

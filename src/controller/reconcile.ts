@@ -151,7 +151,7 @@ export function reconcile(state: ObservedState, newId: (deployment: string) => s
       } else upserts.set(id, { ...a, desired: "drain" });
     }
     for (let i = 0; i < decision.start; i++) {
-      const a: ReplicaAssignment = { id: newId(name), deployment: name, codeVersion: record.codeVersion, host: null, desired: "run", resources: replicaResources(record), gpuIds: [], createdAt: now };
+      const a: ReplicaAssignment = { id: newId(name), deployment: name, codeVersion: record.codeVersion, version: record.spec.version ?? record.codeVersion, host: null, desired: "run", resources: replicaResources(record), gpuIds: [], createdAt: now };
       kept.set(a.id, a);
       upserts.set(a.id, a);
     }

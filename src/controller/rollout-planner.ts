@@ -102,6 +102,11 @@ export function planRollout(input: RolloutInput): RolloutDecision {
   // and once new replicas alone reach target, `total - target` covers every old one. The
   // serving floor still holds old replicas until their replacements actually serve.
   const serving = live.filter(isServing).length - excess.filter(isServing).length;
-  const drainServing = Math.max(0, Math.min(oldServing.length, serving - minServing(target), total - target));
+  // Surge first: old replicas make way only as their replacements serve, so a rollout (and a
+  // failing one above all) never lowers capacity. Only when replacements cannot be placed
+  // (still pending) does the maxUnavailable budget drain old ones to make room for them.
+  const blocked = canStart && fresh.some((r) => r.phase === "pending");
+  const floor = blocked ? minServing(target) : target;
+  const drainServing = Math.max(0, Math.min(oldServing.length, serving - floor, total - target));
   return { start, drain: [...ids(oldIdle), ...ids(excess), ...ids(oldServing.slice(0, drainServing))], rollingUpdate };
 }

@@ -165,7 +165,7 @@ export class HostAgent {
       appDir: this.options.appDir,
       importRef: spec.import,
       codeVersion: record.codeVersion,
-      version: spec.version ?? record.codeVersion,
+      version: a.version,
       configVersion: record.configVersion,
       userConfig: spec.userConfig,
       ...settingsOf(spec),

@@ -33,6 +33,8 @@ export interface ReplicaAssignment {
   id: string;
   deployment: string;
   codeVersion: string;
+  /** The user-facing version (spec.version, or the code version without one): what its replies carry in x-flotilla-version. */
+  version: string;
   /** Host id, or null while pending (no host has room). */
   host: string | null;
   /** `run` keeps it serving; `drain` asks the host to drain and stop it. */

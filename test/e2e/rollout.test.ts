@@ -253,6 +253,11 @@ describe("versions, rolling updates and in-place reconfigure", () => {
       assert.equal(res.status, 200, res.body);
       assert.equal(JSON.parse(res.body).build, "v2", "the new actorOptions.env reached the new processes");
       assert.equal(res.headers.get("x-flotilla-version"), "v2");
+      const cliStatus = await cluster.cli(["status", "--json"]);
+      assert.equal(cliStatus.code, 0, cliStatus.stderr);
+      const reported = (JSON.parse(cliStatus.stdout) as { deployments: DeploymentView[] }).deployments.find((d) => d.name === name);
+      assert.deepEqual(reported?.versions, { v2: 10 }, `status --json: ${JSON.stringify(reported)}`);
+      assert.equal(reported?.status, "HEALTHY");
       // `status --json` counts replicas per version: the old replicas keep the label they had
       // before the rollout ("v1", as their replies say), so mid-rollout both versions show.
       assert.deepEqual(initial.versions, { v1: 10 }, "status --json versions before the rollout");

@@ -177,7 +177,8 @@ describe("planRollout: rolling update", () => {
   it("rolls 10 replicas with at most 12 not draining and at least 8 serving", () => {
     let replicas = Array.from({ length: 10 }, (_, i) => replica(`old-${i}`, "serving", OLD, i));
     const first = planRollout({ target: 10, codeVersion: NEW, canStart: true, replicas });
-    assert.deepEqual(first, { start: 2, drain: ["old-0", "old-1"], rollingUpdate: true });
+    // Surge first: nothing old drains before a replacement serves.
+    assert.deepEqual(first, { start: 2, drain: [], rollingUpdate: true });
     let step = 0;
     for (; step < 30; step++) {
       const d = planRollout({ target: 10, codeVersion: NEW, canStart: true, replicas });
@@ -187,6 +188,17 @@ describe("planRollout: rolling update", () => {
       if (replicas.length === 10 && replicas.every((r) => r.codeVersion === NEW && serving(r))) break;
     }
     assert.ok(step < 30, "rollout did not finish");
+  });
+
+  it("keeps every old replica serving while the new version cannot start (failure back-off)", () => {
+    const replicas = Array.from({ length: 3 }, (_, i) => replica(`old-${i}`, "serving", OLD, i));
+    assert.deepEqual(planRollout({ target: 3, codeVersion: NEW, canStart: false, replicas }), { start: 0, drain: [], rollingUpdate: true });
+  });
+
+  it("uses the maxUnavailable budget to make room when replacements cannot be placed", () => {
+    const replicas = [...Array.from({ length: 10 }, (_, i) => replica(`old-${i}`, "serving", OLD, i)), replica("n-p1", "pending", NEW), replica("n-p2", "pending", NEW)];
+    const d = planRollout({ target: 10, codeVersion: NEW, canStart: true, replicas });
+    assert.deepEqual(d, { start: 0, drain: ["old-0", "old-1"], rollingUpdate: true });
   });
 
   it("drains old pending and starting replicas at once, then old serving ones by fewest inflight", () => {
