@@ -99,7 +99,7 @@ export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusRep
       codeVersion: record.codeVersion,
       status: current ? st.status : "UPDATING",
       message: current ? st.message : "waiting for a controller to apply the new spec",
-      targetReplicas: st?.targetReplicas ?? record.spec.numReplicas,
+      targetReplicas: st?.targetReplicas ?? record.spec.numReplicas ?? record.spec.autoscalingConfig?.initialReplicas ?? 0,
       routePrefix: record.spec.routePrefix,
       queue: { waiting: q.waiting, active: q.active },
       versions,

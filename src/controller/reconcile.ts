@@ -116,7 +116,7 @@ export function reconcile(state: ObservedState, newId: (deployment: string) => s
     }
 
     const serving = planned.filter((r) => r.phase === "serving");
-    let target = record.spec.numReplicas;
+    let target = record.spec.numReplicas ?? 0;
     let autoscaling: DeploymentStatusRecord["autoscaling"];
     const cfg = record.spec.autoscalingConfig;
     if (cfg) {
@@ -140,7 +140,8 @@ export function reconcile(state: ObservedState, newId: (deployment: string) => s
     }
 
     if (newFailures > 0) failures += newFailures;
-    const retryAt = newFailures > 0 ? now + backoffMs(failures) : (prev?.retryAt ?? 0);
+    // A new version starts with a clean slate: it never waits out the back-off of the one it replaces.
+    const retryAt = newFailures > 0 ? now + backoffMs(failures) : prev?.codeVersion === record.codeVersion ? prev.retryAt : 0;
     const decision = planRollout({ target, codeVersion: record.codeVersion, replicas: planned, canStart: now >= retryAt });
     for (const id of decision.drain) {
       const a = kept.get(id);

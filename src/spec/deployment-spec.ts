@@ -88,7 +88,29 @@ export const actorOptionsSchema = z.strictObject({
   env: z.record(z.string().regex(ENV_NAME, "environment variable names are letters, digits and '_'"), z.string().max(65_536)).default({}),
 });
 
-const jsonValue: z.ZodType<unknown> = z.json();
+/** Deeper JSON is refused before any recursive walk could overflow the stack. */
+const MAX_JSON_DEPTH = 64;
+
+/** Nesting depth of a value, walked without recursion; stops counting past `limit`. */
+function depthOf(value: unknown, limit: number): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop() as [unknown, number];
+    if (v === null || typeof v !== "object") continue;
+    deepest = Math.max(deepest, d);
+    if (deepest > limit) return deepest;
+    for (const child of Object.values(v)) stack.push([child, d + 1]);
+  }
+  return deepest;
+}
+
+const jsonValue: z.ZodType<unknown> = z
+  .unknown()
+  .superRefine((v, ctx) => {
+    if (depthOf(v, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) ctx.addIssue({ code: "custom", message: `is nested more than ${MAX_JSON_DEPTH} levels deep` });
+  })
+  .pipe(z.json());
 
 const rawSpecSchema = z.strictObject({
   /** DNS-label-like: lower-case letters, digits and '-', at most 63 characters. */
@@ -135,11 +157,11 @@ export const deploymentSpecSchema = rawSpecSchema
       ctx.addIssue({ code: "custom", path: ["numReplicas"], message: "numReplicas cannot be set together with autoscalingConfig (the autoscaler owns the replica count)" });
     }
   })
-  .transform((s) => ({
-    ...s,
-    numReplicas: s.autoscalingConfig ? s.autoscalingConfig.initialReplicas : (s.numReplicas ?? 1),
-    routePrefix: s.routePrefix === undefined ? `/${s.name}` : s.routePrefix,
-  }));
+  .transform((s) => {
+    const { numReplicas, ...rest } = s;
+    // An autoscaled spec has no numReplicas (the autoscaler owns the count), so a parsed spec parses again.
+    return { ...rest, ...(s.autoscalingConfig ? {} : { numReplicas: numReplicas ?? 1 }), routePrefix: s.routePrefix === undefined ? `/${s.name}` : s.routePrefix };
+  });
 
 /** What callers write: every field but `name` and `import` is optional. */
 export type DeploymentSpecInput = z.input<typeof deploymentSpecSchema>;
@@ -150,23 +172,32 @@ export type ActorOptions = z.output<typeof actorOptionsSchema>;
 
 function describeValue(value: unknown): string {
   if (value === undefined) return "nothing";
+  if (typeof value === "number" && !Number.isFinite(value)) return String(value);
+  if (typeof value === "object" && value !== null && depthOf(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) return Array.isArray(value) ? "[…]" : "{…}";
   let text: string;
   try {
-    text = typeof value === "string" ? JSON.stringify(value) : (JSON.stringify(value) ?? String(value));
+    text = JSON.stringify(value) ?? String(value);
   } catch {
-    text = String(value);
+    text = Array.isArray(value) ? "[…]" : typeof value === "object" ? "{…}" : typeof value;
   }
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+  return short(text, 80);
+}
+
+function short(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 3)}...` : text;
 }
 
 function fieldPath(prefix: string, path: ReadonlyArray<PropertyKey>): string {
   let out = prefix;
   for (const key of path) {
     if (typeof key === "number") out += `[${key}]`;
-    else out += out ? `.${String(key)}` : String(key);
+    else out += out ? `.${short(String(key), 40)}` : short(String(key), 40);
   }
   return out || "(spec)";
 }
+
+/** Messages stay readable (and bounded) whatever the input: at most this many problems are listed. */
+const MAX_PROBLEMS = 10;
 
 /** Turns zod issues into one FlotillaError whose message names each field and value. */
 export function specError(issues: ReadonlyArray<z.core.$ZodIssue>, prefix = ""): FlotillaError {
@@ -176,15 +207,18 @@ export function specError(issues: ReadonlyArray<z.core.$ZodIssue>, prefix = ""):
     if (issue.code === "unrecognized_keys") {
       const keys = issue.keys;
       const field = fieldPath(prefix, [...path, keys[0] ?? ""]);
-      return { field, message: `unknown field${keys.length > 1 ? "s" : ""} ${keys.map((k) => `'${k}'`).join(", ")}` };
+      const listed = keys.slice(0, 5).map((k) => `'${short(k, 40)}'`).join(", ");
+      return { field, message: `unknown field${keys.length > 1 ? "s" : ""} ${listed}${keys.length > 5 ? ` and ${keys.length - 5} more` : ""}` };
     }
     const input = "input" in issue ? issue.input : undefined;
     if (issue.code === "invalid_type" && input === undefined) message = "is required";
     else if (issue.code !== "custom" || path.length === 0 || !message.includes(String(path[path.length - 1]))) message = `${message} (got ${describeValue(input)})`;
     return { field: fieldPath(prefix, path), message };
   });
-  const text = problems.map((p) => `${p.field}: ${p.message}`).join("; ");
-  return new FlotillaError("INVALID_SPEC", `invalid deployment spec: ${text}`, { details: { problems } });
+  const shown = problems.slice(0, MAX_PROBLEMS);
+  const more = problems.length > shown.length ? `; and ${problems.length - shown.length} more problems` : "";
+  const text = shown.map((p) => `${p.field}: ${p.message}`).join("; ") + more;
+  return new FlotillaError("INVALID_SPEC", `invalid deployment spec: ${text}`, { details: { problems: shown } });
 }
 
 function deepFreeze<T>(value: T): T {

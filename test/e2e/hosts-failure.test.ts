@@ -103,9 +103,9 @@ describe("hosts: a host killed with SIGKILL under load", () => {
         const q = (await cluster.deployment("slow"))?.queue;
         return q?.waiting === 0 && q.active === 0;
       }, { timeoutMs: 10_000, describe: () => cluster.deployment("slow") });
+      await waitFor("slow to be HEALTHY", async () => (await cluster.deployment("slow"))?.status === "HEALTHY", { timeoutMs: 5000, describe: () => cluster.deployment("slow") });
       const status = await cluster.status();
-      assert.equal(status.deployments.find((x) => x.name === "slow")?.status, "HEALTHY");
-      assert.deepEqual(status.hosts.find((h) => h.id === "h2")?.replicas, []);
+      assert.deepEqual(status.hosts.find((h) => h.id === "h2")?.replicas, [], "the dead host holds no replicas");
     } finally {
       await load.stop().catch(() => undefined);
     }

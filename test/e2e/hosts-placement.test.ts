@@ -112,9 +112,9 @@ describe("hosts: capacity, pending demand and a host joining", () => {
     assert.ok(placeMs <= 2000, `5 running ${placeMs} ms after h3 registered (limit 2000 ms)`);
     const moved = placed.d.replicas.find((r) => r.id === pendingId);
     assert.equal(moved?.host, "h3", "the pending replica went to the new host");
-    const after = await cluster.status();
-    assert.deepEqual(after.pendingDemand, {});
-    assert.equal(after.deployments.find((d) => d.name === "busy")?.status, "HEALTHY");
+    assert.deepEqual((await cluster.status()).pendingDemand, {});
+    // The deployment status is the controller's verdict on its next tick.
+    await waitFor("busy to be HEALTHY", async () => (await cluster.deployment("busy"))?.status === "HEALTHY", { timeoutMs: 5000, describe: () => cluster.deployment("busy") });
   });
 
   it("status --json lists every host with id, alive, total and free resources and its replicas; each replica's host is a host id", async () => {

@@ -89,7 +89,7 @@ describe("parseDeploymentSpec: defaults", () => {
     assert.ok("routePrefix" in spec);
   });
 
-  it("fills autoscalingConfig defaults; numReplicas starts at initialReplicas = minReplicas", () => {
+  it("fills autoscalingConfig defaults; initialReplicas = minReplicas, and no numReplicas", () => {
     const spec = parseDeploymentSpec({ ...BASE, autoscalingConfig: {} });
     assert.deepEqual(spec.autoscalingConfig, {
       minReplicas: 1,
@@ -104,19 +104,19 @@ describe("parseDeploymentSpec: defaults", () => {
       upscaleSmoothingFactor: 1,
       downscaleSmoothingFactor: 1,
     });
-    assert.equal(spec.numReplicas, 1);
+    assert.equal(spec.numReplicas, undefined, "the autoscaler owns the count: no numReplicas");
 
     const two = parseDeploymentSpec({ ...BASE, autoscalingConfig: { minReplicas: 2, maxReplicas: 8, smoothingFactor: 0.5 } });
     assert.equal(two.autoscalingConfig?.initialReplicas, 2);
     assert.equal(two.autoscalingConfig?.upscaleSmoothingFactor, 0.5);
     assert.equal(two.autoscalingConfig?.downscaleSmoothingFactor, 0.5);
-    assert.equal(two.numReplicas, 2);
+    assert.equal(two.numReplicas, undefined);
 
     const initial = parseDeploymentSpec({ ...BASE, autoscalingConfig: { minReplicas: 0, maxReplicas: 8, initialReplicas: 3 } });
-    assert.equal(initial.numReplicas, 3);
+    assert.equal(initial.autoscalingConfig?.initialReplicas, 3);
     const zero = parseDeploymentSpec({ ...BASE, autoscalingConfig: { minReplicas: 0 } });
     assert.equal(zero.autoscalingConfig?.maxReplicas, 1);
-    assert.equal(zero.numReplicas, 0);
+    assert.equal(zero.autoscalingConfig?.initialReplicas, 0);
   });
 
   it("returns a deeply frozen value", () => {

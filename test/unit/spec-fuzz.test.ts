@@ -204,6 +204,8 @@ interface SpecCase {
   input: unknown;
   expect: "valid" | "invalid" | "any";
   field?: string;
+  /** The message need only contain the start of `field` (the field is a huge key). */
+  fieldPrefix?: boolean;
 }
 
 function specCase(rng: Rng, n: number): SpecCase {
@@ -231,7 +233,9 @@ function specCase(rng: Rng, n: number): SpecCase {
     const key = chance(rng, 0.6) ? pick(rng, POLLUTION_KEYS) : chance(rng, 0.03) ? "k".repeat(HUGE) : pick(rng, OTHER_KEYS);
     const extra = POLLUTION_KEYS.includes(key as (typeof POLLUTION_KEYS)[number]) ? pollutionObject(key) : { [key]: randomJson(rng, 2) };
     for (const [k, v] of Object.entries(extra)) defineKey(target, k, v);
-    return { kind: `extra key ${key.length > 20 ? `(${key.length} chars)` : JSON.stringify(key)} in ${where || "spec"}`, input: spec, expect: "invalid", field: where ? `${where}.${key}` : key };
+    // A bounded message can show only the start of a huge key, so only that start is required.
+    const shown = key.length > 20 ? key.slice(0, 20) : key;
+    return { kind: `extra key ${key.length > 20 ? `(${key.length} chars)` : JSON.stringify(key)} in ${where || "spec"}`, input: spec, expect: "invalid", field: where ? `${where}.${shown}` : shown, fieldPrefix: key !== shown };
   }
   if (roll < 0.8) {
     // Pollution keys inside records and userConfig: accepted or refused, but never polluting.
@@ -259,8 +263,14 @@ function specCase(rng: Rng, n: number): SpecCase {
     const depth = pick(rng, [10, 100, 1000, 3000]);
     let value: unknown = 1;
     for (let i = 0; i < depth; i++) value = chance(rng, 0.5) ? [value] : { a: value };
-    spec.userConfig = value;
-    return { kind: `userConfig nested ${depth} deep`, input: spec, expect: "any" };
+    if (chance(rng, 0.5)) {
+      spec.userConfig = value;
+      return { kind: `userConfig nested ${depth} deep`, input: spec, expect: "any" };
+    }
+    const [path] = pick(rng, FIELDS);
+    const { obj, key } = parentOf(spec, path);
+    obj[key] = [value];
+    return { kind: `array nested ${depth + 1} deep at ${path}`, input: spec, expect: "invalid", field: path };
   }
   if (roll < 0.94) {
     const field = pick(rng, ["actorOptions", "autoscalingConfig", "actorOptions.resources", "actorOptions.env"]);
@@ -317,7 +327,7 @@ function plainPrototypes(value: unknown): boolean {
 const SPEC_ERROR_PREFIX = "invalid deployment spec: ";
 
 /** Problems with a rejection: anything but INVALID_SPEC, an empty, huge or path-less message. */
-function rejectionProblems(err: unknown, field: string | undefined): { kind?: string; empty?: string; long?: string; path?: string } {
+function rejectionProblems(err: unknown, field: string | undefined, fieldPrefix = false): { kind?: string; empty?: string; long?: string; path?: string } {
   if (!(err instanceof FlotillaError) || err.code !== "INVALID_SPEC") {
     return { kind: `threw ${err instanceof Error ? `${err.name}: ${err.message.slice(0, 100)}` : String(err)}` };
   }
@@ -330,7 +340,7 @@ function rejectionProblems(err: unknown, field: string | undefined): { kind?: st
     ? problems.length > 0 && problems.every((p) => p.field.length > 0 && message.includes(`${p.field}: `))
     : /deployments\[\d+\]\.(name|routePrefix): /.test(message);
   if (!named || !message.startsWith(SPEC_ERROR_PREFIX)) out.path = `no field path in ${message.slice(0, 200)}`;
-  else if (field !== undefined && ![": ", ".", "["].some((next) => message.includes(`${field}${next}`))) out.path = `'${field}' not named in ${message.slice(0, 200)}`;
+  else if (field !== undefined && !(fieldPrefix ? [""] : [": ", ".", "["]).some((next) => message.includes(`${field}${next}`))) out.path = `'${field}' not named in ${message.slice(0, 200)}`;
   return out;
 }
 
@@ -360,9 +370,9 @@ function runFuzz(): FuzzReport {
   const v = report.violations;
   const started = performance.now();
 
-  const checkRejection = (at: string, err: unknown, field: string | undefined): void => {
+  const checkRejection = (at: string, err: unknown, field: string | undefined, fieldPrefix?: boolean): void => {
     report.rejected++;
-    const p = rejectionProblems(err, field);
+    const p = rejectionProblems(err, field, fieldPrefix);
     if (p.kind) v.throwsOnlyInvalidSpec.push({ at, problem: p.kind });
     if (p.empty) v.messageNonEmpty.push({ at, problem: p.empty });
     if (p.long) v.messageBounded.push({ at, problem: p.long });
@@ -386,7 +396,7 @@ function runFuzz(): FuzzReport {
     try {
       spec = parseDeploymentSpec(c.input);
     } catch (err) {
-      checkRejection(at, err, c.field);
+      checkRejection(at, err, c.field, c.fieldPrefix);
       if (c.expect === "valid") v.expectation.push({ at, problem: `a valid spec was rejected: ${err instanceof Error ? err.message.slice(0, 200) : String(err)}` });
     }
     report.cases++;
@@ -545,6 +555,13 @@ describe("spec fuzz: the worst cases, one by one", () => {
       assert.equal(err.code, "INVALID_SPEC");
       assert.match(err.message, /userConfig: /);
     }
+  });
+
+  it("refuses a deeply nested array where a string or a list of specs belongs with INVALID_SPEC", () => {
+    const deep = JSON.parse(`${"[".repeat(5000)}1${"]".repeat(5000)}`) as unknown;
+    assert.match(invalid(() => parseDeploymentSpec({ ...base, name: deep })).message, /name: /);
+    assert.match(invalid(() => parseDeployFile({ deployments: deep })).message, /deployments/);
+    assert.match(invalid(() => parseDeployFile(deep)).message, /\(spec\): /);
   });
 
   it("rejects a deploy file of valid specs with one broken in the middle, returning nothing", () => {
