@@ -69,6 +69,7 @@ export class HostAgent {
     await this.heartbeat();
     await this.sub.subscribe(this.keys.changes);
     this.sub.on("message", () => this.nudge());
+    await this.redis.publish(this.keys.changes, "hosts");
     this.log.info({ host: this.id, resources: this.options.resources }, "host registered");
     this.schedule(0);
   }

@@ -127,7 +127,7 @@ export class Router {
   }
 
   private answer(res: ServerResponse, reply: Reply): void {
-    const headers: Record<string, string> = { ...reply.headers, "x-flotilla-replica": reply.replica, "x-flotilla-version": reply.version };
+    const headers: Record<string, string> = { ...reply.headers, "x-flotilla-replica": reply.replica ?? "", "x-flotilla-version": reply.version ?? "" };
     send(res, reply.status, headers, reply.base64 ? Buffer.from(reply.body, "base64") : reply.body);
   }
 
