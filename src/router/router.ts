@@ -57,8 +57,9 @@ export class Router {
     this.sub = createRedis(options.redisUrl, { name: `flotilla-${this.id}-sub` });
     this.server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 20_000 }, (req, res) => void this.handle(req, res));
     this.server.keepAliveTimeout = 65_000;
-    this.server.on("clientError", (_err, socket) => {
-      if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+    this.server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+      const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout" : "400 Bad Request";
+      if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       else socket.destroy();
     });
   }
@@ -136,9 +137,9 @@ export class Router {
     if (error.code === "INTERNAL") this.log.error({ err: errorMessage(err), url: req.url }, "router error");
     const headers: Record<string, string> = { "content-type": "application/json; charset=utf-8" };
     if (error.status === 503) headers["retry-after"] = "1";
-    if (error.code === "PAYLOAD_TOO_LARGE") headers.connection = "close";
+    // No "connection: close": Node would destroy the socket right after the response, and the reset can erase the 413.
     send(res, error.status, headers, JSON.stringify(error.toJSON()));
-    if (error.code === "PAYLOAD_TOO_LARGE") res.on("finish", () => req.destroy());
+    if (error.code === "PAYLOAD_TOO_LARGE") res.on("finish", () => lingeringClose(req));
   }
 
   private healthz(res: ServerResponse): void {
@@ -165,6 +166,24 @@ export class Router {
     await closeRedis(this.redis);
     this.log.info({ router: this.id }, "router stopped");
   }
+}
+
+/** How long a refused upload may keep sending (discarded) after its 413 before the router hangs up. */
+const LINGER_MS = 2000;
+
+/**
+ * Closes the connection of a request whose body was refused while the client may still be sending.
+ * Destroying at once, with unread data in the receive buffer, makes the kernel send a reset that can
+ * erase the 413 before the client reads it (RFC 9112 §9.6). Instead: the 413, then FIN; keep reading
+ * and discarding (never buffering); destroy when the client closes its side, or after LINGER_MS.
+ */
+function lingeringClose(req: IncomingMessage): void {
+  const socket = req.socket;
+  req.resume();
+  socket.end();
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once("close", () => clearTimeout(timer));
 }
 
 function send(res: ServerResponse, status: number, headers: Record<string, string>, body: string | Buffer): void {
