@@ -1,0 +1,89 @@
+/**
+ * The request path in one process on the real Redis: a RequestClient and a
+ * ReplicaRunner (the replica's effects and state machine) on a deployment queue.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { ReplicaRunner } from "../../src/actors/replica-runner.js";
+import { RequestClient } from "../../src/client/request-client.js";
+import { FlotillaError } from "../../src/errors.js";
+import { Keys } from "../../src/shared/keys.js";
+import { createLogger } from "../../src/shared/logger.js";
+import { FIXTURE_APP } from "../helpers/cluster.js";
+import { cleanupNamespace, REDIS_URL, testNamespace, testRedis } from "../helpers/redis.js";
+import { waitFor } from "../helpers/wait.js";
+
+process.env.FLOTILLA_LOG_LEVEL ??= "warn";
+
+describe("request path", () => {
+  const namespace = testNamespace("reqpath");
+  const keys = new Keys(namespace);
+  const redis = testRedis();
+  const client = new RequestClient({ redisUrl: REDIS_URL, namespace });
+  const runner = new ReplicaRunner(
+    {
+      replicaId: "echo-test",
+      deployment: "echo",
+      hostId: "h",
+      namespace,
+      redisUrl: REDIS_URL,
+      appDir: FIXTURE_APP,
+      importRef: "echo.ts",
+      codeVersion: "c1",
+      version: "1",
+      configVersion: null,
+      userConfig: undefined,
+      maxConcurrentQueries: 10,
+      gracefulShutdownTimeoutS: 5,
+      maxRetries: 3,
+    },
+    createLogger("test-replica"),
+  );
+
+  before(async () => {
+    runner.actor.start();
+    await waitFor("the replica to run", () => runner.report().state === "running");
+  });
+
+  after(async () => {
+    runner.actor.send({ type: "DRAIN" });
+    await waitFor("the replica to stop", () => runner.report().state === "stopped");
+    await runner.closeConnections();
+    await client.close();
+    redis.disconnect();
+    await cleanupNamespace(namespace);
+  });
+
+  it("answers an HTTP job and a call job on the requester's own reply list", async () => {
+    const http = await client.submit("echo", { kind: "http", http: { method: "POST", path: "/echo/x", subPath: "/x", query: {}, headers: {}, body: '{"a":1}' } });
+    assert.equal(http.status, 200);
+    assert.equal(http.replica, "echo-test");
+    assert.equal(http.version, "1");
+    assert.deepEqual(JSON.parse(http.body).body, { a: 1 });
+    const call = await client.submit("echo", { kind: "call", payload: [1, 2] });
+    assert.deepEqual((call.value as { payload: unknown }).payload, [1, 2]);
+    assert.equal(await redis.llen(keys.queueKey("echo", "wait")), 0);
+    assert.equal(await redis.exists(keys.queueKey("echo", "completed")), 0, "completed jobs are not kept");
+  });
+
+  it("times out a request nobody takes and withdraws it from the queue", async () => {
+    await assert.rejects(client.submit("nobody", { kind: "call", payload: 1 }, { timeoutMs: 300 }), (err: unknown) => err instanceof FlotillaError && err.code === "TIMEOUT");
+    await waitFor("the job to leave the wait list", async () => (await redis.llen(keys.queueKey("nobody", "wait"))) === 0, { timeoutMs: 2000 });
+  });
+
+  it("refuses with BACKPRESSURE once maxQueuedRequests wait, without enqueueing", async () => {
+    const waiting = [client.submit("idle", { kind: "call", payload: 1 }, { timeoutMs: 2000 }), client.submit("idle", { kind: "call", payload: 2 }, { timeoutMs: 2000 })];
+    for (const w of waiting) w.catch(() => undefined);
+    await waitFor("two requests waiting", async () => (await redis.llen(keys.queueKey("idle", "wait"))) === 2);
+    await assert.rejects(client.submit("idle", { kind: "call", payload: 3 }, { maxQueued: 2 }), (err: unknown) => err instanceof FlotillaError && err.code === "BACKPRESSURE" && err.status === 503);
+    assert.equal(await redis.llen(keys.queueKey("idle", "wait")), 2);
+    await Promise.allSettled(waiting);
+  });
+
+  it("reconfigures in place and keeps answering", async () => {
+    runner.actor.send({ type: "RECONFIGURE", userConfig: { x: 1 }, configVersion: "cfg2" });
+    await waitFor("the new config version", () => runner.report().configVersion === "cfg2" && runner.report().state === "running");
+    const reply = await client.submit("echo", { kind: "call", payload: "still here" });
+    assert.equal(reply.status, 200);
+  });
+});
