@@ -1,5 +1,6 @@
 /** The benchmark's results: what is kept for each cell, the printed tables, and bench-results/latest.json. */
 import { mkdirSync, writeFileSync } from "node:fs";
+import type { PlannerTiming } from "./planners.js";
 import os from "node:os";
 import path from "node:path";
 import Table from "cli-table3";
@@ -33,6 +34,7 @@ export interface BenchReport {
   targets: TargetRun[];
   flotilla?: FlotillaStartup;
   flotillaError?: string;
+  planners?: PlannerTiming[];
 }
 
 export function machineInfo(): BenchReport["machine"] {

@@ -140,7 +140,12 @@ export class ReplicaRunner {
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 
-  private async process(job: Job, jobSignal: AbortSignal | undefined): Promise<Reply> {
+  /**
+   * The job's return value: the whole reply for a job without a reply list (a
+   * client that reads return values), just the status otherwise, so BullMQ's
+   * completion event does not copy every response body into its stream.
+   */
+  private async process(job: Job, jobSignal: AbortSignal | undefined): Promise<Reply | { status: number }> {
     const data = job.data as RequestJob;
     const handler = this.handler;
     this.inflight++;
@@ -172,7 +177,12 @@ export class ReplicaRunner {
       } catch (err) {
         reply = this.errorReply(data, err);
       }
-      if (data.replyTo) await this.sendReply(data.replyTo, reply);
+      // Not awaited: on the same connection, Redis applies the reply before BullMQ's completion of the
+      // job, and both go out in one write. If the connection drops, neither happens and the job is retried.
+      if (data.replyTo) {
+        this.sendReply(data.replyTo, reply);
+        return { status: reply.status };
+      }
       return reply;
     } finally {
       if (timer) clearTimeout(timer);
@@ -201,12 +211,14 @@ export class ReplicaRunner {
     };
   }
 
-  private async sendReply(replyTo: string, reply: Reply): Promise<void> {
+  private sendReply(replyTo: string, reply: Reply): void {
     if (!replyTo.startsWith(this.keys.repliesPrefix)) {
       this.log.warn({ replyTo }, "refusing to reply to a key outside this namespace's reply lists");
       return;
     }
-    await this.redis.pipeline().rpush(replyTo, JSON.stringify(reply)).pexpire(replyTo, REPLY_TTL_MS).exec();
+    const json = JSON.stringify(reply);
+    this.redis.rpush(replyTo, json).catch(() => undefined);
+    this.redis.pexpire(replyTo, REPLY_TTL_MS).catch(() => undefined);
   }
 
   private httpRequest(http: HttpRequestData, signal: AbortSignal): HttpRequest {

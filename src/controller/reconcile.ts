@@ -185,6 +185,9 @@ export function reconcile(state: ObservedState, newId: (deployment: string) => s
     out.statuses.push(status);
   }
 
+  // A status whose assignment is gone is left over (hosts only write statuses of assigned replicas).
+  for (const id of state.replicaStatus.keys()) if (!state.assignments.has(id)) out.remove.push(id);
+
   placeAll(state, aliveHosts, kept, upserts, out.statuses);
   out.upsert = [...upserts.values()];
   return out;
@@ -202,15 +205,18 @@ function placeAll(
   upserts: Map<string, ReplicaAssignment>,
   statuses: DeploymentStatusRecord[],
 ): void {
-  const hosts: HostCapacity[] = [...aliveHosts.values()].map((h) => ({ id: h.id, total: h.resources, gpuDevices: h.gpuDevices, schedulable: !h.draining }));
-  const existing: PlacedReplica[] = [];
   const requests: Array<{ id: string; deployment: string; resources: ResourceSet }> = [];
   for (const a of kept.values()) {
     const current = upserts.get(a.id) ?? a;
-    if (current.host !== null) existing.push({ id: a.id, deployment: a.deployment, host: current.host, resources: current.resources, gpuIds: current.gpuIds });
-    else if (current.desired === "run") requests.push({ id: a.id, deployment: a.deployment, resources: current.resources });
+    if (current.host === null && current.desired === "run") requests.push({ id: a.id, deployment: a.deployment, resources: current.resources });
   }
   if (requests.length === 0) return;
+  const hosts: HostCapacity[] = [...aliveHosts.values()].map((h) => ({ id: h.id, total: h.resources, gpuDevices: h.gpuDevices, schedulable: !h.draining }));
+  const existing: PlacedReplica[] = [];
+  for (const a of kept.values()) {
+    const current = upserts.get(a.id) ?? a;
+    if (current.host !== null) existing.push({ id: a.id, deployment: a.deployment, host: current.host, resources: current.resources, gpuIds: current.gpuIds });
+  }
   requests.sort((x, y) => (kept.get(x.id)?.createdAt ?? 0) - (kept.get(y.id)?.createdAt ?? 0));
   const result = place(hosts, existing, requests);
   for (const p of result.placed) {

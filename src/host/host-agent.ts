@@ -17,6 +17,22 @@ import { ReplicaProcess } from "./replica-process.js";
 import type { HostOptions } from "./host-options.js";
 
 const TICK_MS = 1000;
+
+/**
+ * KEYS[1] the replicas hash (assignments), KEYS[2] the replica-status hash;
+ * ARGV: id1, json1, id2, json2, ... Sets each status whose assignment exists.
+ * Returns how many were written.
+ */
+const WRITE_ASSIGNED_STATUSES = `
+local written = 0
+for i = 1, #ARGV, 2 do
+  if redis.call("HEXISTS", KEYS[1], ARGV[i]) == 1 then
+    redis.call("HSET", KEYS[2], ARGV[i], ARGV[i + 1])
+    written = written + 1
+  end
+end
+return written
+`;
 /** A reconfigure that failed is retried after this long. */
 const RECONFIGURE_RETRY_MS = 5000;
 
@@ -102,7 +118,7 @@ export class HostAgent {
       const deployments = parseJsonHash<DeploymentRecord>(deploymentsRaw?.[1]);
       const assignments = parseJsonHash<ReplicaAssignment>(replicasRaw?.[1]);
       this.reconcile(deployments, assignments);
-      await this.flushStatuses(true);
+      await this.flushStatuses();
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, "host tick failed; retrying");
     } finally {
@@ -204,7 +220,7 @@ export class HostAgent {
         this.log.warn({ err: errorMessage(err) }, "could not release the ended replica's job locks (they expire on their own)");
       }
     }
-    await this.flushStatuses(false).catch(() => undefined);
+    await this.flushStatuses().catch(() => undefined);
     await this.redis.publish(this.keys.changes, "replicas").catch(() => undefined);
     if (this.stopping && this.procs.size === 0) this.emptied?.();
   }
@@ -231,20 +247,22 @@ export class HostAgent {
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
-      void this.flushStatuses(false)
+      void this.flushStatuses()
         .then(() => this.redis.publish(this.keys.changes, "replicas"))
         .catch((err) => this.log.warn({ err: errorMessage(err) }, "could not write replica status"));
     });
   }
 
-  /** Writes the status of every local replica (and of ended ones not yet collected by the controller). */
-  private async flushStatuses(includeFinished: boolean): Promise<void> {
+  /**
+   * Writes the status of every local replica and of ended ones not yet collected.
+   * A status is written only while the replica's assignment exists: once the
+   * controller has removed both, a late write cannot bring the status back.
+   */
+  private async flushStatuses(): Promise<void> {
     const entries: string[] = [];
     for (const proc of this.procs.values()) entries.push(proc.id, JSON.stringify(this.statusOf(proc)));
-    for (const status of this.finished.values()) {
-      if (includeFinished || !this.procs.has(status.id)) entries.push(status.id, JSON.stringify(status));
-    }
-    if (entries.length > 0) await this.redis.hset(this.keys.replicaStatus, ...entries);
+    for (const status of this.finished.values()) if (!this.procs.has(status.id)) entries.push(status.id, JSON.stringify(status));
+    if (entries.length > 0) await this.redis.eval(WRITE_ASSIGNED_STATUSES, 2, this.keys.replicas, this.keys.replicaStatus, ...entries);
   }
 
   /**

@@ -24,6 +24,11 @@ export interface ConnectionOptions {
   mode?: "blocking" | "failFast";
   /** Connection name shown by CLIENT LIST. */
   name?: string;
+  /**
+   * Send the commands issued in one event-loop turn as one write (request paths:
+   * many concurrent requests become one round trip). @default false
+   */
+  autoPipelining?: boolean;
 }
 
 /** A new ioredis connection that keeps reconnecting (never gives up) with capped back-off. */
@@ -35,6 +40,7 @@ export function createRedis(url: string, options: ConnectionOptions = {}): Redis
     enableOfflineQueue: !failFast,
     enableReadyCheck: true,
     retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 1000),
+    enableAutoPipelining: options.autoPipelining ?? false,
     ...(options.name ? { connectionName: options.name } : {}),
   };
   const redis = new Redis(url, redisOptions);
