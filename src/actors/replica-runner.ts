@@ -10,6 +10,7 @@ import { errorMessage } from "../errors.js";
 import type { Logger } from "../shared/logger.js";
 import { encodeResult, type HttpRequestData, type Reply, type RequestJob } from "../shared/protocol.js";
 import { Keys } from "../shared/keys.js";
+import { Batcher } from "../shared/batcher.js";
 import { createRedis } from "../shared/redis.js";
 import { loadHandler, type LoadedHandler } from "./handler-loader.js";
 import { replicaMachine, type ReplicaMachineState } from "./replica-machine.js";
@@ -39,6 +40,8 @@ export class ReplicaRunner {
   private readonly keys: Keys;
   private inflight = 0;
   private readonly controllers = new Set<AbortController>();
+  /** Replies finished in the same turn go to Redis in one pipeline: one RPUSH per reply list. */
+  private readonly replies = new Batcher<string, string, void>((key, values) => this.pushReplies(key, values));
 
   private readonly config: ReplicaConfig;
 
@@ -177,10 +180,9 @@ export class ReplicaRunner {
       } catch (err) {
         reply = this.errorReply(data, err);
       }
-      // Not awaited: on the same connection, Redis applies the reply before BullMQ's completion of the
-      // job, and both go out in one write. If the connection drops, neither happens and the job is retried.
+      // The reply is in Redis before the job completes: a crash in between retries the request, never loses it.
       if (data.replyTo) {
-        this.sendReply(data.replyTo, reply);
+        await this.sendReply(data.replyTo, reply);
         return { status: reply.status };
       }
       return reply;
@@ -211,14 +213,19 @@ export class ReplicaRunner {
     };
   }
 
-  private sendReply(replyTo: string, reply: Reply): void {
+  private async sendReply(replyTo: string, reply: Reply): Promise<void> {
     if (!replyTo.startsWith(this.keys.repliesPrefix)) {
       this.log.warn({ replyTo }, "refusing to reply to a key outside this namespace's reply lists");
       return;
     }
-    const json = JSON.stringify(reply);
-    this.redis.rpush(replyTo, json).catch(() => undefined);
-    this.redis.pexpire(replyTo, REPLY_TTL_MS).catch(() => undefined);
+    await this.replies.add(replyTo, JSON.stringify(reply));
+  }
+
+  private async pushReplies(key: string, values: string[]): Promise<void[]> {
+    const results = await this.redis.pipeline().rpush(key, ...values).pexpire(key, REPLY_TTL_MS).exec();
+    const failed = results?.find(([err]) => err);
+    if (failed?.[0]) throw failed[0];
+    return values.map(() => undefined);
   }
 
   private httpRequest(http: HttpRequestData, signal: AbortSignal): HttpRequest {

@@ -10,6 +10,7 @@ import { v4 as uuidv4 } from "uuid";
 import { FlotillaError, errorMessage } from "../errors.js";
 import { Keys } from "../shared/keys.js";
 import type { Reply, RequestJob } from "../shared/protocol.js";
+import { Batcher } from "../shared/batcher.js";
 import { closeRedis, createRedis, waitReady } from "../shared/redis.js";
 
 /** Job options every request gets: no completed job kept; failed ones kept until the controller answers them. */
@@ -46,6 +47,8 @@ export class RequestClient {
   private readonly pending = new Map<string, Pending>();
   private readonly replyKey: string;
   private nextRequest = 0;
+  /** Requests for one deployment that arrive together are added in one round trip (addBulk). */
+  private readonly adds = new Batcher<string, RequestJob, string | undefined>((deployment, jobs) => this.addJobs(deployment, jobs));
   private closed = false;
   private everReady = false;
   private readerLoop: Promise<void> | undefined;
@@ -100,8 +103,7 @@ export class RequestClient {
     });
     let jobId: string | undefined;
     try {
-      const added = await this.queue(deployment).add("request", { ...job, replyTo: this.replyKey, requestId }, REQUEST_JOB_OPTIONS);
-      jobId = added.id;
+      jobId = await this.adds.add(deployment, { ...job, replyTo: this.replyKey, requestId });
     } catch (err) {
       const entry = this.pending.get(requestId);
       if (entry) clearTimeout(entry.timer);
@@ -129,6 +131,13 @@ export class RequestClient {
     if (this.redis.status !== "ready") {
       throw new FlotillaError("REDIS_UNAVAILABLE", `Redis is not reachable (connection ${this.redis.status}); the request was not accepted`);
     }
+  }
+
+  private async addJobs(deployment: string, jobs: RequestJob[]): Promise<Array<string | undefined>> {
+    const queue = this.queue(deployment);
+    if (jobs.length === 1) return [(await queue.add("request", jobs[0], REQUEST_JOB_OPTIONS)).id];
+    const added = await queue.addBulk(jobs.map((data) => ({ name: "request", data, opts: REQUEST_JOB_OPTIONS })));
+    return added.map((j) => j.id);
   }
 
   /** A timed-out request that no replica has taken yet is removed, so nobody runs it for nobody. */

@@ -45,7 +45,9 @@ export class ReplicaProcess {
     this.configVersion = config.configVersion;
     this.settingsKey = settingsKey(config);
     const entry = replicaEntry();
-    this.child = spawn(process.execPath, [...entry.execArgv, entry.file], {
+    // FLOTILLA_REPLICA_EXEC_ARGV: extra node flags for replica processes (e.g. --cpu-prof, --max-old-space-size=512).
+    const extra = (env.FLOTILLA_REPLICA_EXEC_ARGV ?? "").split(" ").filter(Boolean);
+    this.child = spawn(process.execPath, [...extra, ...entry.execArgv, entry.file], {
       env: { ...env, [REPLICA_CONFIG_ENV]: JSON.stringify(config) },
       stdio: ["ignore", "inherit", "pipe", "ipc"],
       detached: true,

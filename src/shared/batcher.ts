@@ -1,0 +1,48 @@
+/**
+ * Collects items added during one event-loop turn and hands them to `flush`
+ * together (on setImmediate), so many concurrent requests cost one Redis
+ * round trip instead of one each. Each `add` resolves with its item's result.
+ */
+export class Batcher<K, T, R> {
+  private pending = new Map<K, Array<{ item: T; resolve(r: R): void; reject(err: unknown): void }>>();
+  private scheduled = false;
+
+  constructor(
+    private readonly flush: (key: K, items: T[]) => Promise<R[]>,
+    private readonly maxBatch = 512,
+  ) {}
+
+  add(key: K, item: T): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      let list = this.pending.get(key);
+      if (!list) {
+        list = [];
+        this.pending.set(key, list);
+      }
+      list.push({ item, resolve, reject });
+      if (list.length >= this.maxBatch) this.flushKey(key);
+      else if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flushAll());
+      }
+    });
+  }
+
+  private flushAll(): void {
+    this.scheduled = false;
+    for (const key of [...this.pending.keys()]) this.flushKey(key);
+  }
+
+  private flushKey(key: K): void {
+    const list = this.pending.get(key);
+    if (!list || list.length === 0) return;
+    this.pending.delete(key);
+    this.flush(
+      key,
+      list.map((e) => e.item),
+    ).then(
+      (results) => list.forEach((e, i) => e.resolve(results[i] as R)),
+      (err: unknown) => list.forEach((e) => e.reject(err)),
+    );
+  }
+}
