@@ -8,7 +8,8 @@ import type { Redis } from "ioredis";
 import { createActor, fromPromise, type Actor } from "xstate";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../shared/logger.js";
-import { encodeResult, type HttpRequestData, type Reply, type RequestJob } from "../shared/protocol.js";
+import { encodeResult, type HttpRequestData, type QueueJob, type Reply, type RequestJob } from "../shared/protocol.js";
+import { Semaphore } from "../shared/semaphore.js";
 import { Keys } from "../shared/keys.js";
 import { Batcher } from "../shared/batcher.js";
 import { createRedis } from "../shared/redis.js";
@@ -40,6 +41,8 @@ export class ReplicaRunner {
   private readonly keys: Keys;
   private inflight = 0;
   private readonly controllers = new Set<AbortController>();
+  /** maxConcurrentQueries counts requests, also when several arrive in one batch job. */
+  private readonly slots: Semaphore;
   /** Replies finished in the same turn go to Redis in one pipeline: one RPUSH per reply list. */
   private readonly replies = new Batcher<string, string, void>((key, values) => this.pushReplies(key, values));
 
@@ -50,6 +53,7 @@ export class ReplicaRunner {
     private readonly log: Logger,
   ) {
     this.config = { ...config };
+    this.slots = new Semaphore(config.maxConcurrentQueries);
     this.keys = new Keys(config.namespace);
     this.redis = createRedis(config.redisUrl, { name: `flotilla-replica-${config.replicaId}` });
     const machine = replicaMachine.provide({
@@ -102,6 +106,7 @@ export class ReplicaRunner {
     if (settings.requestTimeoutS === undefined) delete this.config.requestTimeoutS;
     if (this.worker) {
       this.worker.concurrency = settings.maxConcurrentQueries;
+      this.slots.setLimit(settings.maxConcurrentQueries);
       this.worker.opts.maxStalledCount = settings.maxRetries;
     }
     this.actor.send({ type: "SETTINGS", gracefulShutdownTimeoutMs: settings.gracefulShutdownTimeoutS * 1000 });
@@ -148,10 +153,20 @@ export class ReplicaRunner {
    * client that reads return values), just the status otherwise, so BullMQ's
    * completion event does not copy every response body into its stream.
    */
-  private async process(job: Job, jobSignal: AbortSignal | undefined): Promise<Reply | { status: number }> {
-    const data = job.data as RequestJob;
+  private async process(job: Job, jobSignal: AbortSignal | undefined): Promise<Reply | { status: number; batch?: number }> {
+    const data = job.data as QueueJob;
+    if (data.kind === "batch") {
+      await Promise.all(data.requests.map((r) => this.serve(r, jobSignal)));
+      return { status: 200, batch: data.requests.length };
+    }
+    return this.serve(data, jobSignal);
+  }
+
+  private async serve(data: RequestJob, jobSignal: AbortSignal | undefined): Promise<Reply | { status: number }> {
     const handler = this.handler;
+    await this.slots.acquire();
     this.inflight++;
+    const started = performance.now();
     const abort = new AbortController();
     this.controllers.add(abort);
     const onJobAbort = (): void => abort.abort(jobSignal?.reason);
@@ -180,6 +195,7 @@ export class ReplicaRunner {
       } catch (err) {
         reply = this.errorReply(data, err);
       }
+      reply.ms = Math.round((performance.now() - started) * 1000) / 1000;
       // The reply is in Redis before the job completes: a crash in between retries the request, never loses it.
       if (data.replyTo) {
         await this.sendReply(data.replyTo, reply);
@@ -191,6 +207,7 @@ export class ReplicaRunner {
       jobSignal?.removeEventListener("abort", onJobAbort);
       this.controllers.delete(abort);
       this.inflight--;
+      this.slots.release();
     }
   }
 

@@ -9,12 +9,22 @@ import type { Redis } from "ioredis";
 import { v4 as uuidv4 } from "uuid";
 import { FlotillaError, errorMessage } from "../errors.js";
 import { Keys } from "../shared/keys.js";
-import type { Reply, RequestJob } from "../shared/protocol.js";
+import type { BatchJob, Reply, RequestJob } from "../shared/protocol.js";
 import { Batcher } from "../shared/batcher.js";
 import { closeRedis, createRedis, waitReady } from "../shared/redis.js";
 
 /** Job options every request gets: no completed job kept; failed ones kept until the controller answers them. */
 export const REQUEST_JOB_OPTIONS = { removeOnComplete: true, removeOnFail: false } as const;
+
+/**
+ * Requests that arrive together go into one batch job when the deployment's
+ * handler answers within this many ms on average: a batch costs Redis one job
+ * instead of one per request, and with handlers this fast a batch never holds
+ * requests back for long. Slower deployments get one job per request.
+ */
+export const BATCH_BELOW_MS = 5;
+/** The most requests one batch job carries. */
+export const MAX_BATCH = 64;
 
 export interface RequestClientOptions {
   redisUrl: string;
@@ -31,6 +41,7 @@ export interface SubmitOptions {
 }
 
 interface Pending {
+  deployment: string;
   resolve(reply: Reply): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
@@ -47,6 +58,8 @@ export class RequestClient {
   private readonly pending = new Map<string, Pending>();
   private readonly replyKey: string;
   private nextRequest = 0;
+  /** Per deployment: moving average of the handler's time (ms), from the replies' `ms`. */
+  private readonly serviceMs = new Map<string, number>();
   /** Requests for one deployment that arrive together are added in one round trip (addBulk). */
   private readonly adds = new Batcher<string, RequestJob, string | undefined>((deployment, jobs) => this.addJobs(deployment, jobs));
   private closed = false;
@@ -99,7 +112,7 @@ export class RequestClient {
         this.pending.delete(requestId);
         reject(new FlotillaError("TIMEOUT", `no answer from deployment '${deployment}' within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(requestId, { resolve, reject, timer });
+      this.pending.set(requestId, { deployment, resolve, reject, timer });
     });
     let jobId: string | undefined;
     try {
@@ -133,9 +146,20 @@ export class RequestClient {
     }
   }
 
+  /**
+   * Adds the requests of one turn: one job each, in one round trip; or, for a
+   * fast deployment, batch jobs. Resolves with each request's job id, or
+   * undefined for a request in a batch (it shares its job with others).
+   */
   private async addJobs(deployment: string, jobs: RequestJob[]): Promise<Array<string | undefined>> {
     const queue = this.queue(deployment);
     if (jobs.length === 1) return [(await queue.add("request", jobs[0], REQUEST_JOB_OPTIONS)).id];
+    if ((this.serviceMs.get(deployment) ?? Infinity) < BATCH_BELOW_MS) {
+      const batches: Array<{ name: string; data: BatchJob; opts: typeof REQUEST_JOB_OPTIONS }> = [];
+      for (let i = 0; i < jobs.length; i += MAX_BATCH) batches.push({ name: "batch", data: { kind: "batch", requests: jobs.slice(i, i + MAX_BATCH) }, opts: REQUEST_JOB_OPTIONS });
+      await queue.addBulk(batches);
+      return jobs.map(() => undefined);
+    }
     const added = await queue.addBulk(jobs.map((data) => ({ name: "request", data, opts: REQUEST_JOB_OPTIONS })));
     return added.map((j) => j.id);
   }
@@ -177,6 +201,10 @@ export class RequestClient {
     if (id === undefined) return;
     const entry = this.pending.get(id);
     if (!entry) return; // timed out already, or a duplicate answer after a retry
+    if (reply.ms !== undefined) {
+      const avg = this.serviceMs.get(entry.deployment);
+      this.serviceMs.set(entry.deployment, avg === undefined ? reply.ms : avg * 0.9 + reply.ms * 0.1);
+    }
     clearTimeout(entry.timer);
     this.pending.delete(id);
     entry.resolve(reply);

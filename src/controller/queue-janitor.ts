@@ -8,7 +8,7 @@ import type { Redis } from "ioredis";
 import { ERROR_CODES, errorMessage, type ErrorCode } from "../errors.js";
 import type { Keys } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
-import type { Reply, RequestJob } from "../shared/protocol.js";
+import type { QueueJob, Reply, RequestJob } from "../shared/protocol.js";
 
 export class QueueJanitor {
   private readonly queues = new Map<string, Queue>();
@@ -29,8 +29,14 @@ export class QueueJanitor {
     return q;
   }
 
+  /** Answers every request a job carries (one, or each of a batch). */
   private async answer(job: Job, code: ErrorCode, message: string): Promise<void> {
-    const data = job.data as RequestJob;
+    const data = job.data as QueueJob | undefined;
+    const requests = data?.kind === "batch" ? data.requests : data ? [data] : [];
+    for (const request of requests) await this.answerOne(request, code, message);
+  }
+
+  private async answerOne(data: RequestJob, code: ErrorCode, message: string): Promise<void> {
     if (!data?.replyTo?.startsWith(this.keys.repliesPrefix)) return;
     const error = { code, message };
     const reply: Reply = {

@@ -127,7 +127,9 @@ export function reconcile(state: ObservedState, newId: (deployment: string) => s
       const lastAt = st.samples[st.samples.length - 1]?.at;
       if (lastAt === undefined || now - lastAt >= cfg.metricsIntervalS * 1000 - 1) {
         const q = state.queues.get(name) ?? { waiting: 0, active: 0 };
-        const result = autoscale(st, { config: cfg, now, demand: q.waiting + q.active, currentTarget: target, readyReplicas: Math.min(serving.length, target) });
+        // Replicas count requests in flight one by one, also those that came in one batch job.
+        const inflight = live.reduce((sum, a) => sum + (state.replicaStatus.get(a.id)?.inflight ?? 0), 0);
+        const result = autoscale(st, { config: cfg, now, demand: q.waiting + Math.max(q.active, inflight), currentTarget: target, readyReplicas: Math.min(serving.length, target) });
         out.autoscaler.set(name, result.state);
         autoscaling = { demand: result.avgDemand, desired: result.desired, ...(autoscaling.lastDecision ? { lastDecision: autoscaling.lastDecision } : {}) };
         if (result.decision) {

@@ -22,6 +22,19 @@ export type RequestJob =
   | { kind: "http"; http: HttpRequestData; replyTo?: string; requestId?: string }
   | { kind: "call"; payload: unknown; replyTo?: string; requestId?: string };
 
+/**
+ * Several requests added together by one requester, as one job: what routers
+ * send when a deployment answers fast and requests arrive together. Each
+ * request is answered on its own reply list, as if it were a job of its own.
+ */
+export interface BatchJob {
+  kind: "batch";
+  requests: RequestJob[];
+}
+
+/** Anything a replica takes from its queue. */
+export type QueueJob = RequestJob | BatchJob;
+
 /** The answer to a request job. */
 export interface Reply {
   /** The requester's correlation id, copied from the job. */
@@ -39,6 +52,8 @@ export interface Reply {
   /** Which replica answered, and its code version. */
   replica: string;
   version: string;
+  /** How long the handler took (ms): lets requesters see how fast the deployment answers. */
+  ms?: number;
 }
 
 /** The response object a handler may return to set status and headers. */

@@ -66,6 +66,16 @@ describe("request path", () => {
     assert.equal(await redis.exists(keys.queueKey("echo", "completed")), 0, "completed jobs are not kept");
   });
 
+  it("puts requests that arrive together for a fast deployment into batch jobs, and answers each on its own", async () => {
+    for (let i = 0; i < 5; i++) await client.submit("echo", { kind: "call", payload: i }); // learn that echo is fast
+    const idKey = keys.queueKey("echo", "id");
+    const before = Number(await redis.get(idKey));
+    const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => client.submit("echo", { kind: "call", payload: { n: i } })));
+    replies.forEach((reply, i) => assert.deepEqual((reply.value as { payload: unknown }).payload, { n: i }, `request ${i} got its own answer`));
+    const jobs = Number(await redis.get(idKey)) - before;
+    assert.ok(jobs >= 1 && jobs < 50, `50 requests used ${jobs} jobs`);
+  });
+
   it("times out a request nobody takes and withdraws it from the queue", async () => {
     await assert.rejects(client.submit("nobody", { kind: "call", payload: 1 }, { timeoutMs: 300 }), (err: unknown) => err instanceof FlotillaError && err.code === "TIMEOUT");
     await waitFor("the job to leave the wait list", async () => (await redis.llen(keys.queueKey("nobody", "wait"))) === 0, { timeoutMs: 2000 });

@@ -1,0 +1,52 @@
+/** The Batcher (one flush per key per event-loop turn) and the request Semaphore. */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Batcher } from "../../src/shared/batcher.js";
+import { Semaphore } from "../../src/shared/semaphore.js";
+
+describe("Batcher", () => {
+  it("flushes what was added in one turn together, per key, and resolves each item with its own result", async () => {
+    const flushes: Array<[string, number[]]> = [];
+    const batcher = new Batcher<string, number, number>(async (key, items) => {
+      flushes.push([key, items]);
+      return items.map((n) => n * 10);
+    });
+    const results = await Promise.all([batcher.add("a", 1), batcher.add("b", 2), batcher.add("a", 3)]);
+    assert.deepEqual(results, [10, 20, 30]);
+    assert.deepEqual(flushes, [["a", [1, 3]], ["b", [2]]]);
+    assert.equal(await batcher.add("a", 4), 40, "a later turn is a new batch");
+    assert.equal(flushes.length, 3);
+  });
+
+  it("flushes at once when a batch is full, and rejects every item of a failed flush", async () => {
+    const sizes: number[] = [];
+    const batcher = new Batcher<string, number, number>(async (_key, items) => {
+      sizes.push(items.length);
+      if (items.includes(-1)) throw new Error("redis down");
+      return items;
+    }, 2);
+    await Promise.all([batcher.add("k", 1), batcher.add("k", 2), batcher.add("k", 3)]);
+    assert.deepEqual(sizes, [2, 1]);
+    const failed = await Promise.allSettled([batcher.add("k", -1), batcher.add("k", 5)]);
+    assert.deepEqual(failed.map((r) => r.status), ["rejected", "rejected"]);
+  });
+});
+
+describe("Semaphore", () => {
+  it("lets at most `limit` holders in, in arrival order, and follows a new limit", async () => {
+    const sem = new Semaphore(2);
+    const order: number[] = [];
+    await sem.acquire();
+    await sem.acquire();
+    const third = sem.acquire().then(() => order.push(3));
+    const fourth = sem.acquire().then(() => order.push(4));
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(order, [], "nobody past the limit");
+    sem.release();
+    await third;
+    assert.deepEqual(order, [3]);
+    sem.setLimit(3);
+    await fourth;
+    assert.deepEqual(order, [3, 4]);
+  });
+});
