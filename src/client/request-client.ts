@@ -203,7 +203,7 @@ export class RequestClient {
     if (!entry) return; // timed out already, or a duplicate answer after a retry
     if (reply.ms !== undefined) {
       const avg = this.serviceMs.get(entry.deployment);
-      this.serviceMs.set(entry.deployment, avg === undefined ? reply.ms : avg * 0.9 + reply.ms * 0.1);
+      this.serviceMs.set(entry.deployment, avg === undefined ? reply.ms : avg * 0.7 + reply.ms * 0.3);
     }
     clearTimeout(entry.timer);
     this.pending.delete(id);

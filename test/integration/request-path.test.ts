@@ -67,13 +67,20 @@ describe("request path", () => {
   });
 
   it("puts requests that arrive together for a fast deployment into batch jobs, and answers each on its own", async () => {
-    for (let i = 0; i < 5; i++) await client.submit("echo", { kind: "call", payload: i }); // learn that echo is fast
     const idKey = keys.queueKey("echo", "id");
-    const before = Number(await redis.get(idKey));
-    const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => client.submit("echo", { kind: "call", payload: { n: i } })));
-    replies.forEach((reply, i) => assert.deepEqual((reply.value as { payload: unknown }).payload, { n: i }, `request ${i} got its own answer`));
-    const jobs = Number(await redis.get(idKey)) - before;
-    assert.ok(jobs >= 1 && jobs < 50, `50 requests used ${jobs} jobs`);
+    let round = 0;
+    // The client learns from the replies' handler times that echo is fast; on a busy machine that can take a few rounds.
+    await waitFor(
+      "50 concurrent requests to share fewer than 50 jobs",
+      async () => {
+        const before = Number(await redis.get(idKey));
+        const base = round++ * 100;
+        const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => client.submit("echo", { kind: "call", payload: { n: base + i } })));
+        replies.forEach((reply, i) => assert.deepEqual((reply.value as { payload: unknown }).payload, { n: base + i }, `request ${i} got its own answer`));
+        return Number(await redis.get(idKey)) - before < 50;
+      },
+      { timeoutMs: 15_000, intervalMs: 10 },
+    );
   });
 
   it("times out a request nobody takes and withdraws it from the queue", async () => {
