@@ -5,12 +5,12 @@
  * whatever else uses it, and CONFIG RESETSTAT is not sent to it).
  */
 import { mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
 import { startProc } from "./proc.js";
 import { waitFor } from "./wait.js";
+import { freePort } from "../src/cli/private-redis.js";
 
 export interface BenchRedis {
   url: string;
@@ -19,17 +19,6 @@ export interface BenchRedis {
   version: string;
   client: Redis;
   stop(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function connect(url: string): Redis {

@@ -7,6 +7,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { z } from "zod";
 import { autoscalingConfigSchema, type AutoscalingConfig } from "../../src/spec/deployment-spec.js";
+import { mulberry32 } from "../helpers/prng.js";
 import {
   MAX_SAMPLES,
   autoscale,
@@ -22,17 +23,6 @@ type ConfigInput = z.input<typeof autoscalingConfigSchema>;
 
 function config(input: ConfigInput): AutoscalingConfig {
   return autoscalingConfigSchema.parse(input);
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function poisson(mean: number, rng: () => number): number {

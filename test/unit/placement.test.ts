@@ -2,6 +2,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { describeResources, freeResources, place, sumResources, type HostCapacity, type PlacedReplica, type PlacementRequest } from "../../src/controller/placement.js";
 import type { ResourceSet } from "../../src/shared/records.js";
+import { mulberry32 } from "../helpers/prng.js";
 
 const EPS = 1e-9;
 
@@ -163,18 +164,6 @@ describe("describeResources and sumResources", () => {
     assert.deepEqual(sumResources([{ CPU: 1, GPU: 0.5 }, { CPU: 2, memoryGiB: 4 }]), { CPU: 3, GPU: 0.5, memoryGiB: 4 });
   });
 });
-
-/** A tiny seeded PRNG, so a failing cluster can be replayed from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The test's own model of one host: what is used, independently of the planner. */
 interface Model {

@@ -1,5 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { mulberry32 } from "../helpers/prng.js";
 import {
   maxUnavailable,
   minServing,
@@ -22,18 +23,6 @@ function count(replicas: readonly PlannerReplica[], pred: (r: PlannerReplica) =>
 
 const serving = (r: PlannerReplica): boolean => r.phase === "serving";
 const live = (r: PlannerReplica): boolean => r.phase !== "draining";
-
-/** Tiny seeded PRNG, so every simulated run can be replayed from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("maxUnavailable and minServing", () => {
   it("allow 20% unavailable, at least 1, and keep at least 1 serving", () => {

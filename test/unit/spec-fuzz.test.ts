@@ -9,24 +9,13 @@ import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import { FlotillaError } from "../../src/errors.js";
 import { parseDeployFile, parseDeploymentSpec, type DeploymentSpec } from "../../src/spec/deployment-spec.js";
+import { mulberry32 } from "../helpers/prng.js";
 
 const SEED = 0x5eed;
 const SPEC_CASES = 5000;
 const FILE_CASES = 600;
 const MAX_MESSAGE = 20_000;
 const HUGE = 100_000;
-
-/** Tiny seeded PRNG, so every run can be replayed from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Rng = () => number;
 const int = (rng: Rng, lo: number, hi: number): number => lo + Math.floor(rng() * (hi - lo + 1));
