@@ -235,7 +235,7 @@ export class ReplicaRunner {
       this.log.warn({ replyTo }, "refusing to reply to a key outside this namespace's reply lists");
       return;
     }
-    await this.replies.add(replyTo, JSON.stringify(reply));
+    await this.replies.add(replyTo, JSON.stringify(reply), this.inflight === 1);
   }
 
   private async pushReplies(key: string, values: string[]): Promise<void[]> {

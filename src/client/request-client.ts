@@ -116,7 +116,7 @@ export class RequestClient {
     });
     let jobId: string | undefined;
     try {
-      jobId = await this.adds.add(deployment, { ...job, replyTo: this.replyKey, requestId });
+      jobId = await this.adds.add(deployment, { ...job, replyTo: this.replyKey, requestId }, this.pending.size === 1);
     } catch (err) {
       const entry = this.pending.get(requestId);
       if (entry) clearTimeout(entry.timer);

@@ -12,7 +12,11 @@ export class Batcher<K, T, R> {
     private readonly maxBatch = 512,
   ) {}
 
-  add(key: K, item: T): Promise<R> {
+  /**
+   * Adds an item. `alone`: the caller knows nothing else is in flight, so
+   * waiting for company would only add latency: it is flushed at once.
+   */
+  add(key: K, item: T, alone = false): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       let list = this.pending.get(key);
       if (!list) {
@@ -20,7 +24,7 @@ export class Batcher<K, T, R> {
         this.pending.set(key, list);
       }
       list.push({ item, resolve, reject });
-      if (list.length >= this.maxBatch) this.flushKey(key);
+      if (list.length >= this.maxBatch || (alone && list.length === 1)) this.flushKey(key);
       else if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flushAll());
