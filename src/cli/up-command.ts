@@ -12,7 +12,7 @@ import { parseHostOptions } from "../host/host-options.js";
 import { Router } from "../router/router.js";
 import { Keys } from "../shared/keys.js";
 import { createLogger, redactUrl } from "../shared/logger.js";
-import { closeRedis, createRedis, DEFAULT_REDIS_URL } from "../shared/redis.js";
+import { closeRedis, createRedis, DEFAULT_REDIS_URL, parseClusterUrl } from "../shared/redis.js";
 import { deployCommand, readDeployFile } from "./deploy-command.js";
 import { hasRedisServer, redisAnswers, startPrivateRedis, type PrivateRedis } from "./private-redis.js";
 import { stopOnSignal } from "./signals.js";
@@ -36,7 +36,7 @@ export async function runUp(o: UpOptions): Promise<void> {
   const specs = o.config ? await readDeployFile(o.config) : [];
   let redisUrl = o.redis;
   let privateRedis: PrivateRedis | undefined;
-  if (!(await redisAnswers(redisUrl))) {
+  if (!parseClusterUrl(redisUrl) && !(await redisAnswers(redisUrl))) {
     if (o.explicitRedis || redisUrl !== DEFAULT_REDIS_URL) {
       throw new FlotillaError("REDIS_UNAVAILABLE", `no Redis answers at ${redactUrl(redisUrl)}; start it, or leave --redis/REDIS_URL unset to let 'up' start a private one`);
     }

@@ -45,17 +45,20 @@ export interface QueueDepth {
 /** Waiting (incl. prioritized and delayed-to-wait) and active counts of several deployments, in one round trip. */
 export async function queueDepths(redis: Redis, keys: Keys, deployments: readonly string[]): Promise<Map<string, QueueDepth>> {
   const out = new Map<string, QueueDepth>();
-  if (deployments.length === 0) return out;
-  const pipeline = redis.pipeline();
-  for (const name of deployments) {
-    pipeline.llen(keys.queueKey(name, "wait"));
-    pipeline.zcard(keys.queueKey(name, "prioritized"));
-    pipeline.llen(keys.queueKey(name, "active"));
-    pipeline.zcard(keys.queueKey(name, "failed"));
-  }
-  const results = (await pipeline.exec()) ?? [];
+  // One pipeline per deployment (its keys share a hash tag, so this also works on a Redis Cluster), all sent at once.
+  const results = await Promise.all(
+    deployments.map((name) =>
+      redis
+        .pipeline()
+        .llen(keys.queueKey(name, "wait"))
+        .zcard(keys.queueKey(name, "prioritized"))
+        .llen(keys.queueKey(name, "active"))
+        .zcard(keys.queueKey(name, "failed"))
+        .exec(),
+    ),
+  );
   deployments.forEach((name, i) => {
-    const num = (j: number): number => Number(results[i * 4 + j]?.[1] ?? 0);
+    const num = (j: number): number => Number(results[i]?.[j]?.[1] ?? 0);
     out.set(name, { waiting: num(0) + num(1), active: num(2), failed: num(3) });
   });
   return out;

@@ -2,7 +2,7 @@
  * Redis connections. One URL (`redis://`, `rediss://` with user and password)
  * configures every process; `REDIS_URL` is the default everywhere.
  */
-import { Redis, type RedisOptions } from "ioredis";
+import { Cluster, Redis, type RedisOptions } from "ioredis";
 
 export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
 export const DEFAULT_NAMESPACE = "flotilla";
@@ -31,6 +31,25 @@ export interface ConnectionOptions {
   autoPipelining?: boolean;
 }
 
+/**
+ * `redis+cluster://[user:pass@]host:port,host:port` (or `rediss+cluster://` for
+ * TLS) names a Redis Cluster by some of its nodes; undefined for any other URL.
+ */
+export function parseClusterUrl(url: string): { nodes: Array<{ host: string; port: number }>; username?: string; password?: string; tls: boolean } | undefined {
+  const match = /^(rediss?)\+cluster:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?#]+)/.exec(url);
+  if (!match) return undefined;
+  const nodes = (match[4] ?? "").split(",").map((hp) => {
+    const [host = "127.0.0.1", port = "6379"] = hp.trim().split(":");
+    return { host, port: Number(port) };
+  });
+  return {
+    nodes,
+    tls: match[1] === "rediss",
+    ...(match[2] ? { username: decodeURIComponent(match[2]) } : {}),
+    ...(match[3] ? { password: decodeURIComponent(match[3]) } : {}),
+  };
+}
+
 /** A new ioredis connection that keeps reconnecting (never gives up) with capped back-off. */
 export function createRedis(url: string, options: ConnectionOptions = {}): Redis {
   const failFast = options.mode === "failFast";
@@ -43,6 +62,24 @@ export function createRedis(url: string, options: ConnectionOptions = {}): Redis
     enableAutoPipelining: options.autoPipelining ?? false,
     ...(options.name ? { connectionName: options.name } : {}),
   };
+  const cluster = parseClusterUrl(url);
+  if (cluster) {
+    const { enableOfflineQueue, retryStrategy, enableAutoPipelining, ...nodeOptions } = redisOptions;
+    const client = new Cluster(cluster.nodes, {
+      enableOfflineQueue,
+      enableAutoPipelining,
+      clusterRetryStrategy: retryStrategy,
+      redisOptions: {
+        ...nodeOptions,
+        ...(cluster.username ? { username: cluster.username } : {}),
+        ...(cluster.password ? { password: cluster.password } : {}),
+        ...(cluster.tls ? { tls: {} } : {}),
+      },
+    });
+    client.on("error", () => undefined);
+    // A Cluster answers every command Flotilla sends: all multi-key operations stay within one hash tag.
+    return client as unknown as Redis;
+  }
   const redis = new Redis(url, redisOptions);
   // Errors are reported by the owners through status checks; an unhandled 'error' event must not crash the process.
   redis.on("error", () => undefined);
