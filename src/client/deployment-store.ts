@@ -122,7 +122,7 @@ export async function waitForRollout(
     const current = (p: RolloutProgress): boolean => p.status !== undefined && p.status.generation >= p.generation;
     const failed = lastSeen.find((p) => current(p) && p.status?.status === "UNHEALTHY");
     if (failed?.status) {
-      throw new FlotillaError("INTERNAL", `rollout of '${failed.name}' failed: ${failed.status.message}`, { details: { deployment: failed.name, status: failed.status } });
+      throw new FlotillaError("ROLLOUT_FAILED", `rollout of '${failed.name}' failed: ${failed.status.message}`, { details: { deployment: failed.name, status: failed.status } });
     }
     if (lastSeen.every((p) => current(p) && p.status?.status === "HEALTHY")) return;
     if (Date.now() >= deadline) {

@@ -550,7 +550,7 @@ describe("versions, rolling updates and in-place reconfigure", () => {
       const failingMs = Date.now() - t;
       assert.notEqual(failing.code, 0, `a failed rollout exits non-zero; stdout: ${failing.stdout}; stderr: ${failing.stderr}`);
       assert.match(failing.stdout, /^clidep: updated \(generation 2, rolling update\)$/m);
-      assert.match(failing.stderr, /rollout of 'clidep' failed: .*model weights not found/, `the constructor's error; stderr: ${failing.stderr}`);
+      assert.match(failing.stderr, /ROLLOUT_FAILED: rollout of 'clidep' failed: .*model weights not found/, `the constructor's error; stderr: ${failing.stderr}`);
       const stillV1 = await httpRequest(cluster.url("/clidep"));
       assert.equal(stillV1.status, 200, stillV1.body);
       assert.equal(stillV1.headers.get("x-flotilla-version"), "v1", "the old replica still answers");
