@@ -47,10 +47,6 @@ export class FlotillaError extends Error {
   }
 }
 
-export function isFlotillaError(err: unknown): err is FlotillaError {
-  return err instanceof FlotillaError;
-}
-
 /** A readable one-line message for any thrown value. */
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;

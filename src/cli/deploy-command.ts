@@ -45,7 +45,7 @@ export async function deployCommand(redis: Redis, keys: Keys, specs: DeploymentS
   for (const r of results) options.out.write(`${r.name}: ${r.outcome}${r.outcome === "unchanged" ? "" : ` (generation ${r.generation}${r.rollout ? ", rolling update" : ""})`}\n`);
   if (!options.wait) return results;
   const targets = results.map((r) => ({ name: r.name, generation: r.generation }));
-  const progress = options.out.isTTY ? barProgress(targets.length) : lineProgress(options.out);
+  const progress = options.out.isTTY ? barProgress() : lineProgress(options.out);
   try {
     await waitForRollout(redis, keys, targets, { timeoutMs: options.timeoutS * 1000, onProgress: progress.update });
   } finally {
@@ -77,7 +77,7 @@ function lineProgress(out: NodeJS.WriteStream): { update(p: RolloutProgress[]): 
   };
 }
 
-function barProgress(n: number): { update(p: RolloutProgress[]): void; stop(): void } {
+function barProgress(): { update(p: RolloutProgress[]): void; stop(): void } {
   const multi = new cliProgress.MultiBar({ format: " {name} [{bar}] {value}/{total} {status}", hideCursor: true, clearOnComplete: false }, cliProgress.Presets.shades_classic);
   const bars = new Map<string, cliProgress.SingleBar>();
   return {
@@ -93,7 +93,6 @@ function barProgress(n: number): { update(p: RolloutProgress[]): void; stop(): v
         bar.setTotal(Math.max(target, 1));
         bar.update(target === 0 && status === "HEALTHY" ? 1 : ready, { status });
       }
-      void n;
     },
     stop() {
       multi.stop();

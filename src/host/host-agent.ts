@@ -305,14 +305,13 @@ export class HostAgent {
     this.log.info({ host: this.id }, "host stopped");
   }
 
+  /** Resolves when the last replica has exited (onExit calls `emptied`), or after `timeoutMs`. */
   private waitEmpty(timeoutMs: number): Promise<void> {
     if (this.procs.size === 0) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(done, timeoutMs);
-      const check = setInterval(() => this.procs.size === 0 && done(), 200);
       function done(): void {
         clearTimeout(timer);
-        clearInterval(check);
         resolve();
       }
       this.emptied = done;

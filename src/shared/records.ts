@@ -124,6 +124,3 @@ export interface RouterInfo {
   port: number;
   startedAt: number;
 }
-
-/** A deployment the controller and router work from: its record and spec. */
-export type DeploymentView = DeploymentRecord & { spec: DeploymentSpec };
