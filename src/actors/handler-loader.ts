@@ -6,7 +6,7 @@
 import { realpath } from "node:fs/promises";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { importRefProblem } from "../spec/deployment-spec.js";
+import { importRefProblem } from "../spec/import-ref.js";
 
 export interface RequestContext {
   /** Fires when the request's requestTimeoutS passes or the replica is forced to stop. */

@@ -6,6 +6,8 @@ import type { WorkerOptions } from "bullmq";
 import type { DeploymentSpec } from "../spec/deployment-spec.js";
 
 export const REPLICA_CONFIG_ENV = "FLOTILLA_REPLICA_CONFIG";
+/** Set on a prestarted replica process, which gets its config over IPC instead. */
+export const REPLICA_PRESTART_ENV = "FLOTILLA_REPLICA_PRESTART";
 
 /** Spec fields a running replica picks up without a restart. */
 export interface ReplicaSettings {

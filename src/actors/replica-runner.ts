@@ -3,7 +3,8 @@
  * handler, consume the deployment's queue with a BullMQ worker, answer each
  * request on its requester's reply list, drain on request.
  */
-import { Worker, type Job } from "bullmq";
+import type { Job } from "bullmq";
+import { Worker } from "../shared/bullmq-classes.js";
 import type { Redis } from "ioredis";
 import { createActor, fromPromise, type Actor } from "xstate";
 import { errorMessage } from "../errors.js";

@@ -6,21 +6,14 @@ import os from "node:os";
 import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { FlotillaError, errorMessage } from "../errors.js";
-import { buildStatus } from "../client/cluster-status.js";
-import { deleteDeployment } from "../client/deployment-store.js";
 import type { AdminApiOptions } from "../controller/admin-api.js";
-import { Controller } from "../controller/controller.js";
-import { readClusterState } from "../controller/observed-state.js";
-import { HostAgent } from "../host/host-agent.js";
-import { parseHostOptions } from "../host/host-options.js";
-import { Router } from "../router/router.js";
 import { Keys } from "../shared/keys.js";
 import { createLogger, redactUrl } from "../shared/logger.js";
 import { closeRedis, createRedis, DEFAULT_REDIS_URL, defaultNamespace, defaultRedisUrl, waitReady } from "../shared/redis.js";
-import { deployCommand, readDeployFile } from "./deploy-command.js";
 import { stopOnSignal } from "./signals.js";
-import { renderStatus } from "./status-command.js";
-import { runUp } from "./up-command.js";
+
+// Each command imports what it runs when it runs: a router process never
+// loads the controller, the schema library or the table renderer.
 
 interface GlobalOptions {
   redis: string;
@@ -88,9 +81,11 @@ program
   .option("--hosts <n>", "host agents to run", number("--hosts", { min: 1, integer: true }), 1)
   .option("--cpus <n>", "CPUs each host declares", number("--cpus", { min: 0 }))
   .option("--gpus <n>", "GPUs each host declares", number("--gpus", { min: 0, integer: true }))
+  .option("--prestart <n>", "replica processes each host keeps started ahead of need (0: none)", number("--prestart", { min: 0, integer: true }), 1)
   .addOption(new Option("--admin-port <port>", "admin API port (0: any free port)").env("FLOTILLA_ADMIN_PORT").default(8265).argParser(number("--admin-port", { min: 0, integer: true })))
   .option("--admin-bind <addr>", "admin API bind address", "127.0.0.1")
-  .action(async (opts: { config?: string; port: number; bind: string; hosts: number; cpus?: number; gpus?: number; adminPort: number; adminBind: string }) => {
+  .action(async (opts: { config?: string; port: number; bind: string; hosts: number; cpus?: number; gpus?: number; prestart: number; adminPort: number; adminBind: string }) => {
+    const { runUp } = await import("./up-command.js");
     await runUp({ ...globals(), explicitRedis: program.getOptionValueSource("redis") !== "default", ...opts, admin: adminOptions(opts) });
   });
 
@@ -101,6 +96,7 @@ program
   .addOption(new Option("--admin-port <port>", "admin API port (0: any free port)").env("FLOTILLA_ADMIN_PORT").default(8265).argParser(number("--admin-port", { min: 0, integer: true })))
   .option("--admin-bind <addr>", "admin API bind address", "127.0.0.1")
   .action(async (opts: { id: string; adminPort: number; adminBind: string }) => {
+    const { Controller } = await import("../controller/controller.js");
     const g = globals();
     const log = createLogger("controller", { controller: opts.id });
     const controller = new Controller({ id: opts.id, redisUrl: g.redis, namespace: g.namespace, admin: adminOptions(opts) }, log);
@@ -117,6 +113,7 @@ program
   .option("--request-timeout <s>", "answer 504 after this many seconds", number("--request-timeout", { min: 0.001 }), 60)
   .option("--max-body-bytes <n>", "larger request bodies get 413", number("--max-body-bytes", { min: 0, integer: true }), 10 * 1024 * 1024)
   .action(async (opts: { port: number; bind: string; id?: string; requestTimeout: number; maxBodyBytes: number }) => {
+    const { Router } = await import("../router/router.js");
     const g = globals();
     const log = createLogger("router");
     const router = new Router(
@@ -135,13 +132,16 @@ program
   .option("--gpus <n>", "GPUs to offer (default: what nvidia-smi -L lists)", number("--gpus", { min: 0, integer: true }))
   .option("--resources <json>", "custom resources, e.g. '{\"memoryGiB\": 16}'", jsonResources)
   .option("--heartbeat-timeout <s>", "declared dead after this many seconds without a heartbeat", number("--heartbeat-timeout", { min: 1 }), 10)
-  .action(async (opts: { id?: string; cpus?: number; gpus?: number; resources?: Record<string, number>; heartbeatTimeout: number }) => {
+  .option("--prestart <n>", "replica processes to keep started ahead of need, so a new replica skips Node's start-up (0: none)", number("--prestart", { min: 0, integer: true }), 1)
+  .action(async (opts: { id?: string; cpus?: number; gpus?: number; resources?: Record<string, number>; heartbeatTimeout: number; prestart: number }) => {
+    const [{ HostAgent }, { parseHostOptions }] = await Promise.all([import("../host/host-agent.js"), import("../host/host-options.js")]);
     const g = globals();
     const hostOptions = parseHostOptions({
       redisUrl: g.redis,
       namespace: g.namespace,
       appDir: g.appDir,
       heartbeatTimeoutS: opts.heartbeatTimeout,
+      prestart: opts.prestart,
       ...(opts.id !== undefined ? { id: opts.id } : {}),
       ...(opts.cpus !== undefined ? { cpus: opts.cpus } : {}),
       ...(opts.gpus !== undefined ? { gpus: opts.gpus } : {}),
@@ -160,6 +160,7 @@ program
   .option("--no-wait", "return once the specs are stored")
   .option("--timeout <s>", "fail if the rollout is not done by then", number("--timeout", { min: 1 }), 300)
   .action(async (file: string, opts: { wait: boolean; timeout: number }) => {
+    const { deployCommand, readDeployFile } = await import("./deploy-command.js");
     const specs = await readDeployFile(file);
     await withRedis((redis, keys) => deployCommand(redis, keys, specs, { wait: opts.wait, timeoutS: opts.timeout, out: process.stdout }));
   });
@@ -169,6 +170,7 @@ program
   .description("delete a deployment: its replicas drain, its queued requests are answered 404")
   .argument("<name>", "deployment name")
   .action(async (name: string) => {
+    const { deleteDeployment } = await import("../client/deployment-store.js");
     const removed = await withRedis((redis, keys) => deleteDeployment(redis, keys, name));
     if (!removed) throw new FlotillaError("NOT_FOUND", `no deployment named '${name}' in namespace '${globals().namespace}'`);
     process.stdout.write(`${name}: deleted\n`);
@@ -179,6 +181,11 @@ program
   .description("show deployments, replicas, hosts and controllers")
   .option("--json", "print JSON")
   .action(async (opts: { json?: boolean }) => {
+    const [{ buildStatus }, { readClusterState }, { renderStatus }] = await Promise.all([
+      import("../client/cluster-status.js"),
+      import("../controller/observed-state.js"),
+      import("./status-command.js"),
+    ]);
     const g = globals();
     const report = await withRedis(async (redis, keys) => buildStatus(g.namespace, await readClusterState(redis, keys)));
     process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : `${renderStatus(report)}\n`);

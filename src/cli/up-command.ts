@@ -28,6 +28,7 @@ export interface UpOptions {
   hosts: number;
   cpus?: number;
   gpus?: number;
+  prestart: number;
   admin: AdminApiOptions;
 }
 
@@ -60,13 +61,13 @@ export async function runUp(o: UpOptions): Promise<void> {
       redisUrl,
       namespace: o.namespace,
       appDir: o.appDir,
+      prestart: o.prestart,
       ...(o.cpus !== undefined ? { cpus: o.cpus } : {}),
       ...(o.gpus !== undefined ? { gpus: o.gpus } : {}),
     });
-    const host = new HostAgent(options, createLogger("host", { host: options.id }));
-    await host.start();
-    hosts.push(host);
+    hosts.push(new HostAgent(options, createLogger("host", { host: options.id })));
   }
+  await Promise.all(hosts.map((h) => h.start()));
   const router = new Router({ redisUrl, namespace: o.namespace, port: o.port, bind: o.bind, requestTimeoutS: 60, maxBodyBytes: 10 * 1024 * 1024 }, createLogger("router"));
   const port = await router.start();
 

@@ -4,7 +4,7 @@
  * anyone waits on it; the answer comes back on this requester's own reply list,
  * so a requester reads only its own replies, never the queue's events.
  */
-import { Queue } from "bullmq";
+import { Queue } from "../shared/bullmq-classes.js";
 import type { Redis } from "ioredis";
 import { v4 as uuidv4 } from "uuid";
 import { FlotillaError, errorMessage } from "../errors.js";

@@ -3,7 +3,8 @@
  * replica crashed more than maxRetries times, and requests still queued for a
  * deployment that was deleted. Then the deleted deployment's queue goes.
  */
-import { Queue, type Job } from "bullmq";
+import type { Job } from "bullmq";
+import { Queue } from "../shared/bullmq-classes.js";
 import type { Redis } from "ioredis";
 import { ERROR_CODES, errorMessage, type ErrorCode } from "../errors.js";
 import type { Keys } from "../shared/keys.js";

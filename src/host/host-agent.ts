@@ -13,7 +13,7 @@ import { createRedis, closeRedis } from "../shared/redis.js";
 import { releaseWorkerLocks } from "../shared/queue-ops.js";
 import { parseJsonHash } from "../shared/json-hash.js";
 import { settingsKey, settingsOf, type ReplicaConfig } from "../actors/replica-config.js";
-import { ReplicaProcess } from "./replica-process.js";
+import { PrestartedProcess, ReplicaProcess } from "./replica-process.js";
 import type { HostOptions } from "./host-options.js";
 
 const TICK_MS = 1000;
@@ -35,6 +35,8 @@ return written
 `;
 /** A reconfigure that failed is retried after this long. */
 const RECONFIGURE_RETRY_MS = 5000;
+/** A prestarted process that ends before it is ready pauses prestarting for this long. */
+const PRESTART_BACKOFF_MS = 30_000;
 
 export class HostAgent {
   private readonly keys: Keys;
@@ -53,6 +55,11 @@ export class HostAgent {
   /** When the last replica here ended (or the host started empty). */
   private emptySince = Date.now();
   private emptied: (() => void) | undefined;
+  /** Processes started ahead of need (`prestart`), waiting to become replicas. */
+  private readonly prestarted = new Set<PrestartedProcess>();
+  private prestartPausedUntil = 0;
+  /** Whether the last replica started here had a TypeScript handler: the next prestarted process gets ready for the same. */
+  private lastHandlerTs = true;
 
   constructor(
     readonly options: HostOptions,
@@ -81,7 +88,17 @@ export class HostAgent {
     };
   }
 
+  /**
+   * Registers the host once its first prestarted process is ready (at most
+   * 10 s): a host that is listed can start a replica in the time its handler
+   * takes to load.
+   */
   async start(): Promise<void> {
+    this.keepPrestarted();
+    const ready = Promise.all([...this.prestarted].map((p) => p.settled));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([ready, new Promise((resolve) => (timer = setTimeout(resolve, 10_000)))]);
+    clearTimeout(timer);
     await this.heartbeat();
     await this.sub.subscribe(this.keys.changes);
     this.sub.on("message", () => this.nudge());
@@ -118,6 +135,7 @@ export class HostAgent {
       const deployments = parseJsonHash<DeploymentRecord>(deploymentsRaw?.[1]);
       const assignments = parseJsonHash<ReplicaAssignment>(replicasRaw?.[1]);
       this.reconcile(deployments, assignments);
+      this.keepPrestarted();
       await this.flushStatuses();
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, "host tick failed; retrying");
@@ -171,6 +189,37 @@ export class HostAgent {
     }
   }
 
+  /**
+   * Tops up the prestarted processes, but only while no replica here is
+   * starting: they would compete with it for the same cores.
+   */
+  private keepPrestarted(): void {
+    if (this.stopping || Date.now() < this.prestartPausedUntil) return;
+    for (const proc of this.procs.values()) if (proc.state === "starting") return;
+    while (this.prestarted.size < this.options.prestart) {
+      const spare = new PrestartedProcess(this.lastHandlerTs, (ended) => {
+        this.prestarted.delete(ended);
+        if (!ended.ready && !this.stopping) {
+          this.prestartPausedUntil = Date.now() + PRESTART_BACKOFF_MS;
+          this.log.warn({ code: ended.child.exitCode, signal: ended.child.signalCode }, "a prestarted replica process ended before it was ready; replicas start cold for 30 s");
+        }
+      });
+      this.prestarted.add(spare);
+      this.log.debug({ pid: spare.child.pid, typescript: this.lastHandlerTs }, "replica process prestarted");
+    }
+  }
+
+  /** A ready prestarted process that can take this environment, removed from the pool. */
+  private takePrestarted(deploymentEnv: Record<string, string>): PrestartedProcess | undefined {
+    for (const spare of this.prestarted) {
+      if (spare.fits(deploymentEnv)) {
+        this.prestarted.delete(spare);
+        return spare;
+      }
+    }
+    return undefined;
+  }
+
   private spawn(a: ReplicaAssignment, record: DeploymentRecord): void {
     const spec = record.spec;
     const config: ReplicaConfig = {
@@ -196,12 +245,14 @@ export class HostAgent {
       CUDA_VISIBLE_DEVICES: a.gpuIds.join(","),
       ...spec.actorOptions.env,
     };
-    const proc = new ReplicaProcess(config, env, {
+    const events = {
       onChange: () => this.scheduleFlush(),
-      onExit: (p, code, signal) => void this.onExit(p, code, signal),
-    });
+      onExit: (p: ReplicaProcess, code: number | null, signal: NodeJS.Signals | null) => void this.onExit(p, code, signal),
+    };
+    this.lastHandlerTs = /\.m?ts$/.test(spec.import.split("#")[0] ?? "");
+    const proc = new ReplicaProcess(config, env, events, this.takePrestarted(spec.actorOptions.env));
     this.procs.set(a.id, proc);
-    this.log.info({ replica: a.id, deployment: a.deployment, pid: proc.pid }, "replica process started");
+    this.log.info({ replica: a.id, deployment: a.deployment, pid: proc.pid, prestarted: proc.prestarted }, "replica process started");
     this.scheduleFlush();
   }
 
@@ -288,6 +339,7 @@ export class HostAgent {
       }
     }
     this.stopping = true;
+    for (const spare of this.prestarted) spare.stop();
     for (const proc of this.procs.values()) proc.drain();
     await this.waitEmpty((maxGraceS + 5) * 1000);
     for (const proc of this.procs.values()) proc.kill();

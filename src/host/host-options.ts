@@ -18,6 +18,8 @@ export interface HostOptions {
   resources: ResourceSet;
   /** A host that has not heartbeated for this long is dead. @default 10 */
   heartbeatTimeoutS: number;
+  /** Replica processes kept started ahead of need, so a new replica skips Node's start-up. @default 1 */
+  prestart: number;
 }
 
 /** GPUs listed by `nvidia-smi -L`, or 0 when there is no driver. */
@@ -39,6 +41,7 @@ const rawSchema = z.strictObject({
   gpus: z.number().int().nonnegative().optional(),
   resources: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_.-]{0,62}$/), z.number().finite().nonnegative()).default({}),
   heartbeatTimeoutS: z.number().finite().min(1).max(3600).default(10),
+  prestart: z.number().int().min(0).max(16).default(1),
 });
 
 export function parseHostOptions(input: z.input<typeof rawSchema>): HostOptions {
@@ -58,5 +61,6 @@ export function parseHostOptions(input: z.input<typeof rawSchema>): HostOptions 
     appDir: path.resolve(o.appDir),
     resources: { CPU: o.cpus ?? os.availableParallelism(), GPU: o.gpus ?? detectGpus(), ...o.resources },
     heartbeatTimeoutS: o.heartbeatTimeoutS,
+    prestart: o.prestart,
   };
 }

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { httpRequest, TestCluster, type ProcessHandle } from "../helpers/cluster.js";
+import { httpRequest, PROCESS_START_MS, TestCluster, type ProcessHandle } from "../helpers/cluster.js";
 import { waitFor } from "../helpers/wait.js";
 
 const TOKEN = `tok-${randomUUID()}`;
@@ -37,7 +37,7 @@ describe("admin API with a bearer token", () => {
         if (line.includes('"admin API listening"')) return (JSON.parse(line) as { port: number }).port;
       }
       return undefined;
-    });
+    }, { timeoutMs: PROCESS_START_MS });
   });
 
   after(async () => {

@@ -525,7 +525,7 @@ describe("versions, rolling updates and in-place reconfigure", () => {
     import: ${importRef}
     version: "${v}"
     numReplicas: 1
-    actorOptions: { numCpus: 0.1, env: { BUILD: "${v}" } }
+    actorOptions: { numCpus: 0.1, env: { BUILD: "${v}", START_DELAY_MS: "${v === "v1" ? 1500 : 0}" } }
 `,
       );
     try {
@@ -534,6 +534,7 @@ describe("versions, rolling updates and in-place reconfigure", () => {
       const firstMs = Date.now() - t;
       assert.equal(first.code, 0, `exit 0; stdout: ${first.stdout}; stderr: ${first.stderr}`);
       assert.match(first.stdout, /^clidep: created \(generation 1, rolling update\)$/m);
+      // v1 takes 1.5 s to load, so the rollout is seen in progress.
       const progress = first.stdout.split("\n").filter((l) => /^clidep: (waiting for the controller|UPDATING|HEALTHY) /.test(l));
       assert.ok(progress.length >= 2, `progress lines printed (stdout is not a TTY): ${JSON.stringify(first.stdout)}`);
       assert.ok(

@@ -14,6 +14,13 @@ import { parseDeploymentSpec, type DeploymentSpecInput } from "../../src/spec/de
 import { cleanupNamespace, REDIS_URL, testNamespace, testRedis } from "./redis.js";
 import { waitFor } from "./wait.js";
 
+
+/**
+ * How long a spawned process may take to listen or register. Not a contract:
+ * with several test files starting processes on two cores, a start can take
+ * seconds.
+ */
+export const PROCESS_START_MS = 30_000;
 export const CLI = fileURLToPath(new URL("../../bin/flotilla.js", import.meta.url));
 export const FIXTURE_APP = fileURLToPath(new URL("../fixtures/app", import.meta.url));
 
@@ -123,7 +130,7 @@ export class TestCluster {
         if (line.includes('"router listening"')) return (JSON.parse(line) as { port: number }).port;
       }
       return undefined;
-    });
+    }, { timeoutMs: PROCESS_START_MS });
     this.routerPorts.push(port);
     return port;
   }
@@ -133,7 +140,10 @@ export class TestCluster {
   }
 
   async waitForHosts(n: number): Promise<void> {
-    await waitFor(`${n} live hosts`, async () => (await this.status()).hosts.filter((h) => h.alive).length >= n, { describe: async () => (await this.status()).hosts });
+    await waitFor(`${n} live hosts`, async () => (await this.status()).hosts.filter((h) => h.alive).length >= n, {
+      timeoutMs: PROCESS_START_MS,
+      describe: async () => (await this.status()).hosts,
+    });
   }
 
   /** Applies specs (validated like the CLI does) and, by default, waits until HEALTHY. */
