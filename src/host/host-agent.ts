@@ -205,7 +205,7 @@ export class HostAgent {
         }
       });
       this.prestarted.add(spare);
-      this.log.debug({ pid: spare.child.pid, typescript: this.lastHandlerTs }, "replica process prestarted");
+      this.log.info({ pid: spare.child.pid, typescript: this.lastHandlerTs }, "replica process prestarted");
     }
   }
 
