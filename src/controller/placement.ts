@@ -62,8 +62,15 @@ export function place(hosts: readonly HostCapacity[], existing: readonly PlacedR
   // Capacity only shrinks during a call, so a need that fit nowhere keeps failing: remember why.
   const failed = new Map<string, string>();
   const result: PlacementResult = { placed: [], pending: [] };
+  // Replicas of one deployment usually ask for the same resources: parse each need once.
+  const needs = new Map<string, { resources: ResourceSet; need: Need }>();
   for (const request of requests) {
-    const need = needOf(request.resources, slots);
+    let cached = needs.get(request.deployment);
+    if (!cached || !sameResources(cached.resources, request.resources)) {
+      cached = { resources: request.resources, need: needOf(request.resources, slots) };
+      needs.set(request.deployment, cached);
+    }
+    const need = cached.need;
     const counts = ledger.countsOf(request.deployment);
     const h = failed.has(need.key) ? -1 : ledger.choose(need, counts);
     if (h < 0) {
@@ -123,16 +130,19 @@ class Ledger {
         return { host, free, devices: new Float64Array(devices) };
       });
     const index = new Map(this.hosts.map((s, i) => [s.host.id, i]));
-    const placed = existing.flatMap((r) => {
+    const placed: Array<{ r: PlacedReplica; h: number; ids: number[] }> = [];
+    for (const r of existing) {
       const h = index.get(r.host);
-      return h === undefined ? [] : [{ r, h, ids: r.gpuIds.filter((d) => Number.isInteger(d) && d >= 0 && d < this.hosts[h]!.devices.length) }];
-    });
+      if (h === undefined) continue;
+      const count = this.hosts[h]!.devices.length;
+      placed.push({ r, h, ids: r.gpuIds.length === 0 ? r.gpuIds : r.gpuIds.filter((d) => Number.isInteger(d) && d >= 0 && d < count) });
+    }
     const listings = this.hosts.map((s) => new Int32Array(s.devices.length));
     for (const { h, ids } of placed) for (const d of ids) listings[h]![d]! += 1;
     for (const { r, h, ids } of placed) {
       const { free, devices } = this.hosts[h]!;
-      for (const [name, value] of Object.entries(r.resources)) free[slots.get(name)!]! -= value;
-      chargeExisting(devices, listings[h]!, ids, r.resources.GPU ?? 0);
+      for (const name in r.resources) free[slots.get(name)!]! -= r.resources[name]!;
+      if (ids.length > 0) chargeExisting(devices, listings[h]!, ids, r.resources.GPU ?? 0);
       this.countsOf(r.deployment)[h]! += 1;
     }
     this.cpuRank = Float64Array.from(this.hosts, (s) => Math.round(s.free[CPU]! * 1e6));
@@ -269,6 +279,17 @@ function needOf(resources: ResourceSet, slots: Map<string, number>): Need {
     need.key += `${name}=${amount};`;
   }
   return need;
+}
+
+function sameResources(a: ResourceSet, b: ResourceSet): boolean {
+  if (a === b) return true;
+  let n = 0;
+  for (const name in a) {
+    if (a[name] !== b[name]) return false;
+    n++;
+  }
+  for (const _ in b) n--;
+  return n === 0;
 }
 
 function split(gpu: number): { whole: number; rem: number } {

@@ -207,10 +207,10 @@ function placeAll(
   upserts: Map<string, ReplicaAssignment>,
   statuses: DeploymentStatusRecord[],
 ): void {
-  const requests: Array<{ id: string; deployment: string; resources: ResourceSet }> = [];
+  const requests: Array<{ id: string; deployment: string; resources: ResourceSet; createdAt: number }> = [];
   for (const a of kept.values()) {
     const current = upserts.get(a.id) ?? a;
-    if (current.host === null && current.desired === "run") requests.push({ id: a.id, deployment: a.deployment, resources: current.resources });
+    if (current.host === null && current.desired === "run") requests.push({ id: a.id, deployment: a.deployment, resources: current.resources, createdAt: a.createdAt });
   }
   if (requests.length === 0) return;
   const hosts: HostCapacity[] = [...aliveHosts.values()].map((h) => ({ id: h.id, total: h.resources, gpuDevices: h.gpuDevices, schedulable: !h.draining }));
@@ -219,13 +219,14 @@ function placeAll(
     const current = upserts.get(a.id) ?? a;
     if (current.host !== null) existing.push({ id: a.id, deployment: a.deployment, host: current.host, resources: current.resources, gpuIds: current.gpuIds });
   }
-  requests.sort((x, y) => (kept.get(x.id)?.createdAt ?? 0) - (kept.get(y.id)?.createdAt ?? 0));
+  requests.sort((x, y) => x.createdAt - y.createdAt);
   const result = place(hosts, existing, requests);
   for (const p of result.placed) {
     const a = upserts.get(p.id) ?? kept.get(p.id);
     if (!a) continue;
-    const { pendingReason: _dropped, ...rest } = a;
-    upserts.set(p.id, { ...rest, host: p.host, gpuIds: p.gpuIds });
+    const next: ReplicaAssignment = { ...a, host: p.host, gpuIds: p.gpuIds };
+    if (next.pendingReason !== undefined) delete next.pendingReason;
+    upserts.set(p.id, next);
   }
   const reasons = new Map<string, string[]>();
   for (const p of result.pending) {
