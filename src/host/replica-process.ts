@@ -36,10 +36,11 @@ function spawnReplicaChild(env: NodeJS.ProcessEnv): ChildProcess {
 }
 
 /**
- * Environment variables Node reads only while it starts: a replica whose
+ * Environment variables read only while a process starts (by Node, libuv, the
+ * dynamic loader, the C library's allocator, OpenSSL): a replica whose
  * deployment sets one of these needs a process of its own.
  */
-const START_UP_ENV = /^(NODE_|UV_|FLOTILLA_REPLICA_EXEC_ARGV$)/;
+const START_UP_ENV = /^(NODE_|UV_|LD_|MALLOC_|GLIBC_|OPENSSL_|SSL_CERT_|FLOTILLA_REPLICA_EXEC_ARGV$)/;
 
 /**
  * A replica process started ahead of need: it has loaded the runtime and waits
