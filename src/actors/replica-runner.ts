@@ -4,7 +4,7 @@
  * request on its requester's reply list, drain on request.
  */
 import type { Job } from "bullmq";
-import { Worker } from "../shared/bullmq-classes.js";
+import { startJobsAtOnceWhenIdle, Worker } from "../shared/bullmq-classes.js";
 import type { Redis } from "ioredis";
 import { createActor, fromPromise, type Actor } from "xstate";
 import { errorMessage } from "../errors.js";
@@ -95,6 +95,7 @@ export class ReplicaRunner {
       connection: this.redis,
       prefix: this.keys.queuePrefix,
     });
+    startJobsAtOnceWhenIdle(worker, () => this.inflight === 0);
     worker.on("error", (err) => this.warnThrottled(errorMessage(err)));
     this.worker = worker;
     await worker.waitUntilReady();

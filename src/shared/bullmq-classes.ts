@@ -21,3 +21,33 @@ export const Worker = load<typeof WorkerClass>("worker.js", "Worker");
 export type Worker = WorkerClass;
 export const Queue = load<typeof QueueClass>("queue.js", "Queue");
 export type Queue = QueueClass;
+
+type FetchNext = (token: string, opts?: { block?: boolean }) => Promise<unknown>;
+
+/**
+ * Makes a worker start a job at once when it has nothing else to do.
+ *
+ * After a fetch returns a job, BullMQ's main loop fetches again (one more
+ * moveToActive round trip) and waits for that answer before it starts the job
+ * it already has. Under load the second fetch usually finds work; at low load
+ * it finds none and only delays the request. `isIdle` says whether the replica
+ * runs no request: then the fetch right after a job returns nothing without
+ * asking Redis, the job starts, and the main loop fetches again after that.
+ * The fetch method is internal to BullMQ: if a release renames it, the worker
+ * is left as it is.
+ */
+export function startJobsAtOnceWhenIdle(worker: WorkerClass, isIdle: () => boolean): void {
+  const target = worker as unknown as { _getNextJob?: FetchNext };
+  const fetchNext = target._getNextJob;
+  if (typeof fetchNext !== "function") return;
+  let skipNextFetch = false;
+  target._getNextJob = async (token, opts) => {
+    if (skipNextFetch) {
+      skipNextFetch = false;
+      return undefined;
+    }
+    const job = await fetchNext.call(worker, token, opts);
+    if (job && isIdle()) skipNextFetch = true;
+    return job;
+  };
+}
