@@ -32,18 +32,21 @@ type FetchNext = (token: string, opts?: { block?: boolean }) => Promise<unknown>
  * it already has. Under load the second fetch usually finds work; at low load
  * it finds none and only delays the request. `isIdle` says whether the replica
  * runs no request: then the fetch right after a job returns nothing without
- * asking Redis, the job starts, and the main loop fetches again after that.
+ * asking Redis, and the job starts. The worker also counts the queue as
+ * drained, so its next fetch is a blocking wait, which a waiting job (or the
+ * marker BullMQ leaves with every job it hands out) ends at once.
  * The fetch method is internal to BullMQ: if a release renames it, the worker
  * is left as it is.
  */
 export function startJobsAtOnceWhenIdle(worker: WorkerClass, isIdle: () => boolean): void {
-  const target = worker as unknown as { _getNextJob?: FetchNext };
+  const target = worker as unknown as { _getNextJob?: FetchNext; drained?: boolean };
   const fetchNext = target._getNextJob;
-  if (typeof fetchNext !== "function") return;
+  if (typeof fetchNext !== "function" || typeof target.drained !== "boolean") return;
   let skipNextFetch = false;
   target._getNextJob = async (token, opts) => {
     if (skipNextFetch) {
       skipNextFetch = false;
+      target.drained = true;
       return undefined;
     }
     const job = await fetchNext.call(worker, token, opts);
