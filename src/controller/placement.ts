@@ -111,7 +111,7 @@ class Ledger {
   /** Sorted by id, so a lower index is a lower id. */
   readonly hosts: HostState[];
   /** Deployment → its replicas on each host. */
-  private readonly counts = new Map<string, Int32Array>();
+  private readonly counts = new Map<string, number[]>();
   /** Schedulable hosts, most free CPU first, then by id: the spread order, kept sorted as CPU is taken. */
   private readonly order: Int32Array;
   /** Free CPU in millionths, so float noise does not decide the order. */
@@ -150,14 +150,15 @@ class Ledger {
     for (const h of this.order) if (this.hosts[h]!.devices.some((u) => u > EPS && u < 1)) this.sharing.add(h);
   }
 
-  countsOf(deployment: string): Int32Array {
+  /** Per host (a plain array: a typed array per deployment costs an off-heap allocation each). */
+  countsOf(deployment: string): number[] {
     let counts = this.counts.get(deployment);
-    if (!counts) this.counts.set(deployment, (counts = new Int32Array(this.hosts.length)));
+    if (!counts) this.counts.set(deployment, (counts = new Array<number>(this.hosts.length).fill(0)));
     return counts;
   }
 
   /** The host for a need, or -1: packing hosts first for a fraction of a GPU, then the spread order. */
-  choose(need: Need, counts: Int32Array): number {
+  choose(need: Need, counts: number[]): number {
     let best = -1;
     if (need.whole === 0 && need.rem > 0) {
       for (const h of this.sharing) {
@@ -177,7 +178,7 @@ class Ledger {
   }
 
   /** Charges the need to host h and returns the GPU devices it got. */
-  take(h: number, need: Need, counts: Int32Array): number[] {
+  take(h: number, need: Need, counts: number[]): number[] {
     const { free, devices } = this.hosts[h]!;
     for (let i = 0; i < need.slots.length; i++) free[need.slots[i]!]! -= need.amounts[i]!;
     const partial = gpuFit(devices, need.whole, need.rem);
@@ -225,7 +226,7 @@ class Ledger {
     return lo;
   }
 
-  private spreadsBetter(a: number, b: number, counts: Int32Array): boolean {
+  private spreadsBetter(a: number, b: number, counts: number[]): boolean {
     return counts[a]! < counts[b]! || (counts[a] === counts[b] && this.before(a, b));
   }
 }

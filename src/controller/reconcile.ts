@@ -72,6 +72,8 @@ export function reconcile(state: ObservedState, newId: (deployment: string) => s
   }
   const kept = new Map<string, ReplicaAssignment>();
   const upserts = new Map<string, ReplicaAssignment>();
+  /** Replicas without a host: the only ones placement can act on. */
+  const unplaced: string[] = [];
 
   const names = new Set([...state.deployments.keys(), ...byDeployment.keys(), ...state.previousStatus.keys()]);
   for (const name of names) {
@@ -102,6 +104,7 @@ export function reconcile(state: ObservedState, newId: (deployment: string) => s
       }
       live.push(a);
       kept.set(a.id, a);
+      if (a.host === null) unplaced.push(a.id);
       const host = a.host === null ? undefined : aliveHosts.get(a.host);
       // Replicas on a draining host are replaced like an old version: successors first, then drain.
       const codeVersion = host?.draining ? `${a.codeVersion}@draining-host` : a.codeVersion;
@@ -157,6 +160,7 @@ export function reconcile(state: ObservedState, newId: (deployment: string) => s
       const a: ReplicaAssignment = { id: newId(name), deployment: name, codeVersion: record.codeVersion, version: record.spec.version ?? record.codeVersion, host: null, desired: "run", resources: replicaResources(record), gpuIds: [], createdAt: now };
       kept.set(a.id, a);
       upserts.set(a.id, a);
+      unplaced.push(a.id);
     }
 
     const servingCurrent = serving.filter((r) => r.codeVersion === record.codeVersion).length;
@@ -190,7 +194,7 @@ export function reconcile(state: ObservedState, newId: (deployment: string) => s
   // A status whose assignment is gone is left over (hosts only write statuses of assigned replicas).
   for (const id of state.replicaStatus.keys()) if (!state.assignments.has(id)) out.remove.push(id);
 
-  placeAll(state, aliveHosts, kept, upserts, out.statuses);
+  placeAll(aliveHosts, unplaced, kept, upserts, out.statuses);
   out.upsert = [...upserts.values()];
   return out;
 }
@@ -201,16 +205,18 @@ function statusRecord(name: string, status: DeploymentStatusRecord["status"], me
 
 /** Places every pending replica that wants to run; records why the others stay pending. */
 function placeAll(
-  state: ObservedState,
   aliveHosts: ReadonlyMap<string, HostInfo & { alive: boolean }>,
+  unplaced: readonly string[],
   kept: Map<string, ReplicaAssignment>,
   upserts: Map<string, ReplicaAssignment>,
   statuses: DeploymentStatusRecord[],
 ): void {
   const requests: Array<{ id: string; deployment: string; resources: ResourceSet; createdAt: number }> = [];
-  for (const a of kept.values()) {
-    const current = upserts.get(a.id) ?? a;
-    if (current.host === null && current.desired === "run") requests.push({ id: a.id, deployment: a.deployment, resources: current.resources, createdAt: a.createdAt });
+  for (const id of unplaced) {
+    const a = kept.get(id);
+    if (!a) continue;
+    const current = upserts.get(id) ?? a;
+    if (current.host === null && current.desired === "run") requests.push({ id, deployment: a.deployment, resources: current.resources, createdAt: a.createdAt });
   }
   if (requests.length === 0) return;
   const hosts: HostCapacity[] = [...aliveHosts.values()].map((h) => ({ id: h.id, total: h.resources, gpuDevices: h.gpuDevices, schedulable: !h.draining }));
