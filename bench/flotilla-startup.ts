@@ -27,6 +27,12 @@ export interface FlotillaStartup {
   secondReplica: ReplicaStart | null;
   /** VmRSS in MiB of each process, taken after the load cells. */
   rssMiB: Record<string, number | null>;
+  /**
+   * Proportional set size in MiB: resident memory with pages shared between
+   * processes (Node's own code, mostly) divided among them. What one more
+   * replica costs is closer to this than to its RSS.
+   */
+  pssMiB: Record<string, number | null>;
 }
 
 /** Reads the spawn and running lines of `deployment`'s first replica from the host's output. */
@@ -43,6 +49,17 @@ export function replicaStart(host: Proc, deployment: string): ReplicaStart | nul
     spawnToRunningMs: running.time - spawned.time,
     loadAndWorkerReadyMs: typeof running.ms === "number" ? running.ms : null,
   };
+}
+
+/** Pss of a process in MiB (from smaps_rollup), or null when it cannot be read. */
+export function pssMiB(pid: number | undefined | null): number | null {
+  if (!pid) return null;
+  try {
+    const kb = /^Pss:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1];
+    return kb ? Math.round((Number(kb) / 1024) * 10) / 10 : null;
+  } catch {
+    return null;
+  }
 }
 
 /** VmRSS of a process in MiB, or null when it cannot be read. */
@@ -69,20 +86,27 @@ async function replicaStartSoon(host: Proc, deployment: string): Promise<Replica
 export async function measureStartup(target: FlotillaTarget, secondName = "hello-start"): Promise<FlotillaStartup> {
   const status = await target.status();
   const loadedPid = status.deployments.find((d) => d.name === "hello")?.replicas.find((r) => r.state === "running")?.pid ?? null;
-  const rss: Record<string, number | null> = {
-    controller: rssMiB(target.controller.pid),
-    router: rssMiB(target.router.pid),
-    host: rssMiB(target.host.pid),
-    "replica (after load)": rssMiB(loadedPid),
+  const pids: Record<string, number | null | undefined> = {
+    controller: target.controller.pid,
+    router: target.router.pid,
+    host: target.host.pid,
+    "replica (after load)": loadedPid,
   };
   const secondApplyToHealthyMs = await target.deploy(secondName);
   const secondReplica = await replicaStartSoon(target.host, secondName);
-  rss["replica (fresh, idle)"] = rssMiB(secondReplica?.pid);
+  pids["replica (fresh, idle)"] = secondReplica?.pid;
+  const rss: Record<string, number | null> = {};
+  const pss: Record<string, number | null> = {};
+  for (const [name, pid] of Object.entries(pids)) {
+    rss[name] = rssMiB(pid);
+    pss[name] = pssMiB(pid);
+  }
   return {
     firstApplyToHealthyMs: target.firstRolloutMs,
     firstReplica: replicaStart(target.host, "hello"),
     secondApplyToHealthyMs,
     secondReplica,
     rssMiB: rss,
+    pssMiB: pss,
   };
 }

@@ -99,11 +99,15 @@ function renderStartup(report: BenchReport): string[] {
   const rss = Object.entries(f.rssMiB)
     .map(([k, v]) => `${k} ${v === null ? "?" : `${v} MiB`}`)
     .join(", ");
+  const pss = Object.entries(f.pssMiB ?? {})
+    .map(([k, v]) => `${k} ${v === null ? "?" : `${v} MiB`}`)
+    .join(", ");
   return [
     "\nflotilla start-up",
     `  first deployment:  apply → HEALTHY ${f.firstApplyToHealthyMs} ms; ${replica(f.firstReplica)}`,
     `  second deployment: apply → HEALTHY ${f.secondApplyToHealthyMs} ms; ${replica(f.secondReplica)}`,
     `  RSS: ${rss}`,
+    `  PSS (shared pages divided among processes): ${pss}`,
   ];
 }
 
