@@ -84,7 +84,8 @@ program
   .option("--prestart <n>", "replica processes each host keeps started ahead of need (0: none)", number("--prestart", { min: 0, integer: true }), 1)
   .addOption(new Option("--admin-port <port>", "admin API port (0: any free port)").env("FLOTILLA_ADMIN_PORT").default(8265).argParser(number("--admin-port", { min: 0, integer: true })))
   .option("--admin-bind <addr>", "admin API bind address", "127.0.0.1")
-  .action(async (opts: { config?: string; port: number; bind: string; hosts: number; cpus?: number; gpus?: number; prestart: number; adminPort: number; adminBind: string }) => {
+  .option("--metrics-port <port>", "serve the router's Prometheus metrics at GET /metrics on this port, on --bind (0: any free port; default: off)", number("--metrics-port", { min: 0, integer: true }))
+  .action(async (opts: { config?: string; port: number; bind: string; hosts: number; cpus?: number; gpus?: number; prestart: number; adminPort: number; adminBind: string; metricsPort?: number }) => {
     const { runUp } = await import("./up-command.js");
     await runUp({ ...globals(), explicitRedis: program.getOptionValueSource("redis") !== "default", ...opts, admin: adminOptions(opts) });
   });
@@ -112,12 +113,22 @@ program
   .option("--id <name>", "router id")
   .option("--request-timeout <s>", "answer 504 after this many seconds", number("--request-timeout", { min: 0.001 }), 60)
   .option("--max-body-bytes <n>", "larger request bodies get 413", number("--max-body-bytes", { min: 0, integer: true }), 10 * 1024 * 1024)
-  .action(async (opts: { port: number; bind: string; id?: string; requestTimeout: number; maxBodyBytes: number }) => {
+  .option("--metrics-port <port>", "serve Prometheus metrics at GET /metrics on this port, on --bind (0: any free port; default: off)", number("--metrics-port", { min: 0, integer: true }))
+  .action(async (opts: { port: number; bind: string; id?: string; requestTimeout: number; maxBodyBytes: number; metricsPort?: number }) => {
     const { Router } = await import("../router/router.js");
     const g = globals();
     const log = createLogger("router");
     const router = new Router(
-      { redisUrl: g.redis, namespace: g.namespace, port: opts.port, bind: opts.bind, requestTimeoutS: opts.requestTimeout, maxBodyBytes: opts.maxBodyBytes, ...(opts.id ? { id: opts.id } : {}) },
+      {
+        redisUrl: g.redis,
+        namespace: g.namespace,
+        port: opts.port,
+        bind: opts.bind,
+        requestTimeoutS: opts.requestTimeout,
+        maxBodyBytes: opts.maxBodyBytes,
+        ...(opts.id ? { id: opts.id } : {}),
+        ...(opts.metricsPort !== undefined ? { metricsPort: opts.metricsPort } : {}),
+      },
       log,
     );
     await router.start();

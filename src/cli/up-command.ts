@@ -30,6 +30,8 @@ export interface UpOptions {
   gpus?: number;
   prestart: number;
   admin: AdminApiOptions;
+  /** The router's metrics port; omitted: no metrics server. */
+  metricsPort?: number;
 }
 
 export async function runUp(o: UpOptions): Promise<void> {
@@ -68,7 +70,18 @@ export async function runUp(o: UpOptions): Promise<void> {
     hosts.push(new HostAgent(options, createLogger("host", { host: options.id })));
   }
   await Promise.all(hosts.map((h) => h.start()));
-  const router = new Router({ redisUrl, namespace: o.namespace, port: o.port, bind: o.bind, requestTimeoutS: 60, maxBodyBytes: 10 * 1024 * 1024 }, createLogger("router"));
+  const router = new Router(
+    {
+      redisUrl,
+      namespace: o.namespace,
+      port: o.port,
+      bind: o.bind,
+      requestTimeoutS: 60,
+      maxBodyBytes: 10 * 1024 * 1024,
+      ...(o.metricsPort !== undefined ? { metricsPort: o.metricsPort } : {}),
+    },
+    createLogger("router"),
+  );
   const port = await router.start();
 
   stopOnSignal(log, async () => {
@@ -77,8 +90,9 @@ export async function runUp(o: UpOptions): Promise<void> {
     await controller.stop();
     await privateRedis?.stop();
   });
+  const metrics = router.metricsPort !== undefined ? `, router metrics http://${o.bind}:${router.metricsPort}/metrics` : "";
   process.stdout.write(
-    `flotilla is up: http://${o.bind}:${port} (namespace ${o.namespace}, redis ${redactUrl(redisUrl)}, admin API http://${o.admin.bind}:${controller.adminPort}); Ctrl-C to stop\n`,
+    `flotilla is up: http://${o.bind}:${port} (namespace ${o.namespace}, redis ${redactUrl(redisUrl)}, admin API http://${o.admin.bind}:${controller.adminPort}${metrics}); Ctrl-C to stop\n`,
   );
 
   if (specs.length > 0) {

@@ -9,6 +9,7 @@
  *   PUT    /api/deployments         apply { deployments: [...] } (all or nothing)
  *   GET    /api/deployments/<name>  { spec, status }
  *   DELETE /api/deployments/<name>  delete one deployment
+ *   GET    /metrics                 Prometheus text: the status as gauges, and process metrics
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
@@ -23,6 +24,7 @@ import type { Logger } from "../shared/logger.js";
 import type { DeploymentRecord, DeploymentStatusRecord } from "../shared/records.js";
 import { parseDeployFile } from "../spec/deployment-spec.js";
 import { readBody } from "../router/read-body.js";
+import type { ClusterMetrics } from "./cluster-metrics.js";
 import { readClusterState } from "./observed-state.js";
 
 export interface AdminApiOptions {
@@ -46,12 +48,16 @@ export function authorized(header: string | undefined, token: string | undefined
 
 export class AdminApi {
   private readonly server: http.Server;
+  /** Loaded on the first scrape: a controller nobody scrapes never loads prom-client. */
+  private metrics: Promise<ClusterMetrics> | undefined;
 
+  /** `isLeader` tells whether this process holds the leader lease now (for `flotilla_controller_leader`). */
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly options: AdminApiOptions,
     private readonly log: Logger,
+    private readonly isLeader: () => boolean = () => false,
   ) {
     this.server = http.createServer({ headersTimeout: 20_000, requestTimeout: 60_000 }, (req, res) => void this.handle(req, res));
   }
@@ -79,6 +85,7 @@ export class AdminApi {
       if (url.pathname === "/api/status" && method === "GET") {
         return json(res, 200, buildStatus(this.keys.namespace, await readClusterState(this.redis, this.keys)));
       }
+      if (url.pathname === "/metrics" && method === "GET") return await this.scrape(res);
       if (url.pathname === "/api/deployments" && method === "GET") {
         const records = parseJsonHash<DeploymentRecord>(await this.redis.hgetall(this.keys.deployments));
         return json(res, 200, { deployments: [...records.values()].map((r) => r.spec).sort((a, b) => a.name.localeCompare(b.name)) });
@@ -113,6 +120,15 @@ export class AdminApi {
       if (error.code === "INTERNAL") this.log.error({ err: error.message }, "admin API error");
       json(res, error.status, error.toJSON(), error.code === "UNAUTHORIZED" ? { "www-authenticate": 'Bearer realm="flotilla"' } : {});
     }
+  }
+
+  private async scrape(res: ServerResponse): Promise<void> {
+    this.metrics ??= import("./cluster-metrics.js").then((m) => new m.ClusterMetrics());
+    const metrics = await this.metrics;
+    const report = buildStatus(this.keys.namespace, await readClusterState(this.redis, this.keys));
+    const text = await metrics.render(report, this.isLeader());
+    res.writeHead(200, { "content-type": metrics.contentType, "content-length": String(Buffer.byteLength(text)) });
+    res.end(text);
   }
 
   async stop(): Promise<void> {

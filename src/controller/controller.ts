@@ -72,7 +72,7 @@ export class Controller {
 
   async start(): Promise<void> {
     if (this.options.admin) {
-      this.admin = new AdminApi(this.redis, this.keys, this.options.admin, this.log);
+      this.admin = new AdminApi(this.redis, this.keys, this.options.admin, this.log, () => this.leader);
       this.adminPort = await this.admin.start();
     }
     this.running = true;

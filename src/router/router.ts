@@ -18,6 +18,7 @@ import type { DeploymentRecord, RouterInfo } from "../shared/records.js";
 import { closeRedis, createRedis } from "../shared/redis.js";
 import { RouteTable } from "./route-table.js";
 import { readBody } from "./read-body.js";
+import type { RouterMetrics } from "./router-metrics.js";
 
 export interface RouterOptions {
   redisUrl: string;
@@ -31,6 +32,8 @@ export interface RouterOptions {
   /** Larger bodies get 413. @default 10 MiB */
   maxBodyBytes: number;
   id?: string;
+  /** Serve Prometheus metrics at GET /metrics on this port (0: any free port), on the `bind` address. @default undefined (off) */
+  metricsPort?: number;
 }
 
 const REFRESH_MS = 1000;
@@ -45,6 +48,9 @@ export class Router {
   private readonly server: http.Server;
   private refreshTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
+  private metrics: RouterMetrics | undefined;
+  /** The metrics server's port once listening. */
+  metricsPort: number | undefined;
 
   constructor(
     private readonly options: RouterOptions,
@@ -71,6 +77,12 @@ export class Router {
       if (message === "deployments") void this.refresh();
     });
     await this.refresh();
+    if (this.options.metricsPort !== undefined) {
+      const { RouterMetrics } = await import("./router-metrics.js");
+      this.metrics = new RouterMetrics();
+      this.metricsPort = await this.metrics.listen(this.options.metricsPort, this.options.bind);
+      this.log.info({ router: this.id, port: this.metricsPort, bind: this.options.bind }, "metrics listening");
+    }
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject);
       this.server.listen(this.options.port, this.options.bind, () => resolve());
@@ -99,7 +111,12 @@ export class Router {
     }
   }
 
+  /** Every request but the router's own /-/ endpoints is counted once, under its deployment ("none" if no route matched). */
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const startedAt = performance.now();
+    let deployment = "none";
+    let status: number | undefined;
+    this.metrics?.begin();
     try {
       const url = parseUrl(req.url ?? "/");
       if (url.pathname === "/-/healthz") return this.healthz(res);
@@ -108,6 +125,7 @@ export class Router {
       }
       const route = this.routes.match(url.pathname);
       if (!route) throw new FlotillaError("NOT_FOUND", `no deployment serves path '${url.pathname}'`);
+      deployment = route.deployment;
       const body = await readBody(req, this.options.maxBodyBytes);
       const request: HttpRequestData = {
         method: req.method ?? "GET",
@@ -122,8 +140,11 @@ export class Router {
         ...(route.maxQueuedRequests !== undefined ? { maxQueued: route.maxQueuedRequests } : {}),
       });
       this.answer(res, reply);
+      status = reply.status;
     } catch (err) {
-      this.fail(req, res, err);
+      status = this.fail(req, res, err);
+    } finally {
+      this.metrics?.end(deployment, status, (performance.now() - startedAt) / 1000);
     }
   }
 
@@ -132,7 +153,8 @@ export class Router {
     send(res, reply.status, headers, reply.base64 ? Buffer.from(reply.body, "base64") : reply.body);
   }
 
-  private fail(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+  /** Answers with the error; returns its status. */
+  private fail(req: IncomingMessage, res: ServerResponse, err: unknown): number {
     const error = err instanceof FlotillaError ? err : new FlotillaError("INTERNAL", errorMessage(err), { cause: err });
     if (error.code === "INTERNAL") this.log.error({ err: errorMessage(err), url: req.url }, "router error");
     const headers: Record<string, string> = { "content-type": "application/json; charset=utf-8" };
@@ -140,6 +162,7 @@ export class Router {
     // No "connection: close": Node would destroy the socket right after the response, and the reset can erase the 413.
     send(res, error.status, headers, JSON.stringify(error.toJSON()));
     if (error.code === "PAYLOAD_TOO_LARGE") res.on("finish", () => lingeringClose(req));
+    return error.status;
   }
 
   private healthz(res: ServerResponse): void {
@@ -164,6 +187,7 @@ export class Router {
     await this.client.close();
     await closeRedis(this.sub);
     await closeRedis(this.redis);
+    await this.metrics?.close();
     this.log.info({ router: this.id }, "router stopped");
   }
 }

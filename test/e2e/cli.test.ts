@@ -129,7 +129,7 @@ describe("the flotilla CLI", () => {
       "up.yaml",
       "deployments:\n  - name: echo\n    import: echo.ts\n    numReplicas: 2\n    actorOptions: { numCpus: 0.25 }\n",
     );
-    const child = spawn(process.execPath, [CLI, "--redis", REDIS_URL, "--namespace", namespace, "--app-dir", cluster.appDir, "up", "--port", "0", "--admin-port", "0", "--config", config], {
+    const child = spawn(process.execPath, [CLI, "--redis", REDIS_URL, "--namespace", namespace, "--app-dir", cluster.appDir, "up", "--port", "0", "--admin-port", "0", "--metrics-port", "0", "--config", config], {
       env: { ...process.env, FLOTILLA_LOG_PRETTY: "0" },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -143,6 +143,9 @@ describe("the flotilla CLI", () => {
       const res = await httpRequest(`${url}/echo`, { method: "POST", body: "{}" });
       assert.equal(res.status, 200);
       const replicaPid = JSON.parse(res.body).pid as number;
+      const metricsUrl = /router metrics (http:\/\/\S+\/metrics)/.exec(stdout)?.[1];
+      assert.ok(metricsUrl, stdout);
+      assert.match((await httpRequest(metricsUrl)).body, /^flotilla_router_requests_total\{deployment="echo",code="200"\} 1$/m);
       child.kill("SIGINT");
       const code = await Promise.race([exited, new Promise((_, reject) => setTimeout(() => reject(new Error("up did not exit within 30 s of SIGINT")), 30_000).unref())]);
       assert.equal(code, 0);

@@ -125,12 +125,7 @@ export class TestCluster {
 
   async spawnRouter(extra: string[] = []): Promise<number> {
     const handle = this.spawn(`router-${this.routerPorts.length + 1}`, ["router", "--port", "0", "--bind", "127.0.0.1", ...extra]);
-    const port = await waitFor(`router ${handle.name} to listen`, () => {
-      for (const line of handle.logs) {
-        if (line.includes('"router listening"')) return (JSON.parse(line) as { port: number }).port;
-      }
-      return undefined;
-    }, { timeoutMs: PROCESS_START_MS });
+    const port = await loggedPort(handle, "router listening");
     this.routerPorts.push(port);
     return port;
   }
@@ -226,6 +221,16 @@ function rank(name: string): number {
   if (name.startsWith("router")) return 0;
   if (name.startsWith("host")) return 1;
   return 2;
+}
+
+/** Waits for a process to log `message` (e.g. "router listening") and returns the port logged with it. */
+export async function loggedPort(handle: ProcessHandle, message: string): Promise<number> {
+  return waitFor(`${handle.name} to log "${message}"`, () => {
+    for (const line of handle.logs) {
+      if (line.includes(`"${message}"`)) return (JSON.parse(line) as { port: number }).port;
+    }
+    return undefined;
+  }, { timeoutMs: PROCESS_START_MS });
 }
 
 /** Sends one HTTP request; never throws for a non-2xx status. */
