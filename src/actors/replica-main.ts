@@ -51,7 +51,6 @@ const config = prestartMode ? await waitForAssignment() : readReplicaConfig();
 if (/\.m?ts$/.test(config.importRef.split("#")[0] ?? "")) await registerTsx();
 const log = createLogger("replica", { deployment: config.deployment, replica: config.replicaId });
 
-
 const runner = new ReplicaRunner(config, log);
 
 function send(message: ReplicaToHost): Promise<void> {
