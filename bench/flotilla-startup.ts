@@ -39,13 +39,13 @@ export interface FlotillaStartup {
 export function replicaStart(host: Proc, deployment: string): ReplicaStart | null {
   const entries = host.entries();
   const spawned = entries.find((e) => e.msg === "replica process started" && e.deployment === deployment);
-  if (!spawned || typeof spawned.time !== "number" || typeof spawned.pid !== "number") return null;
+  if (!spawned || typeof spawned.time !== "number" || typeof spawned.replicaPid !== "number") return null;
   const running = entries.find((e) => e.msg === "replica running" && e.replica === spawned.replica);
   if (!running || typeof running.time !== "number") return null;
   return {
     deployment,
     replica: String(spawned.replica),
-    pid: spawned.pid,
+    pid: spawned.replicaPid,
     spawnToRunningMs: running.time - spawned.time,
     loadAndWorkerReadyMs: typeof running.ms === "number" ? running.ms : null,
   };

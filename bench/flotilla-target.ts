@@ -52,9 +52,9 @@ export async function startFlotilla(redisUrl: string): Promise<FlotillaTarget> {
   const deployed: string[] = [];
   const status = async (): Promise<StatusReport> => buildStatus(namespace, await readClusterState(redis, keys));
 
-  /** Replica pids from the host's "replica process started" lines (its `pid` field is the replica's). */
+  /** Replica pids from the host's "replica process started" lines. */
   const trackReplicas = (): number[] => {
-    const pids = host.entries().flatMap((e) => (e.msg === "replica process started" && typeof e.pid === "number" ? [e.pid] : []));
+    const pids = host.entries().flatMap((e) => (e.msg === "replica process started" && typeof e.replicaPid === "number" ? [e.replicaPid] : []));
     for (const pid of pids) trackOrphan(pid, REPLICA_MARK);
     return pids;
   };

@@ -205,7 +205,7 @@ export class HostAgent {
         }
       });
       this.prestarted.add(spare);
-      this.log.info({ pid: spare.child.pid, typescript: this.lastHandlerTs }, "replica process prestarted");
+      this.log.info({ replicaPid: spare.child.pid, typescript: this.lastHandlerTs }, "replica process prestarted");
     }
   }
 
@@ -252,7 +252,7 @@ export class HostAgent {
     this.lastHandlerTs = /\.m?ts$/.test(spec.import.split("#")[0] ?? "");
     const proc = new ReplicaProcess(config, env, events, this.takePrestarted(spec.actorOptions.env));
     this.procs.set(a.id, proc);
-    this.log.info({ replica: a.id, deployment: a.deployment, pid: proc.pid, prestarted: proc.prestarted }, "replica process started");
+    this.log.info({ replica: a.id, deployment: a.deployment, replicaPid: proc.pid, prestarted: proc.prestarted }, "replica process started");
     this.scheduleFlush();
   }
 

@@ -3,6 +3,7 @@
  * (or FLOTILLA_LOG_PRETTY=1). Credentials in Redis URLs and Authorization
  * headers never reach a log line.
  */
+import { createRequire } from "node:module";
 import { pino, type Logger } from "pino";
 
 export type { Logger };
@@ -17,12 +18,48 @@ export function redactUrl(url: string): string {
   return url.replace(/(\/\/[^:@/]*:)[^@/]*@/, "$1***@").replace(/(\/\/)([^:@/]+)@/, "$1***@");
 }
 
+const PRETTY_OPTIONS = { colorize: true, ignore: "hostname" };
+
+/** Whether this process's logs are pretty-printed. */
+function prettyLogs(): boolean {
+  return process.env.FLOTILLA_LOG_PRETTY === "1" || (process.env.FLOTILLA_LOG_PRETTY !== "0" && process.stderr.isTTY === true);
+}
+
 export function createLogger(name: string, bindings: Record<string, unknown> = {}): Logger {
   const level = process.env.FLOTILLA_LOG_LEVEL ?? process.env.LOG_LEVEL ?? "info";
-  const pretty = process.env.FLOTILLA_LOG_PRETTY === "1" || (process.env.FLOTILLA_LOG_PRETTY !== "0" && process.stderr.isTTY === true);
   const options = { name, level, redact: REDACT, base: { pid: process.pid, ...bindings } };
-  if (pretty) {
-    return pino({ ...options, transport: { target: "pino-pretty", options: { destination: 2, colorize: true, ignore: "hostname" } } });
+  if (prettyLogs()) {
+    return pino({ ...options, transport: { target: "pino-pretty", options: { destination: 2, ...PRETTY_OPTIONS } } });
   }
   return pino(options, pino.destination({ dest: 2, sync: false }));
+}
+
+/**
+ * A writer for one replica's stderr, which its host copies to its own.
+ * Replicas always log JSON lines (a pretty-printer would be a thread in every
+ * replica); when the host's own logs are pretty-printed, it prints the
+ * replicas' lines the same way. Other output passes through as it is.
+ */
+export function replicaOutput(write: (text: string | Buffer) => void = (t) => void process.stderr.write(t)): (chunk: Buffer) => void {
+  if (!prettyLogs()) return write;
+  const { prettyFactory } = createRequire(import.meta.url)("pino-pretty") as { prettyFactory(o: object): (line: string) => string };
+  const pretty = prettyFactory(PRETTY_OPTIONS);
+  let partial = "";
+  return (chunk) => {
+    const lines = (partial + chunk.toString("utf8")).split("\n");
+    partial = lines.pop() ?? "";
+    let out = "";
+    for (const line of lines) {
+      let printed: string | undefined;
+      if (line.startsWith("{")) {
+        try {
+          printed = pretty(line);
+        } catch {
+          printed = undefined;
+        }
+      }
+      out += printed ?? `${line}\n`;
+    }
+    if (out) write(out);
+  };
 }

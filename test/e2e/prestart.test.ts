@@ -54,8 +54,9 @@ function entries(handle: ProcessHandle, msg: string): LogEntry[] {
   handle.logs.forEach((line, index) => {
     if (!line.includes(`"msg":"${msg}"`)) return;
     try {
-      const parsed = JSON.parse(line) as Omit<LogEntry, "index">;
-      if (parsed.msg === msg) out.push({ ...parsed, index });
+      const { replicaPid, ...parsed } = JSON.parse(line) as Omit<LogEntry, "index" | "pid"> & { replicaPid?: number };
+      // `pid` is the host's own; the replica process's is `replicaPid`.
+      if (parsed.msg === msg) out.push({ ...parsed, pid: replicaPid, index } as LogEntry);
     } catch {
       // a line interleaved with a replica's output
     }
