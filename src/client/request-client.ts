@@ -183,6 +183,8 @@ export class RequestClient {
         const res = (await this.replyReader.call("BLMPOP", "1", "1", this.replyKey, "LEFT", "COUNT", "512")) as [string, string[]] | null;
         if (!res) continue;
         for (const raw of res[1]) this.deliver(raw);
+        // Let the requests just answered write their responses before the next BLMPOP's write.
+        await new Promise((resolve) => setImmediate(resolve));
       } catch {
         if (this.closed) break;
         await new Promise((r) => setTimeout(r, 200));
