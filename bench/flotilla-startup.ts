@@ -51,11 +51,11 @@ export function replicaStart(host: Proc, deployment: string): ReplicaStart | nul
   };
 }
 
-/** Pss of a process in MiB (from smaps_rollup), or null when it cannot be read. */
-export function pssMiB(pid: number | undefined | null): number | null {
+/** A `<field>: <n> kB` line of a /proc file of the process, in MiB, or null when it cannot be read. */
+function procMiB(pid: number | undefined | null, file: string, field: string): number | null {
   if (!pid) return null;
   try {
-    const kb = /^Pss:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1];
+    const kb = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m").exec(readFileSync(`/proc/${pid}/${file}`, "utf8"))?.[1];
     return kb ? Math.round((Number(kb) / 1024) * 10) / 10 : null;
   } catch {
     return null;
@@ -63,15 +63,10 @@ export function pssMiB(pid: number | undefined | null): number | null {
 }
 
 /** VmRSS of a process in MiB, or null when it cannot be read. */
-export function rssMiB(pid: number | undefined | null): number | null {
-  if (!pid) return null;
-  try {
-    const kb = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-    return kb ? Math.round((Number(kb) / 1024) * 10) / 10 : null;
-  } catch {
-    return null;
-  }
-}
+export const rssMiB = (pid: number | undefined | null): number | null => procMiB(pid, "status", "VmRSS");
+
+/** Pss of a process in MiB (from smaps_rollup), or null when it cannot be read. */
+export const pssMiB = (pid: number | undefined | null): number | null => procMiB(pid, "smaps_rollup", "Pss");
 
 /** Replica lines may reach the host's stderr a moment after HEALTHY is observed. */
 async function replicaStartSoon(host: Proc, deployment: string): Promise<ReplicaStart | null> {

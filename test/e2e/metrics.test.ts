@@ -8,21 +8,11 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { httpRequest, loggedPort, TestCluster, type ProcessHandle } from "../helpers/cluster.js";
 import { waitFor } from "../helpers/wait.js";
+import { samples } from "../helpers/prometheus.js";
 
 const TOKEN = `tok-${randomUUID()}`;
 const OK_REQUESTS = 20;
 const UNKNOWN_REQUESTS = 3;
-
-/** The samples of an exposition text: `name{labels}` → value. */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (!line || line.startsWith("#")) continue;
-    const at = line.lastIndexOf(" ");
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
-}
 
 describe("Prometheus metrics", () => {
   let cluster: TestCluster;

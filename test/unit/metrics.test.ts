@@ -8,6 +8,7 @@ import { after, describe, it } from "node:test";
 import type { DeploymentView, StatusReport } from "../../src/client/cluster-status.js";
 import { ClusterMetrics, clusterSamples } from "../../src/controller/cluster-metrics.js";
 import { RouterMetrics } from "../../src/router/router-metrics.js";
+import { samples } from "../helpers/prometheus.js";
 
 function deploymentView(name: string, over: Partial<DeploymentView> = {}): DeploymentView {
   return {
@@ -50,17 +51,6 @@ const REPORT: StatusReport = {
   pendingDemand: { CPU: 0.5, memoryGiB: 2 },
 };
 
-/** `name{labels} value` lines of an exposition text, as a map. */
-function lines(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (!line || line.startsWith("#")) continue;
-    const at = line.lastIndexOf(" ");
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
-}
-
 describe("controller metrics", () => {
   it("turns a status report into gauges, with zeros for every replica state and status", () => {
     const s = clusterSamples(REPORT, true);
@@ -86,7 +76,7 @@ describe("controller metrics", () => {
   it("renders Prometheus text, and a deployment gone from the report is gone from the next scrape", async () => {
     const metrics = new ClusterMetrics(false);
     assert.match(metrics.contentType, /^text\/plain; version=0\.0\.4/);
-    const first = lines(await metrics.render(REPORT, true));
+    const first = samples(await metrics.render(REPORT, true));
     assert.equal(first.get('flotilla_deployment_replicas{deployment="echo",state="running"}'), 2);
     assert.equal(first.get('flotilla_deployment_target_replicas{deployment="auto"}'), 3);
     assert.equal(first.get('flotilla_queue_waiting{deployment="echo"}'), 4);
@@ -94,7 +84,7 @@ describe("controller metrics", () => {
     assert.equal(first.get('flotilla_host_resource_total{host="h1",resource="CPU"}'), 4);
     assert.equal(first.get("flotilla_controller_leader"), 1);
 
-    const second = lines(await metrics.render({ ...REPORT, deployments: REPORT.deployments.slice(0, 1) }, false));
+    const second = samples(await metrics.render({ ...REPORT, deployments: REPORT.deployments.slice(0, 1) }, false));
     assert.equal(second.get('flotilla_deployment_target_replicas{deployment="auto"}'), undefined);
     assert.ok(![...second.keys()].some((k) => k.includes('deployment="auto"')));
     assert.equal(second.get("flotilla_controller_leader"), 0);
@@ -113,13 +103,13 @@ describe("router metrics", () => {
 
   it("counts each request once by deployment and code, times it, and tracks requests in flight", async () => {
     for (let i = 0; i < 5; i++) metrics.begin();
-    assert.equal(lines(await metrics.registry.metrics()).get("flotilla_router_requests_in_flight"), 5);
+    assert.equal(samples(await metrics.registry.metrics()).get("flotilla_router_requests_in_flight"), 5);
     metrics.end("echo", 200, 0.002);
     metrics.end("echo", 200, 0.004);
     metrics.end("echo", 504, 60);
     metrics.end("none", 404, 0.0001);
     metrics.end("none", undefined, 0.0001); // the router's own /-/healthz: not counted
-    const m = lines(await metrics.registry.metrics());
+    const m = samples(await metrics.registry.metrics());
     assert.equal(m.get("flotilla_router_requests_in_flight"), 0);
     assert.equal(m.get('flotilla_router_requests_total{deployment="echo",code="200"}'), 2);
     assert.equal(m.get('flotilla_router_requests_total{deployment="echo",code="504"}'), 1);
