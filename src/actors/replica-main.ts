@@ -10,6 +10,7 @@
  */
 import { errorMessage } from "../errors.js";
 import { createLogger } from "../shared/logger.js";
+import { isTypeScriptRef } from "../spec/import-ref.js";
 import { readReplicaConfig, REPLICA_CONFIG_ENV, REPLICA_PRESTART_ENV, type ReplicaConfig } from "./replica-config.js";
 import { ReplicaRunner } from "./replica-runner.js";
 import type { HostToReplica, ReplicaToHost } from "./replica-ipc.js";
@@ -48,7 +49,7 @@ function waitForAssignment(): Promise<ReplicaConfig> {
 const prestartMode = process.env[REPLICA_CONFIG_ENV] ? undefined : process.env[REPLICA_PRESTART_ENV];
 if (prestartMode === "ts") await registerTsx();
 const config = prestartMode ? await waitForAssignment() : readReplicaConfig();
-if (/\.m?ts$/.test(config.importRef.split("#")[0] ?? "")) await registerTsx();
+if (isTypeScriptRef(config.importRef)) await registerTsx();
 const log = createLogger("replica", { deployment: config.deployment, replica: config.replicaId });
 
 const runner = new ReplicaRunner(config, log);

@@ -14,6 +14,7 @@ import { releaseWorkerLocks } from "../shared/queue-ops.js";
 import { parseJsonHash } from "../shared/json-hash.js";
 import { settingsKey, settingsOf, type ReplicaConfig } from "../actors/replica-config.js";
 import { PrestartedProcess, ReplicaProcess } from "./replica-process.js";
+import { isTypeScriptRef } from "../spec/import-ref.js";
 import type { HostOptions } from "./host-options.js";
 
 const TICK_MS = 1000;
@@ -209,7 +210,7 @@ export class HostAgent {
     }
   }
 
-  /** A ready prestarted process that can take this environment, removed from the pool. */
+  /** A prestarted process (ready or still loading) that can take this environment, removed from the pool. */
   private takePrestarted(deploymentEnv: Record<string, string>): PrestartedProcess | undefined {
     for (const spare of this.prestarted) {
       if (spare.fits(deploymentEnv)) {
@@ -245,12 +246,16 @@ export class HostAgent {
       CUDA_VISIBLE_DEVICES: a.gpuIds.join(","),
       ...spec.actorOptions.env,
     };
-    const events = {
-      onChange: () => this.scheduleFlush(),
-      onExit: (p: ReplicaProcess, code: number | null, signal: NodeJS.Signals | null) => void this.onExit(p, code, signal),
-    };
-    this.lastHandlerTs = /\.m?ts$/.test(spec.import.split("#")[0] ?? "");
-    const proc = new ReplicaProcess(config, env, events, this.takePrestarted(spec.actorOptions.env));
+    this.lastHandlerTs = isTypeScriptRef(spec.import);
+    const proc = new ReplicaProcess(
+      config,
+      env,
+      {
+        onChange: () => this.scheduleFlush(),
+        onExit: (p, code, signal) => void this.onExit(p, code, signal),
+      },
+      this.takePrestarted(spec.actorOptions.env),
+    );
     this.procs.set(a.id, proc);
     this.log.info({ replica: a.id, deployment: a.deployment, replicaPid: proc.pid, prestarted: proc.prestarted }, "replica process started");
     this.scheduleFlush();
