@@ -22,11 +22,23 @@ describe("on a Redis Cluster", () => {
   before(async () => {
     ports = [await freePort(), await freePort(), await freePort()];
     for (const port of ports) {
+      // The bus port is given explicitly: Redis's default, port + 10000, is past 65535 for a third of the ephemeral range.
+      const busPort = await freePort();
       servers.push(
-        spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--dir", dir, "--save", "", "--appendonly", "no"], { stdio: "ignore" }),
+        spawn("redis-server", ["--port", String(port), "--cluster-port", String(busPort), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--dir", dir, "--save", "", "--appendonly", "no"], { stdio: ["ignore", "pipe", "ignore"] }),
       );
     }
-    for (const port of ports) await waitFor(`cluster node ${port} to answer`, () => redisAnswers(`redis://127.0.0.1:${port}`, 300));
+    const output = servers.map((server) => {
+      const lines: string[] = [];
+      server.stdout?.on("data", (chunk: Buffer) => lines.push(...chunk.toString("utf8").split("\n").filter(Boolean).slice(-20)));
+      return lines;
+    });
+    for (const [i, port] of ports.entries()) {
+      await waitFor(`cluster node ${port} to answer`, () => {
+        if (servers[i]!.exitCode !== null) throw new Error(`redis-server on ${port} exited: ${output[i]!.slice(-3).join(" | ")}`);
+        return redisAnswers(`redis://127.0.0.1:${port}`, 300);
+      });
+    }
     execFileSync("redis-cli", ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "0", "--cluster-yes"], { stdio: "ignore", timeout: 20_000 });
     await waitFor("the cluster to be ok", () => execFileSync("redis-cli", ["-p", String(ports[0]), "cluster", "info"], { encoding: "utf8" }).includes("cluster_state:ok"));
     cluster = await TestCluster.start({ label: "rcluster", redisUrl: `redis+cluster://127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}`, hosts: [{ cpus: 4 }] });
