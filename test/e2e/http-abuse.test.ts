@@ -72,7 +72,8 @@ function rawUpload(port: number, head: string, bodyBytes: number, options: { chu
         while (bodySent < bodyBytes && !responded && !socket.destroyed) {
           const n = Math.min(CHUNK.length, bodyBytes - bodySent);
           const piece = n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n);
-          const ok = options.chunked ? socket.write(`${n.toString(16)}\r\n`) && socket.write(piece) && socket.write("\r\n") : socket.write(piece);
+          // Every part of a chunk is written whatever the back-pressure says: a skipped CRLF is a malformed body.
+          const ok = options.chunked ? [socket.write(`${n.toString(16)}\r\n`), socket.write(piece), socket.write("\r\n")].every(Boolean) : socket.write(piece);
           bodySent += n;
           if (!ok) await new Promise<void>((r) => (drained = r));
           drained = undefined;
