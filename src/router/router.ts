@@ -106,10 +106,23 @@ export class Router {
           .set(this.keys.routerAlive(this.id), "1", "PX", 5000)
           .exec();
       }
-    } catch {
+      if (this.refreshFailingSince !== undefined) {
+        this.log.info({ router: this.id, failedForMs: Date.now() - this.refreshFailingSince }, "route table refreshed again");
+        this.refreshFailingSince = undefined;
+      }
+    } catch (err) {
       // Redis is away: keep the last route table; requests get 503 from the request path.
+      const now = Date.now();
+      this.refreshFailingSince ??= now;
+      if (now - this.lastRefreshWarnAt >= 10_000) {
+        this.lastRefreshWarnAt = now;
+        this.log.warn({ router: this.id, err: errorMessage(err), failingForMs: now - this.refreshFailingSince }, "route table refresh failed; serving the last one");
+      }
     }
   }
+
+  private refreshFailingSince: number | undefined;
+  private lastRefreshWarnAt = 0;
 
   /** Every request but the router's own /-/ endpoints is counted once, under its deployment ("none" if no route matched). */
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

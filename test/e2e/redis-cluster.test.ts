@@ -50,7 +50,17 @@ describe("on a Redis Cluster", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("serves several deployments whose queues spread over the cluster's nodes", async () => {
+  /** A failure here says what the processes logged: a cluster's faults show in their logs first. */
+  async function withLogs(body: () => Promise<void>): Promise<void> {
+    try {
+      await body();
+    } catch (err) {
+      if (err instanceof Error) err.message += `\n${cluster.logTail()}`;
+      throw err;
+    }
+  }
+
+  it("serves several deployments whose queues spread over the cluster's nodes", () => withLogs(async () => {
     const names = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
     await cluster.deploy(names.map((name) => ({ name, import: "echo.ts", actorOptions: { numCpus: 0.1 } })));
     for (const name of names) {
@@ -60,9 +70,9 @@ describe("on a Redis Cluster", () => {
     }
     const nodesWithQueues = ports.filter((port) => Number(execFileSync("redis-cli", ["-p", String(port), "dbsize"], { encoding: "utf8" }).trim()) > 0);
     assert.ok(nodesWithQueues.length >= 2, `keys on ${nodesWithQueues.length} of 3 nodes`);
-  });
+  }));
 
-  it("scales, and answers a request whose replica is killed mid-request", async () => {
+  it("scales, and answers a request whose replica is killed mid-request", () => withLogs(async () => {
     await cluster.deploy([{ name: "slow", import: "slow.ts", numReplicas: 3, actorOptions: { numCpus: 0.1 } }]);
     await cluster.waitForReplicas("slow", 3);
     const pending = httpRequest(cluster.url("/slow?ms=1500"));
@@ -73,5 +83,5 @@ describe("on a Redis Cluster", () => {
     assert.equal(res.status, 200, res.body);
     assert.notEqual(JSON.parse(res.body).pid, busy.pid);
     await cluster.waitForReplicas("slow", 3);
-  });
+  }));
 });

@@ -130,6 +130,11 @@ export class TestCluster {
     return port;
   }
 
+  /** The last lines each process logged, for a failure message. */
+  logTail(lines = 12): string {
+    return this.processes.map((p) => `--- ${p.name} (exit ${p.child.exitCode ?? p.child.signalCode ?? "none"})\n${p.logs.slice(-lines).join("\n")}`).join("\n");
+  }
+
   url(path: string, router = 0): string {
     return `http://127.0.0.1:${this.routerPorts[router]}${path}`;
   }
