@@ -48,11 +48,20 @@ function isClass(value: unknown): value is new () => object {
   return typeof value === "function" && /^class[\s{]/.test(Function.prototype.toString.call(value));
 }
 
+/**
+ * A module compiled to CommonJS (a `.ts` file outside a `"type": "module"` package, or a build's output) reaches
+ * `import()` as `{ default: module.exports }`; its exports, marked `__esModule`, are what its source exported.
+ */
+function moduleExports(namespace: Record<string, unknown>): Record<string, unknown> {
+  const inner = namespace.default as Record<string, unknown> | null | undefined;
+  return typeof inner === "object" && inner !== null && inner.__esModule === true ? inner : namespace;
+}
+
 /** Imports the module and builds the handler; a class is constructed with no arguments. */
 export async function loadHandler(appDir: string, ref: string): Promise<LoadedHandler> {
   const { modulePath, exportName } = splitImportRef(ref);
   const file = await resolveInAppDir(appDir, modulePath);
-  const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  const mod = moduleExports((await import(pathToFileURL(file).href)) as Record<string, unknown>);
   if (!(exportName in mod)) {
     const available = Object.keys(mod).join(", ") || "none";
     throw new Error(`import '${ref}': the module has no export '${exportName}' (exports: ${available})`);

@@ -15,13 +15,18 @@ import { readReplicaConfig, REPLICA_CONFIG_ENV, REPLICA_PRESTART_ENV, type Repli
 import { ReplicaRunner } from "./replica-runner.js";
 import type { HostToReplica, ReplicaToHost } from "./replica-ipc.js";
 
-/** TypeScript handlers load through tsx; starting its loader takes ~150 ms, so a prestarted process may do it ahead. */
+/**
+ * TypeScript handlers load through tsx; starting its loader takes ~150 ms, so a prestarted process may do it ahead.
+ * Both of its hooks, as `node --import tsx` has them: a `.ts` file outside a `"type": "module"` package is
+ * CommonJS to Node, and only tsx's require hook compiles it (the loader then unwraps the `__esModule` exports).
+ */
 let tsxRegistered = false;
 async function registerTsx(): Promise<void> {
   if (tsxRegistered) return;
   tsxRegistered = true;
-  const { register } = await import("tsx/esm/api");
-  register();
+  const [esm, cjs] = await Promise.all([import("tsx/esm/api"), import("tsx/cjs/api")]);
+  esm.register();
+  cjs.register();
 }
 
 function waitForAssignment(): Promise<ReplicaConfig> {

@@ -1,0 +1,82 @@
+/**
+ * TypeScript handlers in an app directory of the user's own, outside this
+ * package: no package.json at all (Node treats the files as CommonJS), and a
+ * `"type": "module"` package beside it. Both load with no build step, with
+ * relative imports, classes, reconfigure and ESM-only syntax where allowed.
+ */
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { httpRequest, TestCluster } from "../helpers/cluster.js";
+import { waitFor } from "../helpers/wait.js";
+
+const FILES: Record<string, string> = {
+  // No package.json above these: CommonJS to Node, ESM syntax in the source.
+  "model.ts": `import { greet } from "./lib/greet";
+export class Greeter {
+  private prefix = "hello";
+  reconfigure(config: { prefix: string }): void { this.prefix = config.prefix; }
+  call(request: { query: Record<string, string> }): string { return greet(this.prefix, request.query.name ?? "nobody"); }
+}
+`,
+  "lib/greet.ts": `export function greet(prefix: string, name: string): string { return \`\${prefix}, \${name}\`; }
+`,
+  "fn.ts": `interface Req { path: string }
+export default function where(request: Req): { path: string; kind: string } { return { path: request.path, kind: typeof module }; }
+`,
+  // An ES module package: top-level await and import.meta work here.
+  "esm/package.json": `{ "type": "module" }
+`,
+  "esm/top.ts": `const started: number = await Promise.resolve(42);
+export default function top(): { started: number; file: string } { return { started, file: import.meta.url.split("/").pop() ?? "" }; }
+`,
+};
+
+describe("TypeScript handlers in a user's own app directory", () => {
+  const appDir = mkdtempSync(path.join(os.tmpdir(), "flotilla-userapp-"));
+  let cluster: TestCluster;
+
+  before(async () => {
+    for (const [file, text] of Object.entries(FILES)) {
+      mkdirSync(path.dirname(path.join(appDir, file)), { recursive: true });
+      writeFileSync(path.join(appDir, file), text);
+    }
+    cluster = await TestCluster.start({ label: "appdir", appDir, hosts: [{ cpus: 2 }] });
+  });
+
+  after(async () => {
+    await cluster?.stop();
+    rmSync(appDir, { recursive: true, force: true });
+  });
+
+  it("serves a class and a default function from .ts files that Node would treat as CommonJS", async () => {
+    await cluster.deploy([
+      { name: "greeter", import: "model.ts#Greeter", userConfig: { prefix: "hi" }, actorOptions: { numCpus: 0.2 } },
+      { name: "where", import: "fn.ts", actorOptions: { numCpus: 0.2 } },
+    ]);
+    const greeting = await httpRequest(cluster.url("/greeter?name=ada"));
+    assert.equal(greeting.status, 200, greeting.body);
+    assert.equal(greeting.body, "hi, ada");
+    const where = await httpRequest(cluster.url("/where/x"));
+    assert.equal(where.status, 200, where.body);
+    assert.deepEqual(JSON.parse(where.body), { path: "/where/x", kind: "object" });
+  });
+
+  it("serves a .ts file of a \"type\": \"module\" package, top-level await included", async () => {
+    await cluster.deploy([{ name: "top", import: "esm/top.ts", actorOptions: { numCpus: 0.2 } }]);
+    const res = await httpRequest(cluster.url("/top"));
+    assert.equal(res.status, 200, res.body);
+    assert.deepEqual(JSON.parse(res.body), { started: 42, file: "top.ts" });
+  });
+
+  it("names the missing export of a CommonJS-scoped module, listing the ones it has", async () => {
+    await cluster.deploy([{ name: "missing", import: "model.ts#Nope", actorOptions: { numCpus: 0.2 } }], { wait: false });
+    const view = await waitFor("deployment missing to be UNHEALTHY", async () => {
+      const d = await cluster.deployment("missing");
+      return d?.status === "UNHEALTHY" ? d : undefined;
+    }, { describe: () => cluster.deployment("missing") });
+    assert.match(view.message, /no export 'Nope' \(exports: Greeter\)/);
+  });
+});
