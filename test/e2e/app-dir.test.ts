@@ -5,9 +5,10 @@
  * relative imports, classes, reconfigure and ESM-only syntax where allowed.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { httpRequest, TestCluster } from "../helpers/cluster.js";
 import { waitFor } from "../helpers/wait.js";
@@ -26,6 +27,10 @@ export class Greeter {
   "fn.ts": `interface Req { path: string }
 export default function where(request: Req): { path: string; kind: string } { return { path: request.path, kind: typeof module }; }
 `,
+  // The package by its name, as a user's module imports it (node_modules/flotilla is linked to this package).
+  "made.ts": `import { response } from "flotilla";
+export default function made(): unknown { return response({ status: 201, headers: { "x-made": "yes" }, body: { made: true } }); }
+`,
   // An ES module package: top-level await and import.meta work here.
   "esm/package.json": `{ "type": "module" }
 `,
@@ -43,6 +48,8 @@ describe("TypeScript handlers in a user's own app directory", () => {
       mkdirSync(path.dirname(path.join(appDir, file)), { recursive: true });
       writeFileSync(path.join(appDir, file), text);
     }
+    mkdirSync(path.join(appDir, "node_modules"));
+    symlinkSync(fileURLToPath(new URL("../..", import.meta.url)), path.join(appDir, "node_modules", "flotilla"));
     cluster = await TestCluster.start({ label: "appdir", appDir, hosts: [{ cpus: 2 }] });
   });
 
@@ -62,6 +69,14 @@ describe("TypeScript handlers in a user's own app directory", () => {
     const where = await httpRequest(cluster.url("/where/x"));
     assert.equal(where.status, 200, where.body);
     assert.deepEqual(JSON.parse(where.body), { path: "/where/x", kind: "object" });
+  });
+
+  it("lets a CommonJS-scoped .ts module import the package by its name", async () => {
+    await cluster.deploy([{ name: "made", import: "made.ts", actorOptions: { numCpus: 0.2 } }]);
+    const res = await httpRequest(cluster.url("/made"));
+    assert.equal(res.status, 201, res.body);
+    assert.equal(res.headers.get("x-made"), "yes");
+    assert.deepEqual(JSON.parse(res.body), { made: true });
   });
 
   it("serves a .ts file of a \"type\": \"module\" package, top-level await included", async () => {
