@@ -25,8 +25,15 @@ export interface FlotillaStartup {
   /** Apply → HEALTHY for a second deployment, measured after the load. */
   secondApplyToHealthyMs: number;
   secondReplica: ReplicaStart | null;
-  /** VmRSS in MiB of each process, taken after the load cells. */
+  /**
+   * VmRSS in MiB of each process, read settledAfterS after the load cells;
+   * the loaded replica also just after the load ("replica (just after load)").
+   */
   rssMiB: Record<string, number | null>;
+  /** VmHWM of the loaded replica: its peak resident memory, under load. */
+  loadedReplicaPeakMiB: number | null;
+  /** Seconds from the end of the load to the reading of rssMiB and pssMiB (at least 20). */
+  settledAfterS: number;
   /**
    * Proportional set size in MiB: resident memory with pages shared between
    * processes (Node's own code, mostly) divided among them. What one more
@@ -78,9 +85,15 @@ async function replicaStartSoon(host: Proc, deployment: string): Promise<Replica
   }
 }
 
+/** The idle memory figures are read this long after the load ends: V8 hands memory back to the system only after some seconds idle. */
+const SETTLE_S = 20;
+
 export async function measureStartup(target: FlotillaTarget, secondName = "hello-start"): Promise<FlotillaStartup> {
+  const loadEndedAt = performance.now();
   const status = await target.status();
   const loadedPid = status.deployments.find((d) => d.name === "hello")?.replicas.find((r) => r.state === "running")?.pid ?? null;
+  const justAfterLoad = rssMiB(loadedPid);
+  const loadedReplicaPeakMiB = procMiB(loadedPid, "status", "VmHWM");
   const pids: Record<string, number | null | undefined> = {
     controller: target.controller.pid,
     router: target.router.pid,
@@ -90,7 +103,15 @@ export async function measureStartup(target: FlotillaTarget, secondName = "hello
   const secondApplyToHealthyMs = await target.deploy(secondName);
   const secondReplica = await replicaStartSoon(target.host, secondName);
   pids["replica (fresh, idle)"] = secondReplica?.pid;
-  const rss: Record<string, number | null> = {};
+  // A host prestarts its next process for the kind of handler it started last: the first .js replica takes
+  // the process prestarted for .ts (the TypeScript loader already in it), the second one a plain one.
+  await target.deploy(`${secondName}-js`, "hello-js.js");
+  await target.deploy(`${secondName}-js2`, "hello-js.js");
+  pids["replica (fresh, idle, .js handler)"] = (await replicaStartSoon(target.host, `${secondName}-js2`))?.pid;
+  const idleMs = SETTLE_S * 1000 - (performance.now() - loadEndedAt);
+  if (idleMs > 0) await new Promise((r) => setTimeout(r, idleMs));
+  const settledAfterS = Math.round((performance.now() - loadEndedAt) / 1000);
+  const rss: Record<string, number | null> = { "replica (just after load)": justAfterLoad };
   const pss: Record<string, number | null> = {};
   for (const [name, pid] of Object.entries(pids)) {
     rss[name] = rssMiB(pid);
@@ -103,5 +124,7 @@ export async function measureStartup(target: FlotillaTarget, secondName = "hello
     secondReplica,
     rssMiB: rss,
     pssMiB: pss,
+    loadedReplicaPeakMiB,
+    settledAfterS,
   };
 }

@@ -30,8 +30,8 @@ export interface FlotillaTarget extends Target {
   router: Proc;
   /** Applying the first deployment until it was HEALTHY. */
   firstRolloutMs: number;
-  /** Applies a hello.ts deployment and waits until it is HEALTHY; resolves with the wall time it took. */
-  deploy(name: string): Promise<number>;
+  /** Applies a deployment of `module` (default hello.ts) and waits until it is HEALTHY; resolves with the wall time it took. */
+  deploy(name: string, module?: string): Promise<number>;
   status(): Promise<StatusReport>;
 }
 
@@ -59,8 +59,8 @@ export async function startFlotilla(redisUrl: string): Promise<FlotillaTarget> {
     return pids;
   };
 
-  const deploy = async (name: string): Promise<number> => {
-    const spec = parseDeploymentSpec({ name, import: "hello.ts", numReplicas: 1, maxConcurrentQueries: 100, actorOptions: { numCpus: 0.5 } });
+  const deploy = async (name: string, module = "hello.ts"): Promise<number> => {
+    const spec = parseDeploymentSpec({ name, import: module, numReplicas: 1, maxConcurrentQueries: 100, actorOptions: { numCpus: 0.5 } });
     const t0 = performance.now();
     deployed.push(name);
     const results = await applyDeployments(redis, keys, [spec]);
