@@ -4,6 +4,7 @@
  * request on its requester's reply list, drain on request.
  */
 import type { Job } from "bullmq";
+import { setMaxListeners } from "node:events";
 import { startJobsAtOnceWhenIdle, Worker } from "../shared/bullmq-classes.js";
 import type { Redis } from "ioredis";
 import { createActor, fromPromise, type Actor } from "xstate";
@@ -158,6 +159,8 @@ export class ReplicaRunner {
   private async process(job: Job, jobSignal: AbortSignal | undefined): Promise<Reply | { status: number; batch?: number }> {
     const data = job.data as QueueJob;
     if (data.kind === "batch") {
+      // Each request of the batch listens for the job's abort: more listeners than an AbortSignal's default warning limit.
+      if (jobSignal) setMaxListeners(data.requests.length + 10, jobSignal);
       await Promise.all(data.requests.map((r) => this.serve(r, jobSignal)));
       return { status: 200, batch: data.requests.length };
     }
