@@ -90,6 +90,7 @@ const SETTLE_S = 20;
 
 export async function measureStartup(target: FlotillaTarget, secondName = "hello-start"): Promise<FlotillaStartup> {
   const loadEndedAt = performance.now();
+  const firstReplica = replicaStart(target.host, "hello");
   const status = await target.status();
   const loadedPid = status.deployments.find((d) => d.name === "hello")?.replicas.find((r) => r.state === "running")?.pid ?? null;
   const justAfterLoad = rssMiB(loadedPid);
@@ -119,7 +120,7 @@ export async function measureStartup(target: FlotillaTarget, secondName = "hello
   }
   return {
     firstApplyToHealthyMs: target.firstRolloutMs,
-    firstReplica: replicaStart(target.host, "hello"),
+    firstReplica,
     secondApplyToHealthyMs,
     secondReplica,
     rssMiB: rss,
