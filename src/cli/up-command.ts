@@ -86,8 +86,10 @@ export async function runUp(o: UpOptions): Promise<void> {
 
   stopOnSignal(log, async () => {
     await router.stop();
-    await Promise.all(hosts.map((h) => h.stop("drain")));
+    // The whole cluster is stopping: the controller goes before the hosts, or it would see their replicas
+    // leave and schedule replacements for them.
     await controller.stop();
+    await Promise.all(hosts.map((h) => h.stop("drain")));
     await privateRedis?.stop();
   });
   const metrics = router.metricsPort !== undefined ? `, router metrics http://${o.bind}:${router.metricsPort}/metrics` : "";

@@ -359,7 +359,7 @@ export class HostAgent {
     }
     await closeRedis(this.sub);
     await closeRedis(this.redis);
-    this.log.info({ host: this.id }, "host stopped");
+    this.log.info("host stopped");
   }
 
   /** Resolves when the last replica has exited (onExit calls `emptied`), or after `timeoutMs`. */
