@@ -135,7 +135,8 @@ describe("the flotilla CLI", () => {
     });
     let stdout = "";
     child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on("data", () => undefined);
+    let stderr = "";
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     try {
       const url = await waitFor("up to print its URL", () => /flotilla is up: (http:\/\/\S+)/.exec(stdout)?.[1], { timeoutMs: 15_000 });
@@ -150,6 +151,9 @@ describe("the flotilla CLI", () => {
       const code = await Promise.race([exited, new Promise((_, reject) => setTimeout(() => reject(new Error("up did not exit within 30 s of SIGINT")), 30_000).unref())]);
       assert.equal(code, 0);
       assert.throws(() => process.kill(replicaPid, 0), "the replica processes are gone too");
+      // A clean stop of the whole cluster is not a host failure: nothing is rescheduled, nothing warned.
+      const warnings = stderr.split("\n").filter((l) => /"level":(4|5|6)0/.test(l));
+      assert.deepEqual(warnings, [], "no warning or error while stopping");
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
       await cleanupNamespace(namespace);
