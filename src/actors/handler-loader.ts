@@ -4,9 +4,11 @@
  * ever imported.
  */
 import { realpath } from "node:fs/promises";
+import { createRequire } from "node:module";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { importRefProblem } from "../spec/import-ref.js";
+import { handlerLoader, type HandlerLoader } from "./module-scope.js";
 
 export interface RequestContext {
   /** Fires when the request's requestTimeoutS passes or the replica is forced to stop. */
@@ -57,11 +59,23 @@ function moduleExports(namespace: Record<string, unknown>): Record<string, unkno
   return typeof inner === "object" && inner !== null && inner.__esModule === true ? inner : namespace;
 }
 
+/** A CommonJS module's exports as import() would show them: the source's own exports, or `default` = module.exports. */
+function requiredExports(exports: unknown): Record<string, unknown> {
+  if (typeof exports === "object" && exports !== null && (exports as { __esModule?: unknown }).__esModule === true) return exports as Record<string, unknown>;
+  return { ...(typeof exports === "object" && exports !== null ? (exports as Record<string, unknown>) : {}), default: exports };
+}
+
+/** Makes a loader ready before a module that needs it loads (in a replica: registers tsx's hooks). */
+export type PrepareLoader = (loader: HandlerLoader) => Promise<void>;
+
 /** Imports the module and builds the handler; a class is constructed with no arguments. */
-export async function loadHandler(appDir: string, ref: string): Promise<LoadedHandler> {
+export async function loadHandler(appDir: string, ref: string, prepare?: PrepareLoader): Promise<LoadedHandler> {
   const { modulePath, exportName } = splitImportRef(ref);
   const file = await resolveInAppDir(appDir, modulePath);
-  const mod = moduleExports((await import(pathToFileURL(file).href)) as Record<string, unknown>);
+  const loader = handlerLoader(file);
+  await prepare?.(loader);
+  // CommonJS-scoped TypeScript is required, as Node would load it: through tsx's require hook alone.
+  const mod = loader === "ts-cjs" ? requiredExports(createRequire(file)(file)) : moduleExports((await import(pathToFileURL(file).href)) as Record<string, unknown>);
   if (!(exportName in mod)) {
     const available = Object.keys(mod).join(", ") || "none";
     throw new Error(`import '${ref}': the module has no export '${exportName}' (exports: ${available})`);

@@ -10,23 +10,27 @@
  */
 import { errorMessage } from "../errors.js";
 import { createLogger } from "../shared/logger.js";
-import { isTypeScriptRef } from "../spec/import-ref.js";
+import { HANDLER_LOADERS, type HandlerLoader } from "./module-scope.js";
 import { readReplicaConfig, REPLICA_CONFIG_ENV, REPLICA_PRESTART_ENV, type ReplicaConfig } from "./replica-config.js";
 import { ReplicaRunner } from "./replica-runner.js";
 import type { HostToReplica, ReplicaToHost } from "./replica-ipc.js";
 
 /**
- * TypeScript handlers load through tsx; starting its loader takes ~150 ms, so a prestarted process may do it ahead.
- * Both of its hooks, as `node --import tsx` has them: a `.ts` file outside a `"type": "module"` package is
- * CommonJS to Node, and only tsx's require hook compiles it (the loader then unwraps the `__esModule` exports).
+ * TypeScript handlers load through tsx, registered once per process for what the handler needs (see
+ * module-scope.ts): its require hook for CommonJS scope, its ESM loader too for ES module scope. Starting
+ * them takes ~150 ms, so a prestarted process does it ahead for the kind of handler its host ran last.
  */
-let tsxRegistered = false;
-async function registerTsx(): Promise<void> {
-  if (tsxRegistered) return;
-  tsxRegistered = true;
-  const [esm, cjs] = await Promise.all([import("tsx/esm/api"), import("tsx/cjs/api")]);
-  esm.register();
-  cjs.register();
+const registered = { cjs: false, esm: false };
+async function prepareLoader(loader: HandlerLoader): Promise<void> {
+  if (loader === "js") return;
+  if (!registered.cjs) {
+    registered.cjs = true;
+    (await import("tsx/cjs/api")).register();
+  }
+  if (loader === "ts-esm" && !registered.esm) {
+    registered.esm = true;
+    (await import("tsx/esm/api")).register();
+  }
 }
 
 function waitForAssignment(): Promise<ReplicaConfig> {
@@ -52,12 +56,11 @@ function waitForAssignment(): Promise<ReplicaConfig> {
 }
 
 const prestartMode = process.env[REPLICA_CONFIG_ENV] ? undefined : process.env[REPLICA_PRESTART_ENV];
-if (prestartMode === "ts") await registerTsx();
+if (prestartMode) await prepareLoader(HANDLER_LOADERS.find((l) => l === prestartMode) ?? "js");
 const config = prestartMode ? await waitForAssignment() : readReplicaConfig();
-if (isTypeScriptRef(config.importRef)) await registerTsx();
 const log = createLogger("replica", { deployment: config.deployment, replica: config.replicaId });
 
-const runner = new ReplicaRunner(config, log);
+const runner = new ReplicaRunner(config, log, prepareLoader);
 
 function send(message: ReplicaToHost): Promise<void> {
   return new Promise((resolve) => {

@@ -15,7 +15,7 @@ import { Semaphore } from "../shared/semaphore.js";
 import { Keys } from "../shared/keys.js";
 import { Batcher } from "../shared/batcher.js";
 import { createRedis } from "../shared/redis.js";
-import { loadHandler, type LoadedHandler } from "./handler-loader.js";
+import { loadHandler, type LoadedHandler, type PrepareLoader } from "./handler-loader.js";
 import { replicaMachine, type ReplicaMachineState } from "./replica-machine.js";
 import { workerOptions, type ReplicaConfig, type ReplicaSettings } from "./replica-config.js";
 
@@ -53,6 +53,8 @@ export class ReplicaRunner {
   constructor(
     config: ReplicaConfig,
     private readonly log: Logger,
+    /** Readies the module loader the handler needs before it loads (tsx's hooks, in a replica process). */
+    private readonly prepareLoader?: PrepareLoader,
   ) {
     this.config = { ...config };
     this.slots = new Semaphore(config.maxConcurrentQueries);
@@ -87,7 +89,7 @@ export class ReplicaRunner {
 
   private async start(): Promise<void> {
     const t0 = performance.now();
-    this.handler = await loadHandler(this.config.appDir, this.config.importRef);
+    this.handler = await loadHandler(this.config.appDir, this.config.importRef, this.prepareLoader);
     if (this.config.userConfig !== undefined && this.handler.reconfigure) {
       await this.handler.reconfigure(structuredClone(this.config.userConfig));
     }

@@ -4,6 +4,7 @@
  * compares the assignments in Redis with the local processes.
  */
 import os from "node:os";
+import path from "node:path";
 import type { Redis } from "ioredis";
 import { errorMessage } from "../errors.js";
 import { Keys } from "../shared/keys.js";
@@ -14,7 +15,8 @@ import { releaseWorkerLocks } from "../shared/queue-ops.js";
 import { parseJsonHash } from "../shared/json-hash.js";
 import { settingsKey, settingsOf, type ReplicaConfig } from "../actors/replica-config.js";
 import { PrestartedProcess, ReplicaProcess } from "./replica-process.js";
-import { isTypeScriptRef } from "../spec/import-ref.js";
+import { handlerLoader, type HandlerLoader } from "../actors/module-scope.js";
+import { splitImportRef } from "../actors/handler-loader.js";
 import type { HostOptions } from "./host-options.js";
 
 const TICK_MS = 1000;
@@ -59,14 +61,15 @@ export class HostAgent {
   /** Processes started ahead of need (`prestart`), waiting to become replicas. */
   private readonly prestarted = new Set<PrestartedProcess>();
   private prestartPausedUntil = 0;
-  /** Whether the last replica started here had a TypeScript handler: the next prestarted process gets ready for the same. */
-  private lastHandlerTs = true;
+  /** The loader the next prestarted process readies: the last handler's, or at first the app directory's TypeScript scope. */
+  private lastHandlerLoader: HandlerLoader;
 
   constructor(
     readonly options: HostOptions,
     private readonly log: Logger,
   ) {
     this.keys = new Keys(options.namespace);
+    this.lastHandlerLoader = handlerLoader(path.join(options.appDir, "handler.ts"));
     this.redis = createRedis(options.redisUrl, { name: `flotilla-host-${options.id}` });
     this.sub = createRedis(options.redisUrl, { name: `flotilla-host-${options.id}-sub` });
   }
@@ -198,7 +201,7 @@ export class HostAgent {
     if (this.stopping || Date.now() < this.prestartPausedUntil) return;
     for (const proc of this.procs.values()) if (proc.state === "starting") return;
     while (this.prestarted.size < this.options.prestart) {
-      const spare = new PrestartedProcess(this.lastHandlerTs, (ended) => {
+      const spare = new PrestartedProcess(this.lastHandlerLoader, (ended) => {
         this.prestarted.delete(ended);
         if (!ended.ready && !this.stopping) {
           this.prestartPausedUntil = Date.now() + PRESTART_BACKOFF_MS;
@@ -206,7 +209,7 @@ export class HostAgent {
         }
       });
       this.prestarted.add(spare);
-      this.log.info({ replicaPid: spare.child.pid, typescript: this.lastHandlerTs }, "replica process prestarted");
+      this.log.info({ replicaPid: spare.child.pid, loader: spare.loader }, "replica process prestarted");
     }
   }
 
@@ -246,7 +249,7 @@ export class HostAgent {
       CUDA_VISIBLE_DEVICES: a.gpuIds.join(","),
       ...spec.actorOptions.env,
     };
-    this.lastHandlerTs = isTypeScriptRef(spec.import);
+    this.lastHandlerLoader = handlerLoader(path.resolve(this.options.appDir, splitImportRef(spec.import).modulePath));
     const proc = new ReplicaProcess(
       config,
       env,

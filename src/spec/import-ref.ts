@@ -21,9 +21,3 @@ export function importRefProblem(ref: string): string | undefined {
   if (exportName !== "default" && !IDENTIFIER.test(exportName)) return `'${exportName}' is not a valid export name`;
   return undefined;
 }
-
-/** Whether the reference names a TypeScript module (loaded through tsx). */
-export function isTypeScriptRef(ref: string): boolean {
-  const hash = ref.lastIndexOf("#");
-  return /\.m?ts$/.test(hash === -1 ? ref : ref.slice(0, hash));
-}
