@@ -103,12 +103,15 @@ export async function measureStartup(target: FlotillaTarget, secondName = "hello
   };
   const secondApplyToHealthyMs = await target.deploy(secondName);
   const secondReplica = await replicaStartSoon(target.host, secondName);
-  pids["replica (fresh, idle)"] = secondReplica?.pid;
-  // A host prestarts its next process for the kind of handler it started last: the first .js replica takes
-  // the process prestarted for .ts (the TypeScript loader already in it), the second one a plain one.
+  pids["replica (fresh, idle, .ts handler in an ES module package)"] = secondReplica?.pid;
+  // A host prestarts its next process for the loader its last handler needed: the first replica of another
+  // kind takes a process readied for the previous kind (its loader already in it), the second one its own.
   await target.deploy(`${secondName}-js`, "hello-js.js");
   await target.deploy(`${secondName}-js2`, "hello-js.js");
   pids["replica (fresh, idle, .js handler)"] = (await replicaStartSoon(target.host, `${secondName}-js2`))?.pid;
+  await target.deploy(`${secondName}-cjs`, "cjs/hello.ts");
+  await target.deploy(`${secondName}-cjs2`, "cjs/hello.ts");
+  pids["replica (fresh, idle, .ts handler in CommonJS scope)"] = (await replicaStartSoon(target.host, `${secondName}-cjs2`))?.pid;
   const idleMs = SETTLE_S * 1000 - (performance.now() - loadEndedAt);
   if (idleMs > 0) await new Promise((r) => setTimeout(r, idleMs));
   const settledAfterS = Math.round((performance.now() - loadEndedAt) / 1000);

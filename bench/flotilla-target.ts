@@ -60,7 +60,7 @@ export async function startFlotilla(redisUrl: string): Promise<FlotillaTarget> {
   };
 
   const deploy = async (name: string, module = "hello.ts"): Promise<number> => {
-    const spec = parseDeploymentSpec({ name, import: module, numReplicas: 1, maxConcurrentQueries: 100, actorOptions: { numCpus: 0.5 } });
+    const spec = parseDeploymentSpec({ name, import: module, numReplicas: 1, maxConcurrentQueries: 100, actorOptions: { numCpus: 0.25 } });
     const t0 = performance.now();
     deployed.push(name);
     const results = await applyDeployments(redis, keys, [spec]);

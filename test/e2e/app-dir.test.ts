@@ -31,6 +31,10 @@ export default function where(request: Req): { path: string; kind: string } { re
   "made.ts": `import { response } from "flotilla";
 export default function made(): unknown { return response({ status: 201, headers: { "x-made": "yes" }, body: { made: true } }); }
 `,
+  // .mts is an ES module wherever it is.
+  "tla.mts": `const answer: number = await Promise.resolve(7);
+export default function tla(): { answer: number } { return { answer }; }
+`,
   // An ES module package: top-level await and import.meta work here.
   "esm/package.json": `{ "type": "module" }
 `,
@@ -79,11 +83,17 @@ describe("TypeScript handlers in a user's own app directory", () => {
     assert.deepEqual(JSON.parse(res.body), { made: true });
   });
 
-  it("serves a .ts file of a \"type\": \"module\" package, top-level await included", async () => {
-    await cluster.deploy([{ name: "top", import: "esm/top.ts", actorOptions: { numCpus: 0.2 } }]);
+  it("serves a .ts file of a \"type\": \"module\" package and an .mts file, top-level await included", async () => {
+    await cluster.deploy([
+      { name: "top", import: "esm/top.ts", actorOptions: { numCpus: 0.2 } },
+      { name: "tla", import: "tla.mts", actorOptions: { numCpus: 0.2 } },
+    ]);
     const res = await httpRequest(cluster.url("/top"));
     assert.equal(res.status, 200, res.body);
     assert.deepEqual(JSON.parse(res.body), { started: 42, file: "top.ts" });
+    const mts = await httpRequest(cluster.url("/tla"));
+    assert.equal(mts.status, 200, mts.body);
+    assert.deepEqual(JSON.parse(mts.body), { answer: 7 });
   });
 
   it("names the missing export of a CommonJS-scoped module, listing the ones it has", async () => {
