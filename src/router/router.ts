@@ -47,6 +47,9 @@ export class Router {
   private readonly routes = new RouteTable();
   private readonly server: http.Server;
   private refreshTimer: NodeJS.Timeout | undefined;
+  /** Since when the route table could not be read from Redis, and when that was last logged. */
+  private refreshFailingSince: number | undefined;
+  private lastRefreshWarnAt = 0;
   private readonly startedAt = Date.now();
   private metrics: RouterMetrics | undefined;
   /** The metrics server's port once listening. */
@@ -120,9 +123,6 @@ export class Router {
       }
     }
   }
-
-  private refreshFailingSince: number | undefined;
-  private lastRefreshWarnAt = 0;
 
   /** Every request but the router's own /-/ endpoints is counted once, under its deployment ("none" if no route matched). */
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
