@@ -37,6 +37,8 @@ export interface RouterOptions {
 }
 
 const REFRESH_MS = 1000;
+/** How long start-up waits for the first route table before listening anyway. */
+const START_REFRESH_WAIT_MS = 2000;
 
 export class Router {
   readonly id: string;
@@ -47,9 +49,12 @@ export class Router {
   private readonly routes = new RouteTable();
   private readonly server: http.Server;
   private refreshTimer: NodeJS.Timeout | undefined;
-  /** Since when the route table could not be read from Redis, and when that was last logged. */
-  private refreshFailingSince: number | undefined;
-  private lastRefreshWarnAt = 0;
+  private listenPort: number | undefined;
+  private refreshing: Promise<void> | undefined;
+  private refreshAgain = false;
+  private refreshStartedAt = 0;
+  private lastStuckWarnAt = 0;
+  private stuckWarned = false;
   private readonly startedAt = Date.now();
   private metrics: RouterMetrics | undefined;
   /** The metrics server's port once listening. */
@@ -62,7 +67,8 @@ export class Router {
     this.id = options.id ?? `router-${uuidv4().slice(0, 8)}`;
     this.keys = new Keys(options.namespace);
     this.client = new RequestClient({ redisUrl: options.redisUrl, namespace: options.namespace, id: this.id });
-    this.redis = createRedis(options.redisUrl, { mode: "failFast", name: `flotilla-${this.id}-control` });
+    // Waits through outages (route refresh and registration are not the request path); refresh() keeps one pending at most.
+    this.redis = createRedis(options.redisUrl, { name: `flotilla-${this.id}-control` });
     this.sub = createRedis(options.redisUrl, { name: `flotilla-${this.id}-sub` });
     this.server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 20_000 }, (req, res) => void this.handle(req, res));
     this.server.keepAliveTimeout = 65_000;
@@ -79,7 +85,8 @@ export class Router {
     this.sub.on("message", (_c: string, message: string) => {
       if (message === "deployments") void this.refresh();
     });
-    await this.refresh();
+    // Redis may be away at start: the router listens anyway (answering 503) and loads its routes once it is back.
+    await this.refreshWithin(START_REFRESH_WAIT_MS);
     if (this.options.metricsPort !== undefined) {
       const { RouterMetrics } = await import("./router-metrics.js");
       this.metrics = new RouterMetrics();
@@ -91,37 +98,71 @@ export class Router {
       this.server.listen(this.options.port, this.options.bind, () => resolve());
     });
     const port = (this.server.address() as AddressInfo).port;
-    this.refreshTimer = setInterval(() => void this.refresh(port), REFRESH_MS);
-    await this.refresh(port);
+    this.listenPort = port;
+    this.refreshTimer = setInterval(() => {
+      this.warnIfRefreshStuck();
+      void this.refresh();
+    }, REFRESH_MS);
+    await this.refreshWithin(START_REFRESH_WAIT_MS);
     this.log.info({ router: this.id, port, bind: this.options.bind }, "router listening");
     return port;
   }
 
-  private async refresh(port?: number): Promise<void> {
+  private async refreshWithin(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.refresh(), new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+    clearTimeout(timer);
+  }
+
+  /**
+   * Reloads the route table and, once listening, renews this router's registration. One at a time: the
+   * control connection waits through a Redis outage, and holds one refresh then, not one per tick; a
+   * refresh asked for meanwhile runs once the current one ends, so no change is missed.
+   */
+  private refresh(): Promise<void> {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return this.refreshing;
+    }
+    this.refreshStartedAt = Date.now();
+    this.refreshing = this.loadRoutes().finally(() => {
+      this.refreshing = undefined;
+      if (this.refreshAgain) {
+        this.refreshAgain = false;
+        void this.refresh();
+      }
+    });
+    return this.refreshing;
+  }
+
+  private async loadRoutes(): Promise<void> {
     try {
       const records = parseJsonHash<DeploymentRecord>(await this.redis.hgetall(this.keys.deployments));
       this.routes.update(records.values());
-      if (port !== undefined) {
-        const info: RouterInfo = { id: this.id, hostname: os.hostname(), pid: process.pid, port, startedAt: this.startedAt };
+      if (this.listenPort !== undefined) {
+        const info: RouterInfo = { id: this.id, hostname: os.hostname(), pid: process.pid, port: this.listenPort, startedAt: this.startedAt };
         await this.redis
           .multi()
           .hset(this.keys.routers, this.id, JSON.stringify(info))
           .set(this.keys.routerAlive(this.id), "1", "PX", 5000)
           .exec();
       }
-      if (this.refreshFailingSince !== undefined) {
-        this.log.info({ router: this.id, failedForMs: Date.now() - this.refreshFailingSince }, "route table refreshed again");
-        this.refreshFailingSince = undefined;
+      if (this.stuckWarned) {
+        this.log.info({ router: this.id, waitedMs: Date.now() - this.refreshStartedAt }, "route table refreshed again");
+        this.stuckWarned = false;
       }
     } catch (err) {
-      // Redis is away: keep the last route table; requests get 503 from the request path.
-      const now = Date.now();
-      this.refreshFailingSince ??= now;
-      if (now - this.lastRefreshWarnAt >= 10_000) {
-        this.lastRefreshWarnAt = now;
-        this.log.warn({ router: this.id, err: errorMessage(err), failingForMs: now - this.refreshFailingSince }, "route table refresh failed; serving the last one");
-      }
+      this.log.warn({ router: this.id, err: errorMessage(err) }, "route table refresh failed; serving the last one");
     }
+  }
+
+  /** Keeps serving the last route table while Redis is away, and says so every 10 s. */
+  private warnIfRefreshStuck(): void {
+    const now = Date.now();
+    if (!this.refreshing || now - this.refreshStartedAt < 10_000 || now - this.lastStuckWarnAt < 10_000) return;
+    this.lastStuckWarnAt = now;
+    this.stuckWarned = true;
+    this.log.warn({ router: this.id, waitingMs: now - this.refreshStartedAt, redis: this.redis.status }, "route table refresh waiting for Redis; serving the last one");
   }
 
   /** Every request but the router's own /-/ endpoints is counted once, under its deployment ("none" if no route matched). */
@@ -196,10 +237,17 @@ export class Router {
     while (this.client.inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     this.server.closeAllConnections();
     await closed;
-    await this.redis.multi().hdel(this.keys.routers, this.id).del(this.keys.routerAlive(this.id)).exec().catch(() => undefined);
+    // Deregister if Redis answers soon; otherwise the registration expires by itself (routerAlive has a TTL).
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.redis.multi().hdel(this.keys.routers, this.id).del(this.keys.routerAlive(this.id)).exec().catch(() => undefined),
+      new Promise((resolve) => (timer = setTimeout(resolve, 1000))),
+    ]);
+    clearTimeout(timer);
     await this.client.close();
     await closeRedis(this.sub);
-    await closeRedis(this.redis);
+    if (this.redis.status === "ready") await closeRedis(this.redis);
+    else this.redis.disconnect();
     await this.metrics?.close();
     this.log.info({ router: this.id }, "router stopped");
   }

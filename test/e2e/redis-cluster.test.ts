@@ -40,7 +40,10 @@ describe("on a Redis Cluster", () => {
       });
     }
     execFileSync("redis-cli", ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "0", "--cluster-yes"], { stdio: "ignore", timeout: 20_000 });
-    await waitFor("the cluster to be ok", () => execFileSync("redis-cli", ["-p", String(ports[0]), "cluster", "info"], { encoding: "utf8" }).includes("cluster_state:ok"));
+    // Every node, not just the first: a client's ready check asks any of them, and one that has not heard of all slots yet says fail.
+    await waitFor("every cluster node to say cluster_state:ok", () =>
+      ports.every((port) => execFileSync("redis-cli", ["-p", String(port), "cluster", "info"], { encoding: "utf8" }).includes("cluster_state:ok")),
+    );
     cluster = await TestCluster.start({ label: "rcluster", redisUrl: `redis+cluster://127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}`, hosts: [{ cpus: 4 }] });
   });
 
