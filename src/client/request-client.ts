@@ -60,6 +60,8 @@ export class RequestClient {
   private nextRequest = 0;
   /** Per deployment: moving average of the handler's time (ms), from the replies' `ms`. */
   private readonly serviceMs = new Map<string, number>();
+  /** Deployments whose requests come with maxQueued: one job each, so the wait list counts requests exactly. */
+  private readonly unbatched = new Set<string>();
   /** Requests for one deployment that arrive together are added in one round trip (addBulk). */
   private readonly adds = new Batcher<string, RequestJob, string | undefined>((deployment, jobs) => this.addJobs(deployment, jobs));
   private closed = false;
@@ -99,7 +101,9 @@ export class RequestClient {
     if (this.closed) throw new FlotillaError("INTERNAL", "the request client is closed");
     this.ensureReader();
     if (this.redis.status !== "ready") await this.whenConnected();
-    if (options.maxQueued !== undefined) {
+    if (options.maxQueued === undefined) this.unbatched.delete(deployment);
+    else {
+      this.unbatched.add(deployment);
       const waiting = await this.redis.llen(this.keys.queueKey(deployment, "wait"));
       if (waiting >= options.maxQueued) {
         throw new FlotillaError("BACKPRESSURE", `deployment '${deployment}' has ${waiting} requests waiting (maxQueuedRequests ${options.maxQueued})`);
@@ -154,7 +158,7 @@ export class RequestClient {
   private async addJobs(deployment: string, jobs: RequestJob[]): Promise<Array<string | undefined>> {
     const queue = this.queue(deployment);
     if (jobs.length === 1) return [(await queue.add("request", jobs[0], REQUEST_JOB_OPTIONS)).id];
-    if ((this.serviceMs.get(deployment) ?? Infinity) < BATCH_BELOW_MS) {
+    if (!this.unbatched.has(deployment) && (this.serviceMs.get(deployment) ?? Infinity) < BATCH_BELOW_MS) {
       const batches: Array<{ name: string; data: BatchJob; opts: typeof REQUEST_JOB_OPTIONS }> = [];
       for (let i = 0; i < jobs.length; i += MAX_BATCH) batches.push({ name: "batch", data: { kind: "batch", requests: jobs.slice(i, i + MAX_BATCH) }, opts: REQUEST_JOB_OPTIONS });
       await queue.addBulk(batches);

@@ -90,6 +90,15 @@ describe("request path", () => {
     assert.deepEqual(warnings, []);
   });
 
+  it("gives each request its own job when the deployment has maxQueuedRequests, so the limit counts requests", async () => {
+    const idKey = keys.queueKey("echo", "id");
+    // The client knows echo is fast by now (the test above): without a limit these 50 would share jobs.
+    const before = Number(await redis.get(idKey));
+    const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => client.submit("echo", { kind: "call", payload: { m: i } }, { maxQueued: 10_000 })));
+    replies.forEach((reply, i) => assert.deepEqual((reply.value as { payload: unknown }).payload, { m: i }));
+    assert.equal(Number(await redis.get(idKey)) - before, 50, "one job per request");
+  });
+
   it("times out a request nobody takes and withdraws it from the queue", async () => {
     await assert.rejects(client.submit("nobody", { kind: "call", payload: 1 }, { timeoutMs: 300 }), (err: unknown) => err instanceof FlotillaError && err.code === "TIMEOUT");
     await waitFor("the job to leave the wait list", async () => (await redis.llen(keys.queueKey("nobody", "wait"))) === 0, { timeoutMs: 2000 });
