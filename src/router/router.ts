@@ -50,6 +50,7 @@ export class Router {
   private readonly server: http.Server;
   private refreshTimer: NodeJS.Timeout | undefined;
   private listenPort: number | undefined;
+  private stopping = false;
   private refreshing: Promise<void> | undefined;
   private refreshAgain = false;
   private refreshStartedAt = 0;
@@ -175,7 +176,7 @@ export class Router {
       const url = parseUrl(req.url ?? "/");
       if (url.pathname === "/-/healthz") return this.healthz(res);
       if (url.pathname === "/-/routes") {
-        return send(res, 200, { "content-type": "application/json" }, JSON.stringify(Object.fromEntries(this.routes.list().map((r) => [r.prefix, r.deployment]))));
+        return this.send(res, 200, { "content-type": "application/json" }, JSON.stringify(Object.fromEntries(this.routes.list().map((r) => [r.prefix, r.deployment]))));
       }
       const route = this.routes.match(url.pathname);
       if (!route) throw new FlotillaError("NOT_FOUND", `no deployment serves path '${url.pathname}'`);
@@ -204,7 +205,7 @@ export class Router {
 
   private answer(res: ServerResponse, reply: Reply): void {
     const headers: Record<string, string> = { ...reply.headers, "x-flotilla-replica": reply.replica ?? "", "x-flotilla-version": reply.version ?? "" };
-    send(res, reply.status, headers, reply.base64 ? Buffer.from(reply.body, "base64") : reply.body);
+    this.send(res, reply.status, headers, reply.base64 ? Buffer.from(reply.body, "base64") : reply.body);
   }
 
   /** Answers with the error; returns its status. */
@@ -214,14 +215,21 @@ export class Router {
     const headers: Record<string, string> = { "content-type": "application/json; charset=utf-8" };
     if (error.status === 503) headers["retry-after"] = "1";
     // No "connection: close": Node would destroy the socket right after the response, and the reset can erase the 413.
-    send(res, error.status, headers, JSON.stringify(error.toJSON()));
+    this.send(res, error.status, headers, JSON.stringify(error.toJSON()));
     if (error.code === "PAYLOAD_TOO_LARGE") res.on("finish", () => lingeringClose(req));
     return error.status;
   }
 
+  private send(res: ServerResponse, status: number, headers: Record<string, string>, body: string | Buffer): void {
+    if (res.headersSent || res.destroyed) return;
+    // Stopping: the connection ends after this answer, so no client sends another request on it.
+    res.writeHead(status, { ...headers, "content-length": String(Buffer.byteLength(body)), ...(this.stopping ? { connection: "close" } : {}) });
+    res.end(body);
+  }
+
   private healthz(res: ServerResponse): void {
     const ok = this.client.connection.status === "ready";
-    send(res, ok ? 200 : 503, { "content-type": "application/json" }, JSON.stringify({ ok, router: this.id, redis: this.client.connection.status }));
+    this.send(res, ok ? 200 : 503, { "content-type": "application/json" }, JSON.stringify({ ok, router: this.id, redis: this.client.connection.status }));
   }
 
   get port(): number {
@@ -230,6 +238,7 @@ export class Router {
 
   /** Stops accepting connections, waits for in-flight requests to be answered, then closes. */
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.refreshTimer) clearInterval(this.refreshTimer);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
@@ -271,11 +280,7 @@ function lingeringClose(req: IncomingMessage): void {
   socket.once("close", () => clearTimeout(timer));
 }
 
-function send(res: ServerResponse, status: number, headers: Record<string, string>, body: string | Buffer): void {
-  if (res.headersSent || res.destroyed) return;
-  res.writeHead(status, { ...headers, "content-length": String(Buffer.byteLength(body)) });
-  res.end(body);
-}
+
 
 function parseUrl(raw: string): URL {
   let url: URL;
