@@ -222,8 +222,10 @@ export class Router {
 
   private send(res: ServerResponse, status: number, headers: Record<string, string>, body: string | Buffer): void {
     if (res.headersSent || res.destroyed) return;
-    // Stopping: the connection ends after this answer, so no client sends another request on it.
-    res.writeHead(status, { ...headers, "content-length": String(Buffer.byteLength(body)), ...(this.stopping ? { connection: "close" } : {}) });
+    // Stopping: the connection ends after this answer, so no client sends another request on it. Not on a 413,
+    // whose connection lingeringClose ends: "close" would reset it under the unread upload and can erase the answer.
+    const close = this.stopping && status !== 413;
+    res.writeHead(status, { ...headers, "content-length": String(Buffer.byteLength(body)), ...(close ? { connection: "close" } : {}) });
     res.end(body);
   }
 
