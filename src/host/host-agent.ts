@@ -11,6 +11,7 @@ import { Keys } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
 import type { DeploymentRecord, HostInfo, ReplicaAssignment, ReplicaStatus } from "../shared/records.js";
 import { createRedis, closeRedis } from "../shared/redis.js";
+import { settledWithin } from "../shared/settled-within.js";
 import { releaseWorkerLocks } from "../shared/queue-ops.js";
 import { parseJsonHash } from "../shared/json-hash.js";
 import { settingsKey, settingsOf, type ReplicaConfig } from "../actors/replica-config.js";
@@ -99,10 +100,7 @@ export class HostAgent {
    */
   async start(): Promise<void> {
     this.keepPrestarted();
-    const ready = Promise.all([...this.prestarted].map((p) => p.settled));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([ready, new Promise((resolve) => (timer = setTimeout(resolve, 10_000)))]);
-    clearTimeout(timer);
+    await settledWithin(Promise.all([...this.prestarted].map((p) => p.settled)), 10_000);
     await this.heartbeat();
     await this.sub.subscribe(this.keys.changes);
     this.sub.on("message", () => this.nudge());

@@ -16,6 +16,7 @@ import type { Logger } from "../shared/logger.js";
 import type { HttpRequestData, Reply } from "../shared/protocol.js";
 import type { DeploymentRecord, RouterInfo } from "../shared/records.js";
 import { closeRedis, createRedis } from "../shared/redis.js";
+import { settledWithin } from "../shared/settled-within.js";
 import { RouteTable } from "./route-table.js";
 import { readBody } from "./read-body.js";
 import type { RouterMetrics } from "./router-metrics.js";
@@ -87,7 +88,7 @@ export class Router {
       if (message === "deployments") void this.refresh();
     });
     // Redis may be away at start: the router listens anyway (answering 503) and loads its routes once it is back.
-    await this.refreshWithin(START_REFRESH_WAIT_MS);
+    await settledWithin(this.refresh(), START_REFRESH_WAIT_MS);
     if (this.options.metricsPort !== undefined) {
       const { RouterMetrics } = await import("./router-metrics.js");
       this.metrics = new RouterMetrics();
@@ -104,15 +105,9 @@ export class Router {
       this.warnIfRefreshStuck();
       void this.refresh();
     }, REFRESH_MS);
-    await this.refreshWithin(START_REFRESH_WAIT_MS);
+    await settledWithin(this.refresh(), START_REFRESH_WAIT_MS);
     this.log.info({ router: this.id, port, bind: this.options.bind }, "router listening");
     return port;
-  }
-
-  private async refreshWithin(ms: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.refresh(), new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
-    clearTimeout(timer);
   }
 
   /**
@@ -249,12 +244,7 @@ export class Router {
     this.server.closeAllConnections();
     await closed;
     // Deregister if Redis answers soon; otherwise the registration expires by itself (routerAlive has a TTL).
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.redis.multi().hdel(this.keys.routers, this.id).del(this.keys.routerAlive(this.id)).exec().catch(() => undefined),
-      new Promise((resolve) => (timer = setTimeout(resolve, 1000))),
-    ]);
-    clearTimeout(timer);
+    await settledWithin(this.redis.multi().hdel(this.keys.routers, this.id).del(this.keys.routerAlive(this.id)).exec(), 1000);
     await this.client.close();
     await closeRedis(this.sub);
     if (this.redis.status === "ready") await closeRedis(this.redis);
