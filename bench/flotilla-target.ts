@@ -41,7 +41,7 @@ export async function startFlotilla(redisUrl: string): Promise<FlotillaTarget> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
   redis.on("error", () => undefined);
   const cli = (name: string, args: string[], level: string): Proc =>
-    startProc(name, process.execPath, [CLI, "--redis", redisUrl, "--namespace", namespace, "--app-dir", APP_DIR, ...args], {
+    startProc(name, process.execPath, [...(process.env.BENCH_CLI_EXEC_ARGV ?? "").split(" ").filter(Boolean), CLI, "--redis", redisUrl, "--namespace", namespace, "--app-dir", APP_DIR, ...args], {
       FLOTILLA_LOG_PRETTY: "0",
       // info is needed for "router listening" and the replica start lines; nothing logs per request at info.
       FLOTILLA_LOG_LEVEL: process.env.FLOTILLA_LOG_LEVEL ?? level,

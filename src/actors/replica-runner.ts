@@ -5,7 +5,7 @@
  */
 import type { Job } from "bullmq";
 import { setMaxListeners } from "node:events";
-import { startJobsAtOnceWhenIdle, Worker } from "../shared/bullmq-classes.js";
+import { tuneIdleWorker, Worker } from "../shared/bullmq-classes.js";
 import type { Redis } from "ioredis";
 import { createActor, fromPromise, type Actor } from "xstate";
 import { errorMessage } from "../errors.js";
@@ -21,6 +21,18 @@ import { workerOptions, type ReplicaConfig, type ReplicaSettings } from "./repli
 
 /** How long a reply list lives without its reader: a dead requester's replies expire. */
 const REPLY_TTL_MS = 120_000;
+
+/**
+ * Lua: appends replies to a reply list and renews its TTL, as one command.
+ * (An ioredis pipeline would be one write too, but building one on a
+ * connection that carries BullMQ's scripts copies all of them each time.)
+ * KEYS[1] = reply list; ARGV[1] = TTL in ms; ARGV[2..] = replies.
+ */
+const PUSH_REPLIES = `
+local n = redis.call("RPUSH", KEYS[1], unpack(ARGV, 2))
+redis.call("PEXPIRE", KEYS[1], ARGV[1])
+return n
+`;
 
 export interface HttpRequest extends HttpRequestData {
   json<T = unknown>(): T;
@@ -98,7 +110,13 @@ export class ReplicaRunner {
       connection: this.redis,
       prefix: this.keys.queuePrefix,
     });
-    startJobsAtOnceWhenIdle(worker, () => this.inflight === 0);
+    const { deployment } = this.config;
+    tuneIdleWorker(worker, () => this.inflight === 0, {
+      marker: this.keys.queueKey(deployment, "marker"),
+      wait: this.keys.queueKey(deployment, "wait"),
+      prioritized: this.keys.queueKey(deployment, "prioritized"),
+      delayed: this.keys.queueKey(deployment, "delayed"),
+    });
     worker.on("error", (err) => this.warnThrottled(errorMessage(err)));
     this.worker = worker;
     await worker.waitUntilReady();
@@ -246,9 +264,7 @@ export class ReplicaRunner {
   }
 
   private async pushReplies(key: string, values: string[]): Promise<void[]> {
-    const results = await this.redis.pipeline().rpush(key, ...values).pexpire(key, REPLY_TTL_MS).exec();
-    const failed = results?.find(([err]) => err);
-    if (failed?.[0]) throw failed[0];
+    await this.redis.eval(PUSH_REPLIES, 1, key, REPLY_TTL_MS, ...values);
     return values.map(() => undefined);
   }
 

@@ -22,35 +22,194 @@ export type Worker = WorkerClass;
 export const Queue = load<typeof QueueClass>("queue.js", "Queue");
 export type Queue = QueueClass;
 
-type FetchNext = (token: string, opts?: { block?: boolean }) => Promise<unknown>;
+/** Keys of a queue the idle tuning reads. */
+export interface MarkerKeys {
+  marker: string;
+  wait: string;
+  prioritized: string;
+  delayed: string;
+}
 
 /**
- * Makes a worker start a job at once when it has nothing else to do.
- *
- * After a fetch returns a job, BullMQ's main loop fetches again (one more
- * moveToActive round trip) and waits for that answer before it starts the job
- * it already has. Under load the second fetch usually finds work; at low load
- * it finds none and only delays the request. `isIdle` says whether the replica
- * runs no request: then the fetch right after a job returns nothing without
- * asking Redis, and the job starts. The worker also counts the queue as
- * drained, so its next fetch is a blocking wait, which a waiting job (or the
- * marker BullMQ leaves with every job it hands out) ends at once.
- * The fetch method is internal to BullMQ: if a release renames it, the worker
- * is left as it is.
+ * Lua: removes the base marker (member "0") when nothing waits. A stale base
+ * marker also makes BullMQ look at the delayed set again; so when one is
+ * removed and delayed jobs exist, the marker for the next one is set in its
+ * place (as BullMQ's own scripts do), and the wait learns when that job is due.
+ * KEYS[1] = marker, KEYS[2] = wait list, KEYS[3] = prioritized set,
+ * KEYS[4] = delayed set.
  */
-export function startJobsAtOnceWhenIdle(worker: WorkerClass, isIdle: () => boolean): void {
-  const target = worker as unknown as { _getNextJob?: FetchNext; drained?: boolean };
+const CLEAR_STALE_MARKER = `
+if redis.call("LLEN", KEYS[2]) > 0 or redis.call("ZCARD", KEYS[3]) > 0 then
+  return 0
+end
+if redis.call("ZREM", KEYS[1], "0") == 0 then
+  return 0
+end
+local next = redis.call("ZRANGE", KEYS[4], 0, 0, "WITHSCORES")
+if next[2] then
+  redis.call("ZADD", KEYS[1], tonumber(next[2]) / 0x1000, "1")
+end
+return 1
+`;
+
+type FetchNext = (token: string, opts?: { block?: boolean }) => Promise<unknown>;
+/** BullMQ's raw moveToActive answer: job data (undefined when none), id, rate-limit delay, next delayed timestamp. */
+type NextJobData = [unknown, ...unknown[]];
+type BackendMoveToActive = (token: string, name?: string) => Promise<NextJobData>;
+type WaitForJob = (blockTimeout: number) => Promise<unknown>;
+
+interface RedisClientish {
+  eval(script: string, numKeys: number, ...args: string[]): Promise<unknown>;
+  /** A single connection's socket (absent on a Cluster client). */
+  stream?: { cork?(): void; uncork?(): void; writable?: boolean };
+}
+
+interface WorkerInternals {
+  _getNextJob?: FetchNext;
+  moveToActive?: (token: string, name?: string) => Promise<unknown>;
+  drained?: boolean;
+  opts: { name?: string };
+  backend?: {
+    waitForJob?: WaitForJob;
+    moveToActive?: BackendMoveToActive;
+    blockingClient?: Promise<RedisClientish>;
+    /** The facade BullMQ's backend reads its connection from (`client` is a getter). */
+    queue?: object;
+  };
+}
+
+/**
+ * Runs `send`, which issues commands on `client` in this turn, with the
+ * client's socket corked, so they leave in one write (one system call, one
+ * wake-up of Redis) instead of one each. Uncorked once this turn's microtasks
+ * have run.
+ */
+export function inOneWrite(client: RedisClientish, send: () => void): void {
+  const stream = client.stream;
+  if (!stream?.writable || typeof stream.cork !== "function" || typeof stream.uncork !== "function") {
+    send();
+    return;
+  }
+  stream.cork();
+  try {
+    send();
+  } finally {
+    setImmediate(() => stream.uncork?.());
+  }
+}
+
+/** Calls `call` with the backend's `queue.client` answering its blocking connection instead. */
+function onBlockingConnection<T>(facade: object, blockingClient: Promise<RedisClientish>, call: () => T): T | undefined {
+  const own = Object.getOwnPropertyDescriptor(facade, "client");
+  if (!own?.configurable || !own.get) return undefined;
+  Object.defineProperty(facade, "client", { configurable: true, enumerable: own.enumerable ?? true, get: () => blockingClient });
+  try {
+    return call();
+  } finally {
+    Object.defineProperty(facade, "client", own);
+  }
+}
+
+const hasJob = (data: NextJobData | undefined): boolean => Array.isArray(data) && data[0] !== undefined && data[0] !== null;
+
+/**
+ * Trims the Redis round trips of a worker that is mostly idle, which is where
+ * a request's latency is decided. BullMQ alone, per request arriving at an
+ * idle worker: a blocking wait ends, then a fetch (moveToActive), and another
+ * fetch before the job starts; after the job, a wait that ends at once on the
+ * marker BullMQ left when it handed out the job, another fetch that finds
+ * nothing, and only then a real wait. Here:
+ *
+ * - **Start at once.** After a fetch returns a job, BullMQ's main loop fetches
+ *   again and waits for that answer before it starts the job it already has.
+ *   When the replica runs nothing (`isIdle`), that fetch returns nothing
+ *   without asking Redis, and the job starts.
+ * - **No stale marker.** Each blocking wait is preceded, in the same write, by
+ *   a small script that removes the base marker when the wait list and the
+ *   prioritized set are empty (leaving the marker of the next delayed job, if
+ *   any). It is atomic, so a job added at any moment still leaves its own
+ *   marker and ends the wait.
+ * - **The fetch rides with the wait.** The fetch (moveToActive) is sent with
+ *   the blocking pop, on the same connection. Redis runs it the moment the pop
+ *   returns, so the job arrives with the wake-up: one round trip instead of
+ *   two. It takes the job with the token the worker then uses. If it found
+ *   nothing (another replica was first), the worker fetches as BullMQ would;
+ *   if the worker does not ask for it (a delayed job's marker), a job it took
+ *   is handed to the worker all the same.
+ *
+ * The methods are internal to BullMQ: if a release renames them, the worker is
+ * left as it is.
+ */
+export function tuneIdleWorker(worker: WorkerClass, isIdle: () => boolean, keys: MarkerKeys): void {
+  const target = worker as unknown as WorkerInternals;
+  const { backend } = target;
   const fetchNext = target._getNextJob;
-  if (typeof fetchNext !== "function" || typeof target.drained !== "boolean") return;
+  const workerMoveToActive = target.moveToActive;
+  const waitForJob = backend?.waitForJob;
+  const backendMoveToActive = backend?.moveToActive;
+  if (
+    !backend ||
+    typeof fetchNext !== "function" ||
+    typeof workerMoveToActive !== "function" ||
+    typeof waitForJob !== "function" ||
+    typeof backendMoveToActive !== "function" ||
+    typeof target.drained !== "boolean"
+  ) {
+    return;
+  }
   let skipNextFetch = false;
+  /** The token of the fetch in progress: the one a fetch sent with its wait must lock the job with. */
+  let fetchToken: string | undefined;
+  /** A fetch sent with a blocking wait, not yet handed to the worker. */
+  let prefetched: { token: string; data: Promise<NextJobData | undefined> } | undefined;
+
   target._getNextJob = async (token, opts) => {
     if (skipNextFetch) {
       skipNextFetch = false;
       target.drained = true;
       return undefined;
     }
-    const job = await fetchNext.call(worker, token, opts);
+    fetchToken = token;
+    let job: unknown;
+    try {
+      job = await fetchNext.call(worker, token, opts);
+    } finally {
+      fetchToken = undefined;
+    }
+    if (!job && prefetched?.token === token && hasJob(await prefetched.data)) {
+      // The wait ended without the worker asking for a job, but the fetch sent with it took one.
+      job = await workerMoveToActive.call(worker, token, target.opts.name);
+    }
+    if (prefetched?.token === token) prefetched = undefined;
     if (job && isIdle()) skipNextFetch = true;
     return job;
+  };
+
+  backend.moveToActive = async (token, name) => {
+    const ahead = prefetched?.token === token ? prefetched : undefined;
+    if (ahead) {
+      prefetched = undefined;
+      const data = await ahead.data;
+      if (data && hasJob(data)) return data;
+    }
+    return backendMoveToActive.call(backend, token, name);
+  };
+
+  backend.waitForJob = async (blockTimeout) => {
+    const token = fetchToken;
+    const blockingClient = backend.blockingClient;
+    const client = await blockingClient;
+    if (!client || !blockingClient) return waitForJob.call(backend, blockTimeout);
+    let waiting: Promise<unknown> | undefined;
+    inOneWrite(client, () => {
+      client.eval(CLEAR_STALE_MARKER, 4, keys.marker, keys.wait, keys.prioritized, keys.delayed).catch(() => undefined);
+      // BullMQ sends its blocking pop after one await; the fetch below also sends after one, so it follows the pop.
+      waiting = waitForJob.call(backend, blockTimeout);
+      if (token !== undefined && backend.queue) {
+        const data = onBlockingConnection(backend.queue, blockingClient, () => backendMoveToActive.call(backend, token, target.opts.name));
+        if (data) prefetched = { token, data: data.catch(() => undefined) };
+      }
+    });
+    return waiting;
   };
 }
