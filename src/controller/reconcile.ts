@@ -93,7 +93,10 @@ export function reconcile(state: ObservedState, newId: (deployment: string) => s
         out.events.push({ deployment: name, level: "warn", message: `replica ${a.id} lost with host ${a.host}; replacing it` });
         continue;
       }
-      if (status?.state === "failed" || status?.state === "stopped" || (a.desired === "drain" && a.host === null)) {
+      // A drained replica without a status never ran: its host saw it only after its version was
+      // replaced, and hosts start only current versions. (Had it just started, its host drains it
+      // when the assignment goes.) Waiting for it to report would wait forever.
+      if (status?.state === "failed" || status?.state === "stopped" || (a.desired === "drain" && (a.host === null || status === undefined))) {
         out.remove.push(a.id);
         if (status?.state === "failed" && a.desired === "run" && record && status.codeVersion === record.codeVersion) {
           newFailures++;

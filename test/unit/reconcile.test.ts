@@ -114,7 +114,8 @@ class World {
         });
       };
       if (a.desired === "drain") {
-        if (st === undefined || st.state === "draining") report("stopped");
+        // As a real host: a drained replica it never started gets no status from it.
+        if (st?.state === "draining") report("stopped");
         else if (st.state !== "stopped" && st.state !== "failed") report("draining");
       } else if (st === undefined) report("starting");
       else if (st.state === "starting") {
@@ -249,6 +250,18 @@ describe("reconcile: idempotence (a restarted controller reads the same state)",
       assert.deepEqual(d.statuses.map((s) => [s.name, s.status]).sort(), [[APP, "HEALTHY"], ["other", "HEALTHY"]]);
     }
     assert.deepEqual([...w.assignments.values()], before);
+  });
+  it("removes a drained replica that its host never started (its version was replaced before the host saw it)", () => {
+    const w = smallCluster();
+    w.deploy({ name: APP, import: "app.ts", numReplicas: 2 }, "v1");
+    w.runUntil(() => w.healthy(APP));
+    // Assigned at v0, which no host would start once v1 was the deployment's version; then drained.
+    const ghost: ReplicaAssignment = { ...w.replicasOf(APP)[0]!, id: `${APP}-ghost`, codeVersion: "v0", version: "v0", desired: "drain" };
+    w.assignments.set(ghost.id, ghost);
+    const d = w.tick();
+    assert.deepEqual(d.remove, [ghost.id]);
+    assert.ok(!w.assignments.has(ghost.id));
+    assert.equal(w.status(APP)?.status, "HEALTHY");
   });
 });
 
