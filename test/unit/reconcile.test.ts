@@ -116,7 +116,7 @@ class World {
       if (a.desired === "drain") {
         // As a real host: a drained replica it never started gets no status from it.
         if (st?.state === "draining") report("stopped");
-        else if (st.state !== "stopped" && st.state !== "failed") report("draining");
+        else if (st !== undefined && st.state !== "stopped" && st.state !== "failed") report("draining");
       } else if (st === undefined) report("starting");
       else if (st.state === "starting") {
         const error = this.failing.get(a.codeVersion);
