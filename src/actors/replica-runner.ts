@@ -57,7 +57,7 @@ export class ReplicaRunner {
   private readonly controllers = new Set<AbortController>();
   /** maxConcurrentQueries counts requests, also when several arrive in one batch job. */
   private readonly slots: Semaphore;
-  /** Replies finished in the same turn go to Redis in one pipeline: one RPUSH per reply list. */
+  /** Replies finished in the same turn go to Redis together: one command per reply list. */
   private readonly replies = new Batcher<string, string, void>((key, values) => this.pushReplies(key, values));
 
   private readonly config: ReplicaConfig;
