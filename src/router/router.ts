@@ -272,8 +272,6 @@ function lingeringClose(req: IncomingMessage): void {
   socket.once("close", () => clearTimeout(timer));
 }
 
-
-
 function parseUrl(raw: string): URL {
   let url: URL;
   try {

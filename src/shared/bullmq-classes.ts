@@ -84,7 +84,7 @@ interface WorkerInternals {
  * wake-up of Redis) instead of one each. Uncorked once this turn's microtasks
  * have run.
  */
-export function inOneWrite(client: RedisClientish, send: () => void): void {
+function inOneWrite(client: RedisClientish, send: () => void): void {
   const stream = client.stream;
   if (!stream?.writable || typeof stream.cork !== "function" || typeof stream.uncork !== "function") {
     send();
