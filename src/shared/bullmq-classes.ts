@@ -110,7 +110,7 @@ function onBlockingConnection<T>(facade: object, blockingClient: Promise<RedisCl
   }
 }
 
-const hasJob = (data: NextJobData | undefined): boolean => Array.isArray(data) && data[0] !== undefined && data[0] !== null;
+const hasJob = (data: NextJobData | undefined): data is NextJobData => Array.isArray(data) && data[0] !== undefined && data[0] !== null;
 
 /**
  * Trims the Redis round trips of a worker that is mostly idle, which is where
@@ -190,7 +190,7 @@ export function tuneIdleWorker(worker: WorkerClass, isIdle: () => boolean, keys:
     if (ahead) {
       prefetched = undefined;
       const data = await ahead.data;
-      if (data && hasJob(data)) return data;
+      if (hasJob(data)) return data;
     }
     return backendMoveToActive.call(backend, token, name);
   };

@@ -35,7 +35,7 @@ describe("replica worker fetching", () => {
   }
 
   /** A worker (tuned or not) whose fetches (moveToActive scripts sent to Redis) and blocking waits are counted. */
-  async function worker(name: string, tuned: boolean, processor: (job: Job) => Promise<unknown>, concurrency: number, opts: { waitReady?: boolean } = {}) {
+  async function worker(name: string, tuned: boolean, processor: (job: Job) => Promise<unknown>, concurrency: number) {
     let running = 0;
     const connection = testRedis();
     const w = new Worker(
@@ -85,13 +85,11 @@ describe("replica worker fetching", () => {
       await w.close(true);
       connection.disconnect();
     });
-    if (opts.waitReady !== false) {
-      const drained = once(w, "drained", { signal: AbortSignal.timeout(10_000) }).catch(() => {
-        throw new Error(`worker ${name} did not report an empty queue within 10 s`);
-      });
-      void w.run();
-      await drained;
-    } else void w.run();
+    const drained = once(w, "drained", { signal: AbortSignal.timeout(10_000) }).catch(() => {
+      throw new Error(`worker ${name} did not report an empty queue within 10 s`);
+    });
+    void w.run();
+    await drained;
     return { worker: w, stats };
   }
 
