@@ -78,10 +78,14 @@ describe("on a Redis Cluster", () => {
   it("scales, and answers a request whose replica is killed mid-request", () => withLogs(async () => {
     await cluster.deploy([{ name: "slow", import: "slow.ts", numReplicas: 3, actorOptions: { numCpus: 0.1 } }]);
     await cluster.waitForReplicas("slow", 3);
-    const pending = httpRequest(cluster.url("/slow?ms=1500"));
+    // 5 s: the replicas' in-flight counts reach the status up to a couple of seconds late on a busy machine.
+    const sent = performance.now();
+    const pending = httpRequest(cluster.url("/slow?ms=5000"));
     const busy = await waitFor("the request to run on a replica", async () => (await cluster.deployment("slow"))?.replicas.find((r) => r.inflight > 0), { intervalMs: 20 });
     assert.ok(busy.pid);
     process.kill(busy.pid, "SIGKILL");
+    const killedAfter = performance.now() - sent;
+    assert.ok(killedAfter < 4500, `the replica was killed while the request still ran (${Math.round(killedAfter)} ms after it was sent)`);
     const res = await pending;
     assert.equal(res.status, 200, res.body);
     assert.notEqual(JSON.parse(res.body).pid, busy.pid);
