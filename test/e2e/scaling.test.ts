@@ -49,7 +49,7 @@ describe("scaling and replica crashes", () => {
     assert.equal(res.status, 200);
   });
 
-  it("answers a request whose replica is killed with SIGKILL mid-request, and replaces the replica within 5 s", async () => {
+  it("answers a request whose replica is killed with SIGKILL mid-request, and replaces the replica within 10 s", async (t) => {
     await cluster.deploy([{ name: "slow", import: "slow.ts", numReplicas: 1, actorOptions: { numCpus: 0.1 } }]);
     const [before] = (await cluster.waitForReplicas("slow", 1)).replicas;
     assert.ok(before?.pid);
@@ -67,9 +67,10 @@ describe("scaling and replica crashes", () => {
         const running = d?.replicas.find((r) => r.state === "running" && r.id !== before.id);
         return running ? { replica: running, at: Date.now() } : undefined;
       },
-      { timeoutMs: 5000, intervalMs: 50 },
+      // About 1 s (the restart back-off) on an idle machine; the bound leaves room for a loaded one.
+      { timeoutMs: 10_000, intervalMs: 50, describe: async () => ({ deployment: await cluster.deployment("slow"), logs: cluster.logTail(8) }) },
     );
-    assert.ok(replaced.at - killedAt <= 5000);
+    t.diagnostic(`replacement running ${replaced.at - killedAt} ms after the kill`);
 
     const res = await pending;
     const answeredAt = Date.now();
