@@ -4,7 +4,7 @@
  * anyone waits on it; the answer comes back on this requester's own reply list,
  * so a requester reads only its own replies, never the queue's events.
  */
-import { Queue } from "../shared/bullmq-classes.js";
+import { Queue, jobAdder, type JobAdder } from "../shared/bullmq-classes.js";
 import type { Redis } from "ioredis";
 import { v4 as uuidv4 } from "uuid";
 import { FlotillaError, errorMessage } from "../errors.js";
@@ -54,7 +54,7 @@ export class RequestClient {
   private readonly redis: Redis;
   /** Dedicated to the blocking reply reads. */
   private readonly replyReader: Redis;
-  private readonly queues = new Map<string, Queue>();
+  private readonly queues = new Map<string, { queue: Queue; requests: JobAdder; batches: JobAdder }>();
   private readonly pending = new Map<string, Pending>();
   private readonly replyKey: string;
   private nextRequest = 0;
@@ -86,14 +86,15 @@ export class RequestClient {
     return this.redis;
   }
 
-  private queue(deployment: string): Queue {
-    let queue = this.queues.get(deployment);
-    if (!queue) {
-      queue = new Queue(this.keys.queueName(deployment), { connection: this.redis, prefix: this.keys.queuePrefix });
+  private queue(deployment: string): { queue: Queue; requests: JobAdder; batches: JobAdder } {
+    let entry = this.queues.get(deployment);
+    if (!entry) {
+      const queue = new Queue(this.keys.queueName(deployment), { connection: this.redis, prefix: this.keys.queuePrefix });
       queue.on("error", () => undefined);
-      this.queues.set(deployment, queue);
+      entry = { queue, requests: jobAdder(queue, "request", REQUEST_JOB_OPTIONS), batches: jobAdder(queue, "batch", REQUEST_JOB_OPTIONS) };
+      this.queues.set(deployment, entry);
     }
-    return queue;
+    return entry;
   }
 
   /** Enqueues one request and resolves with its reply. */
@@ -156,16 +157,14 @@ export class RequestClient {
    * undefined for a request in a batch (it shares its job with others).
    */
   private async addJobs(deployment: string, jobs: RequestJob[]): Promise<Array<string | undefined>> {
-    const queue = this.queue(deployment);
-    if (jobs.length === 1) return [(await queue.add("request", jobs[0], REQUEST_JOB_OPTIONS)).id];
-    if (!this.unbatched.has(deployment) && (this.serviceMs.get(deployment) ?? Infinity) < BATCH_BELOW_MS) {
-      const batches: Array<{ name: string; data: BatchJob; opts: typeof REQUEST_JOB_OPTIONS }> = [];
-      for (let i = 0; i < jobs.length; i += MAX_BATCH) batches.push({ name: "batch", data: { kind: "batch", requests: jobs.slice(i, i + MAX_BATCH) }, opts: REQUEST_JOB_OPTIONS });
-      await queue.addBulk(batches);
+    const { requests, batches } = this.queue(deployment);
+    if (jobs.length > 1 && !this.unbatched.has(deployment) && (this.serviceMs.get(deployment) ?? Infinity) < BATCH_BELOW_MS) {
+      const data: BatchJob[] = [];
+      for (let i = 0; i < jobs.length; i += MAX_BATCH) data.push({ kind: "batch", requests: jobs.slice(i, i + MAX_BATCH) });
+      await batches(data);
       return jobs.map(() => undefined);
     }
-    const added = await queue.addBulk(jobs.map((data) => ({ name: "request", data, opts: REQUEST_JOB_OPTIONS })));
-    return added.map((j) => j.id);
+    return requests(jobs);
   }
 
   /** A timed-out request that no replica has taken yet is removed, so nobody runs it for nobody. */
@@ -224,7 +223,7 @@ export class RequestClient {
       entry.reject(new FlotillaError("INTERNAL", "the request client closed before the answer came"));
       this.pending.delete(id);
     }
-    await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
+    await Promise.all([...this.queues.values()].map(({ queue }) => queue.close().catch(() => undefined)));
     this.replyReader.disconnect();
     await this.readerLoop?.catch(() => undefined);
     await closeRedis(this.redis);

@@ -5,7 +5,7 @@
  * compiled CommonJS build; if a release moves them, the index is the fallback.
  */
 import { createRequire } from "node:module";
-import type { Queue as QueueClass, Worker as WorkerClass } from "bullmq";
+import type { Job as JobClass, JobsOptions, Queue as QueueClass, Worker as WorkerClass } from "bullmq";
 
 const require = createRequire(import.meta.url);
 
@@ -21,6 +21,55 @@ export const Worker = load<typeof WorkerClass>("worker.js", "Worker");
 export type Worker = WorkerClass;
 export const Queue = load<typeof QueueClass>("queue.js", "Queue");
 export type Queue = QueueClass;
+const Job = load<typeof JobClass>("job.js", "Job");
+
+/** What BullMQ's queue backend stores for a new job (the fields of `Job.asJSON` its add scripts read). */
+interface NewJobData {
+  name: string;
+  data: string;
+  opts: JobsOptions;
+  timestamp: number;
+}
+type NoParent = { parentKey?: undefined; parentDependenciesKey: string };
+interface AddBackend {
+  addJob(job: NewJobData, jobId: undefined, parentKeyOpts: NoParent): Promise<string>;
+  addJobs(entries: Array<{ job: NewJobData; jobId: undefined; parentKeyOpts: NoParent }>): Promise<string[]>;
+}
+
+/** Adds jobs of one name and fixed options to a queue; resolves with their ids. */
+export type JobAdder = (data: unknown[]) => Promise<string[]>;
+
+/**
+ * A leaner `queue.add`/`addBulk` for jobs that all share one name and one set
+ * of options (no parent, delay, priority or custom id): it hands BullMQ's
+ * backend the stored form of each job directly, without building a Job
+ * object per job (which also serialises an empty result, error and stack
+ * trace each time). The options are normalised and validated once, by a Job
+ * built the usual way, so the stored job is the one `queue.add` stores. If a
+ * BullMQ release moves the backend's methods, it is `queue.add` again.
+ */
+export function jobAdder(queue: QueueClass, name: string, options: JobsOptions): JobAdder {
+  const merged: JobsOptions = { ...queue.defaultJobOptions, ...options };
+  const backend = (queue as unknown as { backend?: Partial<AddBackend> }).backend;
+  const { addJob, addJobs } = backend ?? {};
+  const template = new Job(queue, name, {}, merged) as unknown as { opts: JobsOptions; asJSON(): unknown; validateOptions?(json: unknown): void };
+  template.validateOptions?.(template.asJSON());
+  const special = Boolean(merged.parent || merged.delay || merged.priority || merged.jobId || merged.deduplication);
+  if (!backend || typeof addJob !== "function" || typeof addJobs !== "function" || special) {
+    return async (data) => {
+      if (data.length === 1) return [(await queue.add(name, data[0], merged)).id as string];
+      return (await queue.addBulk(data.map((d) => ({ name, data: d, opts: merged })))).map((j) => j.id as string);
+    };
+  }
+  const opts = template.opts;
+  const stored = (d: unknown): NewJobData => ({ name, data: JSON.stringify(d === undefined ? {} : d), opts, timestamp: Date.now() });
+  const noParent: NoParent = { parentDependenciesKey: "" };
+  return async (data) => {
+    if (data.length === 1) return [String(await addJob.call(backend, stored(data[0]), undefined, noParent))];
+    const ids = await addJobs.call(backend, data.map((d) => ({ job: stored(d), jobId: undefined, parentKeyOpts: noParent })));
+    return ids.map(String);
+  };
+}
 
 /** Keys of a queue the idle tuning reads. */
 export interface MarkerKeys {
