@@ -62,7 +62,7 @@ export class RequestClient {
   private readonly serviceMs = new Map<string, number>();
   /** Deployments whose requests come with maxQueued: one job each, so the wait list counts requests exactly. */
   private readonly unbatched = new Set<string>();
-  /** Requests for one deployment that arrive together are added in one round trip (addBulk). */
+  /** Requests for one deployment that arrive together are added in one round trip. */
   private readonly adds = new Batcher<string, RequestJob, string | undefined>((deployment, jobs) => this.addJobs(deployment, jobs));
   private closed = false;
   private everReady = false;

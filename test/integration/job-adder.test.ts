@@ -6,29 +6,15 @@
  * `queue.add`.
  */
 import assert from "node:assert/strict";
-import { after, describe, it } from "node:test";
-import { Keys } from "../../src/shared/keys.js";
-import { jobAdder, Queue, Worker } from "../../src/shared/bullmq-classes.js";
+import { describe, it } from "node:test";
+import { jobAdder, Worker } from "../../src/shared/bullmq-classes.js";
 import { REQUEST_JOB_OPTIONS } from "../../src/client/request-client.js";
-import { cleanupNamespace, testNamespace, testRedis } from "../helpers/redis.js";
+import { queueFixture } from "../helpers/queues.js";
+import { testRedis } from "../helpers/redis.js";
 import { waitFor } from "../helpers/wait.js";
 
 describe("jobAdder", () => {
-  const namespace = testNamespace("adder");
-  const keys = new Keys(namespace);
-  const redis = testRedis();
-  const closers: Array<() => Promise<unknown>> = [];
-  after(async () => {
-    for (const close of closers.reverse()) await close().catch(() => undefined);
-    redis.disconnect();
-    await cleanupNamespace(namespace);
-  });
-
-  function queue(name: string): Queue {
-    const q = new Queue(keys.queueName(name), { connection: redis, prefix: keys.queuePrefix });
-    closers.push(() => q.close());
-    return q;
-  }
+  const { keys, redis, closers, queue } = queueFixture("adder");
 
   /** A stored job's hash without the fields that differ between any two jobs. */
   async function storedJob(name: string, id: string): Promise<Record<string, string>> {

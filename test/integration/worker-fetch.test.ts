@@ -7,32 +7,18 @@
  */
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import type { Job } from "bullmq";
-import { Keys } from "../../src/shared/keys.js";
-import { Queue, tuneIdleWorker, Worker } from "../../src/shared/bullmq-classes.js";
-import { cleanupNamespace, testNamespace, testRedis } from "../helpers/redis.js";
+import { tuneIdleWorker, Worker } from "../../src/shared/bullmq-classes.js";
+import { queueFixture } from "../helpers/queues.js";
+import { testRedis } from "../helpers/redis.js";
 import { waitFor } from "../helpers/wait.js";
 
 /** A job that waits longer than this to start was woken by BullMQ's 5 s wait timeout, not by its own arrival. */
 const PROMPT_MS = 1000;
 
 describe("replica worker fetching", () => {
-  const namespace = testNamespace("fetch");
-  const keys = new Keys(namespace);
-  const redis = testRedis();
-  const closers: Array<() => Promise<unknown>> = [];
-  after(async () => {
-    for (const close of closers.reverse()) await close().catch(() => undefined);
-    redis.disconnect();
-    await cleanupNamespace(namespace);
-  });
-
-  function queue(name: string): Queue {
-    const q = new Queue(keys.queueName(name), { connection: redis, prefix: keys.queuePrefix });
-    closers.push(() => q.close());
-    return q;
-  }
+  const { keys, redis, closers, queue } = queueFixture("fetch");
 
   /** A worker (tuned or not) whose fetches (moveToActive scripts sent to Redis) and blocking waits are counted. */
   async function worker(name: string, tuned: boolean, processor: (job: Job) => Promise<unknown>, concurrency: number) {

@@ -1,0 +1,39 @@
+/** BullMQ queues of one suite on the real Redis, in a namespace of their own that is removed after the suite. */
+import { after } from "node:test";
+import type { Redis } from "ioredis";
+import { Queue } from "../../src/shared/bullmq-classes.js";
+import { Keys } from "../../src/shared/keys.js";
+import { cleanupNamespace, testNamespace, testRedis } from "./redis.js";
+
+export interface QueueFixture {
+  keys: Keys;
+  /** A connection for the suite's own commands (and its queues). */
+  redis: Redis;
+  /** Run after the suite, last registered first: close workers and their connections here. */
+  closers: Array<() => Promise<unknown>>;
+  /** A queue in the namespace, closed after the suite. */
+  queue(name: string): Queue;
+}
+
+/** Call inside `describe`: the clean-up is an `after` hook of that suite. */
+export function queueFixture(label: string): QueueFixture {
+  const namespace = testNamespace(label);
+  const keys = new Keys(namespace);
+  const redis = testRedis();
+  const closers: Array<() => Promise<unknown>> = [];
+  after(async () => {
+    for (const close of closers.reverse()) await close().catch(() => undefined);
+    redis.disconnect();
+    await cleanupNamespace(namespace);
+  });
+  return {
+    keys,
+    redis,
+    closers,
+    queue(name) {
+      const q = new Queue(keys.queueName(name), { connection: redis, prefix: keys.queuePrefix });
+      closers.push(() => q.close());
+      return q;
+    },
+  };
+}
