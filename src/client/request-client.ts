@@ -40,6 +40,13 @@ export interface SubmitOptions {
   maxQueued?: number;
 }
 
+/** A deployment's queue, with its adders of single requests and of batches. */
+interface DeploymentQueue {
+  queue: Queue;
+  requests: JobAdder;
+  batches: JobAdder;
+}
+
 interface Pending {
   deployment: string;
   resolve(reply: Reply): void;
@@ -54,7 +61,7 @@ export class RequestClient {
   private readonly redis: Redis;
   /** Dedicated to the blocking reply reads. */
   private readonly replyReader: Redis;
-  private readonly queues = new Map<string, { queue: Queue; requests: JobAdder; batches: JobAdder }>();
+  private readonly queues = new Map<string, DeploymentQueue>();
   private readonly pending = new Map<string, Pending>();
   private readonly replyKey: string;
   private nextRequest = 0;
@@ -86,7 +93,7 @@ export class RequestClient {
     return this.redis;
   }
 
-  private queue(deployment: string): { queue: Queue; requests: JobAdder; batches: JobAdder } {
+  private queue(deployment: string): DeploymentQueue {
     let entry = this.queues.get(deployment);
     if (!entry) {
       const queue = new Queue(this.keys.queueName(deployment), { connection: this.redis, prefix: this.keys.queuePrefix });
