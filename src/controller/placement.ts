@@ -58,7 +58,7 @@ export function freeResources(hosts: readonly HostCapacity[], existing: readonly
 /** Places requests in the given order, never over-committing any resource or GPU device. */
 export function place(hosts: readonly HostCapacity[], existing: readonly PlacedReplica[], requests: readonly PlacementRequest[]): PlacementResult {
   const slots = slotsOf(hosts, existing, requests);
-  const ledger = new Ledger(hosts, existing, slots);
+  const ledger = new Ledger(hosts, existing, slots, new Set(requests.map((r) => r.deployment)));
   // Capacity only shrinks during a call, so a need that fit nowhere keeps failing: remember why.
   const failed = new Map<string, string>();
   const result: PlacementResult = { placed: [], pending: [] };
@@ -119,7 +119,8 @@ class Ledger {
   /** Schedulable hosts with a partly used GPU device, where fractional requests pack. */
   private readonly sharing = new Set<number>();
 
-  constructor(hosts: readonly HostCapacity[], existing: readonly PlacedReplica[], slots: Map<string, number>) {
+  /** `spread`: the deployments whose replicas per host are counted (those being placed). */
+  constructor(hosts: readonly HostCapacity[], existing: readonly PlacedReplica[], slots: Map<string, number>, spread: ReadonlySet<string> = new Set()) {
     this.hosts = [...hosts]
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
       .map((host) => {
@@ -130,21 +131,30 @@ class Ledger {
         return { host, free, devices: new Float64Array(devices) };
       });
     const index = new Map(this.hosts.map((s, i) => [s.host.id, i]));
-    const placed: Array<{ r: PlacedReplica; h: number; ids: number[] }> = [];
-    for (const r of existing) {
-      const h = index.get(r.host);
-      if (h === undefined) continue;
-      const count = this.hosts[h]!.devices.length;
-      placed.push({ r, h, ids: r.gpuIds.length === 0 ? r.gpuIds : r.gpuIds.filter((d) => Number.isInteger(d) && d >= 0 && d < count) });
-    }
+    /** Per existing replica: its host's index, or -1 when that host is not here. */
+    const at = new Int32Array(existing.length);
+    /** The valid device ids of replicas holding GPU devices (most hold none). */
+    const held = new Map<number, number[]>();
     const listings = this.hosts.map((s) => new Int32Array(s.devices.length));
-    for (const { h, ids } of placed) for (const d of ids) listings[h]![d]! += 1;
-    for (const { r, h, ids } of placed) {
+    existing.forEach((r, i) => {
+      const h = index.get(r.host) ?? -1;
+      at[i] = h;
+      if (h < 0 || r.gpuIds.length === 0) return;
+      const count = this.hosts[h]!.devices.length;
+      const ids = r.gpuIds.filter((d) => Number.isInteger(d) && d >= 0 && d < count);
+      held.set(i, ids);
+      for (const d of ids) listings[h]![d]! += 1;
+    });
+    existing.forEach((r, i) => {
+      const h = at[i]!;
+      if (h < 0) return;
       const { free, devices } = this.hosts[h]!;
       for (const name in r.resources) free[slots.get(name)!]! -= r.resources[name]!;
-      if (ids.length > 0) chargeExisting(devices, listings[h]!, ids, r.resources.GPU ?? 0);
-      this.countsOf(r.deployment)[h]! += 1;
-    }
+      const ids = held.get(i);
+      if (ids && ids.length > 0) chargeExisting(devices, listings[h]!, ids, r.resources.GPU ?? 0);
+      // Spreading needs the counts of the deployments being placed only.
+      if (spread.has(r.deployment)) this.countsOf(r.deployment)[h]! += 1;
+    });
     this.cpuRank = Float64Array.from(this.hosts, (s) => Math.round(s.free[CPU]! * 1e6));
     this.order = Int32Array.from(this.hosts.flatMap((s, h) => (s.host.schedulable ? [h] : []))).sort((a, b) => (this.before(a, b) ? -1 : 1));
     for (const h of this.order) if (this.hosts[h]!.devices.some((u) => u > EPS && u < 1)) this.sharing.add(h);
@@ -234,10 +244,12 @@ class Ledger {
 /** Gives every resource name a slot in the per-host free arrays; CPU and GPU come first. */
 function slotsOf(hosts: readonly HostCapacity[], existing: readonly PlacedReplica[], requests: readonly PlacementRequest[]): Map<string, number> {
   const slots = new Map([["CPU", CPU], ["GPU", GPU]]);
-  const add = (set: ResourceSet) => Object.keys(set).forEach((name) => slots.has(name) || slots.set(name, slots.size));
-  hosts.forEach((h) => add(h.total));
-  existing.forEach((r) => add(r.resources));
-  requests.forEach((r) => add(r.resources));
+  const add = (set: ResourceSet): void => {
+    for (const name in set) if (!slots.has(name)) slots.set(name, slots.size);
+  };
+  for (const h of hosts) add(h.total);
+  for (const r of existing) add(r.resources);
+  for (const r of requests) add(r.resources);
   return slots;
 }
 

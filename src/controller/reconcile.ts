@@ -14,7 +14,7 @@ import type {
   ReplicaStatus,
   ResourceSet,
 } from "../shared/records.js";
-import { place, type HostCapacity, type PlacedReplica } from "./placement.js";
+import { place, type HostCapacity, type PlacedReplica, type PlacementRequest } from "./placement.js";
 import { planRollout, type PlannerReplica } from "./rollout-planner.js";
 
 export interface ObservedState {
@@ -66,16 +66,23 @@ export function reconcile(state: ObservedState, newId: (deployment: string) => s
   const aliveHosts = new Map(state.hosts.filter((h) => h.alive).map((h) => [h.id, h]));
   const byDeployment = new Map<string, ReplicaAssignment[]>();
   for (const a of state.assignments.values()) {
-    const list = byDeployment.get(a.deployment) ?? [];
-    list.push(a);
-    byDeployment.set(a.deployment, list);
+    const list = byDeployment.get(a.deployment);
+    if (list) list.push(a);
+    else byDeployment.set(a.deployment, [a]);
   }
-  const kept = new Map<string, ReplicaAssignment>();
+  /** Every replica that stays (existing ones not removed, and new ones), for placement. */
+  const kept: ReplicaAssignment[] = [];
+  /** Ids in `kept` removed later in the tick (a drained replica that never had a host). */
+  const dropped = new Set<string>();
   const upserts = new Map<string, ReplicaAssignment>();
   /** Replicas without a host: the only ones placement can act on. */
-  const unplaced: string[] = [];
+  const unplaced: ReplicaAssignment[] = [];
+  /** Assignments that have a status: when this is every status, no status is left over. */
+  let withStatus = 0;
 
-  const names = new Set([...state.deployments.keys(), ...byDeployment.keys(), ...state.previousStatus.keys()]);
+  const names = new Set(state.deployments.keys());
+  for (const name of byDeployment.keys()) names.add(name);
+  for (const name of state.previousStatus.keys()) names.add(name);
   for (const name of names) {
     const record = state.deployments.get(name);
     const prev = state.previousStatus.get(name);
@@ -87,7 +94,9 @@ export function reconcile(state: ObservedState, newId: (deployment: string) => s
 
     for (const a of byDeployment.get(name) ?? []) {
       const status = state.replicaStatus.get(a.id);
-      if (a.host !== null && !aliveHosts.has(a.host)) {
+      if (status) withStatus++;
+      const host = a.host === null ? undefined : aliveHosts.get(a.host);
+      if (a.host !== null && !host) {
         out.remove.push(a.id);
         if (status?.workerId) out.releaseLocks.push({ deployment: name, workerId: status.workerId });
         out.events.push({ deployment: name, level: "warn", message: `replica ${a.id} lost with host ${a.host}; replacing it` });
@@ -106,9 +115,8 @@ export function reconcile(state: ObservedState, newId: (deployment: string) => s
         continue;
       }
       live.push(a);
-      kept.set(a.id, a);
-      if (a.host === null) unplaced.push(a.id);
-      const host = a.host === null ? undefined : aliveHosts.get(a.host);
+      kept.push(a);
+      if (a.host === null) unplaced.push(a);
       // Replicas on a draining host are replaced like an old version: successors first, then drain.
       const codeVersion = host?.draining ? `${a.codeVersion}@draining-host` : a.codeVersion;
       planned.push({ id: a.id, codeVersion, phase: phaseOf(a, status), inflight: status?.inflight ?? 0, createdAt: a.createdAt });
@@ -151,19 +159,22 @@ export function reconcile(state: ObservedState, newId: (deployment: string) => s
     // A new version starts with a clean slate: it never waits out the back-off of the one it replaces.
     const retryAt = newFailures > 0 ? now + backoffMs(failures) : prev?.codeVersion === record.codeVersion ? prev.retryAt : 0;
     const decision = planRollout({ target, codeVersion: record.codeVersion, replicas: planned, canStart: now >= retryAt });
-    for (const id of decision.drain) {
-      const a = kept.get(id);
-      if (!a) continue;
-      if (a.host === null) {
-        out.remove.push(id);
-        kept.delete(id);
-      } else upserts.set(id, { ...a, desired: "drain" });
+    if (decision.drain.length > 0) {
+      const byId = new Map(live.map((a) => [a.id, a]));
+      for (const id of decision.drain) {
+        const a = byId.get(id);
+        if (!a) continue;
+        if (a.host === null) {
+          out.remove.push(id);
+          dropped.add(id);
+        } else upserts.set(id, { ...a, desired: "drain" });
+      }
     }
     for (let i = 0; i < decision.start; i++) {
       const a: ReplicaAssignment = { id: newId(name), deployment: name, codeVersion: record.codeVersion, version: record.spec.version ?? record.codeVersion, host: null, desired: "run", resources: replicaResources(record), gpuIds: [], createdAt: now };
-      kept.set(a.id, a);
+      kept.push(a);
       upserts.set(a.id, a);
-      unplaced.push(a.id);
+      unplaced.push(a);
     }
 
     const servingCurrent = serving.filter((r) => r.codeVersion === record.codeVersion).length;
@@ -195,9 +206,15 @@ export function reconcile(state: ObservedState, newId: (deployment: string) => s
   }
 
   // A status whose assignment is gone is left over (hosts only write statuses of assigned replicas).
-  for (const id of state.replicaStatus.keys()) if (!state.assignments.has(id)) out.remove.push(id);
+  if (withStatus < state.replicaStatus.size) for (const id of state.replicaStatus.keys()) if (!state.assignments.has(id)) out.remove.push(id);
 
-  placeAll(aliveHosts, unplaced, kept, upserts, out.statuses);
+  placeAll(
+    aliveHosts,
+    unplaced.filter((a) => !dropped.has(a.id)),
+    dropped.size > 0 ? kept.filter((a) => !dropped.has(a.id)) : kept,
+    upserts,
+    out.statuses,
+  );
   out.upsert = [...upserts.values()];
   return out;
 }
@@ -206,45 +223,48 @@ function statusRecord(name: string, status: DeploymentStatusRecord["status"], me
   return { name, status, message, targetReplicas: target, codeVersion, generation: 0, failures: 0, retryAt: 0, updatedAt: now };
 }
 
+const hasHost = (a: ReplicaAssignment): a is ReplicaAssignment & { host: string } => a.host !== null;
+
 /** Places every pending replica that wants to run; records why the others stay pending. */
 function placeAll(
   aliveHosts: ReadonlyMap<string, HostInfo & { alive: boolean }>,
-  unplaced: readonly string[],
-  kept: Map<string, ReplicaAssignment>,
+  unplaced: readonly ReplicaAssignment[],
+  kept: readonly ReplicaAssignment[],
   upserts: Map<string, ReplicaAssignment>,
   statuses: DeploymentStatusRecord[],
 ): void {
-  const requests: Array<{ id: string; deployment: string; resources: ResourceSet; createdAt: number }> = [];
-  for (const id of unplaced) {
-    const a = kept.get(id);
-    if (!a) continue;
-    const current = upserts.get(id) ?? a;
-    if (current.host === null && current.desired === "run") requests.push({ id, deployment: a.deployment, resources: current.resources, createdAt: a.createdAt });
+  /** What placement is asked, each with the assignment it is for. */
+  const requests: Array<PlacementRequest & { createdAt: number; assignment: ReplicaAssignment }> = [];
+  for (const a of unplaced) {
+    const current = upserts.get(a.id) ?? a;
+    if (current.host === null && current.desired === "run") requests.push({ id: a.id, deployment: a.deployment, resources: current.resources, createdAt: a.createdAt, assignment: current });
   }
   if (requests.length === 0) return;
   const hosts: HostCapacity[] = [...aliveHosts.values()].map((h) => ({ id: h.id, total: h.resources, gpuDevices: h.gpuDevices, schedulable: !h.draining }));
-  const existing: PlacedReplica[] = [];
-  for (const a of kept.values()) {
-    const current = upserts.get(a.id) ?? a;
-    if (current.host !== null) existing.push({ id: a.id, deployment: a.deployment, host: current.host, resources: current.resources, gpuIds: current.gpuIds });
-  }
+  // Nothing decided so far moves a replica or changes what it holds (a drain keeps its host), so the
+  // assignments as read say what each host holds.
+  const existing: PlacedReplica[] = kept.filter(hasHost);
   requests.sort((x, y) => x.createdAt - y.createdAt);
   const result = place(hosts, existing, requests);
-  for (const p of result.placed) {
-    const a = upserts.get(p.id) ?? kept.get(p.id);
-    if (!a) continue;
-    const next: ReplicaAssignment = { ...a, host: p.host, gpuIds: p.gpuIds };
-    if (next.pendingReason !== undefined) delete next.pendingReason;
-    upserts.set(p.id, next);
-  }
+  // Placed and pending are each in request order and hold every request between them: walk all three together.
   const reasons = new Map<string, string[]>();
-  for (const p of result.pending) {
-    const a = upserts.get(p.id) ?? kept.get(p.id);
-    if (!a) continue;
-    if (a.pendingReason !== p.reason) upserts.set(p.id, { ...a, pendingReason: p.reason });
-    const list = reasons.get(a.deployment) ?? [];
-    list.push(p.reason);
-    reasons.set(a.deployment, list);
+  let placedAt = 0;
+  let pendingAt = 0;
+  for (const { id, assignment: a } of requests) {
+    const placed = result.placed[placedAt];
+    if (placed?.id === id) {
+      placedAt++;
+      const next: ReplicaAssignment = { ...a, host: placed.host, gpuIds: placed.gpuIds };
+      if (next.pendingReason !== undefined) delete next.pendingReason;
+      upserts.set(id, next);
+      continue;
+    }
+    const pending = result.pending[pendingAt++];
+    if (pending?.id !== id) throw new Error(`placement left replica ${id} out of its answer`);
+    if (a.pendingReason !== pending.reason) upserts.set(id, { ...a, pendingReason: pending.reason });
+    const list = reasons.get(a.deployment);
+    if (list) list.push(pending.reason);
+    else reasons.set(a.deployment, [pending.reason]);
   }
   // A draining host's replicas wait for successors elsewhere; where a successor cannot be placed,
   // waiting helps nobody (the host is going away), so they drain now.
@@ -252,7 +272,7 @@ function placeAll(
   if (drainingHosts.size > 0) {
     const unplaced = new Map<string, number>();
     for (const [name, list] of reasons) unplaced.set(name, list.length);
-    for (const a of kept.values()) {
+    for (const a of kept) {
       const current = upserts.get(a.id) ?? a;
       const left = unplaced.get(a.deployment) ?? 0;
       if (left > 0 && current.host !== null && drainingHosts.has(current.host) && current.desired === "run") {

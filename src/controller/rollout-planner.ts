@@ -79,6 +79,15 @@ export function minServing(target: number): number {
 /** Decides one step of scaling or rolling update; the same input always gives the same decision. */
 export function planRollout(input: RolloutInput): RolloutDecision {
   const { target, codeVersion, canStart } = input;
+  // The common case, checked without sorting: no other version and no more replicas than wanted.
+  let notDraining = 0;
+  let other = 0;
+  for (const r of input.replicas) {
+    if (r.phase === "draining") continue;
+    notDraining++;
+    if (r.codeVersion !== codeVersion) other++;
+  }
+  if (other === 0 && notDraining <= target) return { start: canStart ? target - notDraining : 0, drain: [], rollingUpdate: false };
   // Sorting everything once makes every later choice (and the output) independent of input order.
   const live = input.replicas.filter((r) => r.phase !== "draining").sort(drainOrder);
   const old = live.filter((r) => r.codeVersion !== codeVersion);

@@ -504,6 +504,23 @@ describe("reconcile: pending replicas", () => {
     w.runUntil(() => w.healthy(APP));
     assert.equal(w.status(APP)?.pendingReasons, undefined);
   });
+
+  it("that a scale-down removes are not placed, even when a host has room in the same tick", () => {
+    const w = smallCluster();
+    w.deploy({ name: APP, import: "app.ts", numReplicas: 3, actorOptions: { numCpus: 3 } }, "v1");
+    w.runUntil(() => w.serving(APP).length === 2);
+    const pending = w.replicasOf(APP).filter((a) => a.host === null);
+    assert.equal(pending.length, 1, "one replica waits: each host has room for one");
+
+    w.addHost("host-c", 4);
+    w.deploy({ name: APP, import: "app.ts", numReplicas: 2, actorOptions: { numCpus: 3 } }, "v1");
+    const d = w.tick();
+    const gone = pending[0]!.id;
+    assert.ok(d.remove.includes(gone), "the pending replica is the one the scale-down removes");
+    assert.deepEqual(d.upsert.filter((a) => a.id === gone), [], "and it is not placed on the new host");
+    assert.equal(w.replicasOf(APP).length, 2);
+    w.runUntil(() => w.healthy(APP));
+  });
 });
 
 describe("reconcile: autoscaling", () => {
