@@ -12,6 +12,7 @@ import { Keys } from "../shared/keys.js";
 import type { BatchJob, Reply, RequestJob } from "../shared/protocol.js";
 import { Batcher } from "../shared/batcher.js";
 import { closeRedis, createRedis, waitReady } from "../shared/redis.js";
+import { DemandReporter } from "../shared/requester-demand.js";
 
 /** Job options every request gets: no completed job kept; failed ones kept until the controller answers them. */
 export const REQUEST_JOB_OPTIONS = { removeOnComplete: true, removeOnFail: false } as const;
@@ -71,6 +72,8 @@ export class RequestClient {
   private readonly unbatched = new Set<string>();
   /** Requests for one deployment that arrive together are added in one round trip. */
   private readonly adds = new Batcher<string, RequestJob, string | undefined>((deployment, jobs) => this.addJobs(deployment, jobs));
+  /** The requests waited on per deployment, written to Redis for the autoscaler. */
+  private readonly demand: DemandReporter;
   private closed = false;
   private everReady = false;
   private readerLoop: Promise<void> | undefined;
@@ -82,6 +85,7 @@ export class RequestClient {
     this.replyReader = createRedis(options.redisUrl, { name: `flotilla-${this.id}-replies` });
     this.replyKey = this.keys.replies(this.id);
     this.redis.once("ready", () => (this.everReady = true));
+    this.demand = new DemandReporter(this.redis, this.keys, this.id);
   }
 
   get inflight(): number {
@@ -121,18 +125,17 @@ export class RequestClient {
     const timeoutMs = options.timeoutMs ?? 60_000;
     const answer = new Promise<Reply>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.pending.delete(requestId);
+        this.settle(requestId);
         reject(new FlotillaError("TIMEOUT", `no answer from deployment '${deployment}' within ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(requestId, { deployment, resolve, reject, timer });
+      this.demand.change(deployment, 1);
     });
     let jobId: string | undefined;
     try {
       jobId = await this.adds.add(deployment, { ...job, replyTo: this.replyKey, requestId }, this.pending.size === 1);
     } catch (err) {
-      const entry = this.pending.get(requestId);
-      if (entry) clearTimeout(entry.timer);
-      this.pending.delete(requestId);
+      this.settle(requestId);
       answer.catch(() => undefined);
       throw new FlotillaError("REDIS_UNAVAILABLE", `could not enqueue the request: ${errorMessage(err)}`, { cause: err });
     }
@@ -217,19 +220,27 @@ export class RequestClient {
       const avg = this.serviceMs.get(entry.deployment);
       this.serviceMs.set(entry.deployment, avg === undefined ? reply.ms : avg * 0.7 + reply.ms * 0.3);
     }
+    this.settle(id);
+    entry.resolve(reply);
+  }
+
+  /** Forgets a request that was answered, failed or timed out. */
+  private settle(id: string): void {
+    const entry = this.pending.get(id);
+    if (!entry) return;
     clearTimeout(entry.timer);
     this.pending.delete(id);
-    entry.resolve(reply);
+    this.demand.change(entry.deployment, -1);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const [id, entry] of this.pending) {
-      clearTimeout(entry.timer);
+      this.settle(id);
       entry.reject(new FlotillaError("INTERNAL", "the request client closed before the answer came"));
-      this.pending.delete(id);
     }
+    await this.demand.stop();
     await Promise.all([...this.queues.values()].map(({ queue }) => queue.close().catch(() => undefined)));
     this.replyReader.disconnect();
     await this.readerLoop?.catch(() => undefined);

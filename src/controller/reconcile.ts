@@ -140,10 +140,13 @@ export function reconcile(state: ObservedState, newId: (deployment: string) => s
       const st = state.autoscaler.get(name) ?? initialAutoscalerState();
       const lastAt = st.samples[st.samples.length - 1]?.at;
       if (lastAt === undefined || now - lastAt >= cfg.metricsIntervalS * 1000 - 1) {
-        const q = state.queues.get(name) ?? { waiting: 0, active: 0 };
+        const q: QueueDepth = state.queues.get(name) ?? { waiting: 0, active: 0, failed: 0 };
         // Replicas count requests in flight one by one, also those that came in one batch job.
         const inflight = live.reduce((sum, a) => sum + (state.replicaStatus.get(a.id)?.inflight ?? 0), 0);
-        const result = autoscale(st, { config: cfg, now, demand: q.waiting + Math.max(q.active, inflight), currentTarget: target, readyReplicas: Math.min(serving.length, target) });
+        // Jobs in the queue, or the requests waited on as their requesters count them (batch jobs carry many),
+        // whichever is more: jobs added by other producers are seen only in the queue.
+        const demand = Math.max(q.waiting + Math.max(q.active, inflight), q.requested ?? 0);
+        const result = autoscale(st, { config: cfg, now, demand, currentTarget: target, readyReplicas: Math.min(serving.length, target) });
         out.autoscaler.set(name, result.state);
         autoscaling = { demand: result.avgDemand, desired: result.desired, ...(autoscaling.lastDecision ? { lastDecision: autoscaling.lastDecision } : {}) };
         if (result.decision) {

@@ -5,6 +5,7 @@
  */
 import type { Redis } from "ioredis";
 import type { Keys } from "./keys.js";
+import { requestersKey, sumRequested } from "./requester-demand.js";
 
 /**
  * Deletes the locks of active jobs held by `workerId` (a dead replica's worker).
@@ -40,9 +41,17 @@ export interface QueueDepth {
   active: number;
   /** Jobs that failed outside a handler (their replica crashed more than maxRetries times): still to be answered. */
   failed: number;
+  /**
+   * Requests that requesters (routers, handles) wait on: in the queue, in a replica, one job each or in
+   * batch jobs. Counts requests, where `waiting` and `active` count jobs. @default 0
+   */
+  requested?: number;
 }
 
-/** Waiting (incl. prioritized and delayed-to-wait) and active counts of several deployments, in one round trip. */
+/**
+ * Waiting (incl. prioritized and delayed-to-wait) and active counts of several deployments, and the requests
+ * their requesters wait on, in one round trip.
+ */
 export async function queueDepths(redis: Redis, keys: Keys, deployments: readonly string[]): Promise<Map<string, QueueDepth>> {
   const out = new Map<string, QueueDepth>();
   // One pipeline per deployment (its keys share a hash tag, so this also works on a Redis Cluster), all sent at once.
@@ -54,12 +63,18 @@ export async function queueDepths(redis: Redis, keys: Keys, deployments: readonl
         .zcard(keys.queueKey(name, "prioritized"))
         .llen(keys.queueKey(name, "active"))
         .zcard(keys.queueKey(name, "failed"))
+        .hgetall(requestersKey(keys, name))
+        .time()
         .exec(),
     ),
   );
   deployments.forEach((name, i) => {
     const num = (j: number): number => Number(results[i]?.[j]?.[1] ?? 0);
-    out.set(name, { waiting: num(0) + num(1), active: num(2), failed: num(3) });
+    const time = results[i]?.[5]?.[1] as Array<string | number> | undefined;
+    const { requested, stale } = sumRequested(results[i]?.[4]?.[1] as Record<string, string> | undefined, Number(time?.[0] ?? 0));
+    // A dead requester's count: nobody refreshes it any more.
+    if (stale.length > 0 && time) redis.hdel(requestersKey(keys, name), ...stale).catch(() => undefined);
+    out.set(name, { waiting: num(0) + num(1), active: num(2), failed: num(3), requested });
   });
   return out;
 }

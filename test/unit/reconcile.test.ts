@@ -571,4 +571,21 @@ describe("reconcile: autoscaling", () => {
     w.runUntil(() => w.status(APP)?.targetReplicas === 1 && w.healthy(APP) && w.replicasOf(APP).length === 1, 60);
     assert.equal(w.status(APP)?.autoscaling?.lastDecision?.to, 1);
   });
+
+  it("counts requests, not jobs: 2 batch jobs carrying the 40 requests its requesters wait on are a demand of 40", () => {
+    const w = new World();
+    w.addHost("host-a", 16);
+    w.deploy({ name: APP, import: "app.ts", autoscalingConfig: config }, "v1");
+    w.runUntil(() => w.healthy(APP));
+    w.queues.set(APP, { waiting: 2, active: 0, failed: 0, requested: 40 });
+    w.runUntil(() => w.status(APP)?.targetReplicas === config.maxReplicas, 10);
+    // Once the look-back window holds only the new samples, the average is what was sampled.
+    for (let i = 0; i <= config.lookBackPeriodS; i++) w.tick();
+    assert.equal(w.status(APP)?.autoscaling?.demand, 40);
+
+    // Jobs added by other producers are seen only in the queue: there the queue's count stands.
+    w.queues.set(APP, { waiting: 7, active: 1, failed: 0, requested: 0 });
+    for (let i = 0; i <= config.lookBackPeriodS; i++) w.tick();
+    assert.equal(w.status(APP)?.autoscaling?.demand, 8);
+  });
 });
