@@ -4,13 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { ReplicaRunner } from "../../src/actors/replica-runner.js";
 import { RequestClient } from "../../src/client/request-client.js";
 import { FlotillaError } from "../../src/errors.js";
 import { Keys } from "../../src/shared/keys.js";
-import { createLogger } from "../../src/shared/logger.js";
-import { FIXTURE_APP } from "../helpers/cluster.js";
 import { cleanupNamespace, REDIS_URL, testNamespace, testRedis } from "../helpers/redis.js";
+import { echoReplica } from "../helpers/echo-replica.js";
 import { waitFor } from "../helpers/wait.js";
 
 process.env.FLOTILLA_LOG_LEVEL ??= "warn";
@@ -20,25 +18,7 @@ describe("request path", () => {
   const keys = new Keys(namespace);
   const redis = testRedis();
   const client = new RequestClient({ redisUrl: REDIS_URL, namespace });
-  const runner = new ReplicaRunner(
-    {
-      replicaId: "echo-test",
-      deployment: "echo",
-      hostId: "h",
-      namespace,
-      redisUrl: REDIS_URL,
-      appDir: FIXTURE_APP,
-      importRef: "echo.ts",
-      codeVersion: "c1",
-      version: "1",
-      configVersion: null,
-      userConfig: undefined,
-      maxConcurrentQueries: 100,
-      gracefulShutdownTimeoutS: 5,
-      maxRetries: 3,
-    },
-    createLogger("test-replica"),
-  );
+  const runner = echoReplica(namespace, "echo-test");
 
   before(async () => {
     runner.actor.start();

@@ -5,15 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { ReplicaRunner } from "../../src/actors/replica-runner.js";
 import { RequestClient } from "../../src/client/request-client.js";
 import { FlotillaError } from "../../src/errors.js";
 import { Keys } from "../../src/shared/keys.js";
-import { createLogger } from "../../src/shared/logger.js";
 import { queueDepths } from "../../src/shared/queue-ops.js";
 import { requestersKey } from "../../src/shared/requester-demand.js";
-import { FIXTURE_APP } from "../helpers/cluster.js";
 import { cleanupNamespace, REDIS_URL, testNamespace, testRedis } from "../helpers/redis.js";
+import { echoReplica } from "../helpers/echo-replica.js";
 import { waitFor } from "../helpers/wait.js";
 
 process.env.FLOTILLA_LOG_LEVEL ??= "warn";
@@ -32,25 +30,7 @@ describe("requester demand", () => {
   });
 
   describe("with a fast deployment whose requests share batch jobs", () => {
-    const runner = new ReplicaRunner(
-      {
-        replicaId: "echo-demand",
-        deployment: "echo",
-        hostId: "h",
-        namespace,
-        redisUrl: REDIS_URL,
-        appDir: FIXTURE_APP,
-        importRef: "echo.ts",
-        codeVersion: "c1",
-        version: "1",
-        configVersion: null,
-        userConfig: undefined,
-        maxConcurrentQueries: 100,
-        gracefulShutdownTimeoutS: 5,
-        maxRetries: 3,
-      },
-      createLogger("test-replica"),
-    );
+    const runner = echoReplica(namespace, "echo-demand");
 
     before(async () => {
       runner.actor.start();

@@ -1,0 +1,27 @@
+/** A replica of the fixture app's echo handler, run in the test's own process (its effects and state machine). */
+import { ReplicaRunner } from "../../src/actors/replica-runner.js";
+import { createLogger } from "../../src/shared/logger.js";
+import { FIXTURE_APP } from "./cluster.js";
+import { REDIS_URL } from "./redis.js";
+
+export function echoReplica(namespace: string, replicaId: string): ReplicaRunner {
+  return new ReplicaRunner(
+    {
+      replicaId,
+      deployment: "echo",
+      hostId: "h",
+      namespace,
+      redisUrl: REDIS_URL,
+      appDir: FIXTURE_APP,
+      importRef: "echo.ts",
+      codeVersion: "c1",
+      version: "1",
+      configVersion: null,
+      userConfig: undefined,
+      maxConcurrentQueries: 100,
+      gracefulShutdownTimeoutS: 5,
+      maxRetries: 3,
+    },
+    createLogger("test-replica"),
+  );
+}
