@@ -7,8 +7,9 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { RequestClient } from "../../src/client/request-client.js";
 import { FlotillaError } from "../../src/errors.js";
+import { Queue } from "../../src/shared/bullmq-classes.js";
 import { Keys } from "../../src/shared/keys.js";
-import { queueDepths } from "../../src/shared/queue-ops.js";
+import { queueDepths, type QueueDepth } from "../../src/shared/queue-ops.js";
 import { requestersKey } from "../../src/shared/requester-demand.js";
 import { cleanupNamespace, REDIS_URL, testNamespace, testRedis } from "../helpers/redis.js";
 import { echoReplica } from "../helpers/echo-replica.js";
@@ -31,42 +32,54 @@ describe("requester demand", () => {
 
   describe("with a fast deployment whose requests share batch jobs", () => {
     const runner = echoReplica(namespace, "echo-demand");
+    /** Paused, the queue holds jobs back from the replica, so requests stay waiting for as long as the test looks. */
+    const queue = new Queue(keys.queueName("echo"), { connection: redis, prefix: keys.queuePrefix });
 
     before(async () => {
       runner.actor.start();
       await waitFor("the replica to run", () => runner.report().state === "running");
-      // The client learns from the replies that echo is fast, and from then on batches requests that arrive together.
-      const idKey = keys.queueKey("echo", "id");
-      await waitFor(
-        "50 concurrent requests to share fewer than 50 jobs",
-        async () => {
-          const jobsBefore = Number(await redis.get(idKey));
-          await Promise.all(Array.from({ length: 50 }, (_, i) => client.submit("echo", { kind: "call", payload: i })));
-          return Number(await redis.get(idKey)) - jobsBefore < 50;
-        },
-        { timeoutMs: 15_000, intervalMs: 10 },
-      );
+    });
+
+    after(async () => {
+      await queue.close();
       runner.actor.send({ type: "DRAIN" });
       await waitFor("the replica to stop", () => runner.report().state === "stopped");
       await runner.closeConnections();
     });
 
-    it("counts every waiting request, though 100 of them wait in a few batch jobs, and drops them when they time out", async () => {
-      const calls = Array.from({ length: 100 }, (_, i) => client.submit("echo", { kind: "call", payload: i }, { timeoutMs: 3000 }));
-      const seen = await waitFor("the 100 requests to be counted", async () => {
-        const d = await depth("echo");
-        return d?.requested === 100 ? d : undefined;
-      });
-      assert.ok(seen.waiting <= 4, `the 100 requests wait in ${seen.waiting} jobs`);
-
-      const outcomes = await Promise.allSettled(calls);
-      assert.ok(
-        outcomes.every((o) => o.status === "rejected" && o.reason instanceof FlotillaError && o.reason.code === "TIMEOUT"),
-        "nobody answered them",
+    it("counts every waiting request, though 100 of them wait in a few batch jobs, and drops them once answered", async () => {
+      // The client batches once replies have shown it that echo is fast: each round's answers teach it.
+      await waitFor(
+        "100 waiting requests to share a few batch jobs and be counted one by one",
+        async () => {
+          await queue.pause();
+          const calls = Promise.allSettled(Array.from({ length: 100 }, (_, i) => client.submit("echo", { kind: "call", payload: i })));
+          let seen: QueueDepth;
+          try {
+            seen = await waitFor("the 100 requests to be counted", async () => {
+              const d = await depth("echo");
+              return d?.requested === 100 ? d : undefined;
+            });
+          } finally {
+            await queue.resume();
+          }
+          const outcomes = await calls;
+          assert.ok(outcomes.every((o) => o.status === "fulfilled"), "every request is answered once the queue resumes");
+          await waitFor("the count to go back to 0", async () => (await depth("echo"))?.requested === 0);
+          assert.equal(await redis.hexists(requestersKey(keys, "echo"), client.id), 0, "a count of 0 leaves no field behind");
+          return seen.waiting <= 4;
+        },
+        { timeoutMs: 30_000, intervalMs: 10 },
       );
-      await waitFor("the count to go back to 0", async () => (await depth("echo"))?.requested === 0);
-      assert.equal(await redis.hexists(requestersKey(keys, "echo"), client.id), 0, "a count of 0 leaves no field behind");
     });
+  });
+
+  it("drops requests that time out from the count", async () => {
+    const calls = Promise.allSettled(Array.from({ length: 5 }, (_, i) => client.submit("unserved", { kind: "call", payload: i }, { timeoutMs: 1500 })));
+    await waitFor("the 5 requests to be counted", async () => (await depth("unserved"))?.requested === 5);
+    const outcomes = await calls;
+    assert.ok(outcomes.every((o) => o.status === "rejected" && o.reason instanceof FlotillaError && o.reason.code === "TIMEOUT"));
+    await waitFor("the count to go back to 0", async () => (await depth("unserved"))?.requested === 0);
   });
 
   it("ignores and removes the count of a requester that stopped writing it, and keeps a live one", async () => {
@@ -80,8 +93,11 @@ describe("requester demand", () => {
   it("removes a closing requester's count at once", async () => {
     const other = new RequestClient({ redisUrl: REDIS_URL, namespace });
     const calls = Promise.allSettled(Array.from({ length: 3 }, (_, i) => other.submit("nobody", { kind: "call", payload: i }, { timeoutMs: 30_000 })));
-    await waitFor("the 3 requests to be counted", async () => (await depth("nobody"))?.requested === 3);
-    await other.close();
+    try {
+      await waitFor("the 3 requests to be counted", async () => (await depth("nobody"))?.requested === 3);
+    } finally {
+      await other.close();
+    }
     assert.ok((await calls).every((o) => o.status === "rejected"), "closing rejects what it still waited on");
     assert.equal((await depth("nobody"))?.requested, 0);
   });
