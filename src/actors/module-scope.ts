@@ -5,8 +5,9 @@
  * anywhere else (the nearest package.json decides; none at all means CommonJS).
  *
  * TypeScript in CommonJS scope needs only tsx's require hook, which runs in
- * the replica's own thread. ES module scope needs tsx's ESM loader too, which
- * Node runs on a thread of its own (about 15 MiB more per process).
+ * the replica's own thread. ES module scope needs tsx's ESM hooks, which Node
+ * runs on a loader thread of its own: about 11 MiB more per process (see
+ * ts-loader.ts).
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";

@@ -6,32 +6,17 @@
  * A prestarted process (FLOTILLA_REPLICA_PRESTART set, no config) loads the
  * runtime, says so, and waits for an `assign` message carrying the config and
  * the environment of the replica it becomes: a host keeps one ready so that a
- * new replica skips Node's start-up and module loading.
+ * new replica skips Node's start-up and module loading. It readies ahead too
+ * the TypeScript loader (ts-loader.ts) of the kind of handler its host ran
+ * last, so that a .ts handler does not wait for tsx to load.
  */
 import { errorMessage } from "../errors.js";
 import { createLogger } from "../shared/logger.js";
-import { HANDLER_LOADERS, type HandlerLoader } from "./module-scope.js";
+import { HANDLER_LOADERS } from "./module-scope.js";
 import { readReplicaConfig, REPLICA_CONFIG_ENV, REPLICA_PRESTART_ENV, type ReplicaConfig } from "./replica-config.js";
 import { ReplicaRunner } from "./replica-runner.js";
+import { prepareTypeScript } from "./ts-loader.js";
 import type { HostToReplica, ReplicaToHost } from "./replica-ipc.js";
-
-/**
- * TypeScript handlers load through tsx, registered once per process for what the handler needs (see
- * module-scope.ts): its require hook for CommonJS scope, its ESM loader too for ES module scope. Starting
- * them takes ~150 ms, so a prestarted process does it ahead for the kind of handler its host ran last.
- */
-const registered = { cjs: false, esm: false };
-async function prepareLoader(loader: HandlerLoader): Promise<void> {
-  if (loader === "js") return;
-  if (!registered.cjs) {
-    registered.cjs = true;
-    (await import("tsx/cjs/api")).register();
-  }
-  if (loader === "ts-esm" && !registered.esm) {
-    registered.esm = true;
-    (await import("tsx/esm/api")).register();
-  }
-}
 
 function waitForAssignment(): Promise<ReplicaConfig> {
   return new Promise((resolve) => {
@@ -56,11 +41,11 @@ function waitForAssignment(): Promise<ReplicaConfig> {
 }
 
 const prestartMode = process.env[REPLICA_CONFIG_ENV] ? undefined : process.env[REPLICA_PRESTART_ENV];
-if (prestartMode) await prepareLoader(HANDLER_LOADERS.find((l) => l === prestartMode) ?? "js");
+if (prestartMode) await prepareTypeScript(HANDLER_LOADERS.find((l) => l === prestartMode) ?? "js");
 const config = prestartMode ? await waitForAssignment() : readReplicaConfig();
 const log = createLogger("replica", { deployment: config.deployment, replica: config.replicaId });
 
-const runner = new ReplicaRunner(config, log, prepareLoader);
+const runner = new ReplicaRunner(config, log, prepareTypeScript);
 
 function send(message: ReplicaToHost): Promise<void> {
   return new Promise((resolve) => {

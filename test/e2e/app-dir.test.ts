@@ -2,7 +2,8 @@
  * TypeScript handlers in an app directory of the user's own, outside this
  * package: no package.json at all (Node treats the files as CommonJS), and a
  * `"type": "module"` package beside it. Both load with no build step, with
- * relative imports, classes, reconfigure and ESM-only syntax where allowed.
+ * relative imports, classes, reconfigure and ESM-only syntax where allowed;
+ * an ES module handler reaches CommonJS TypeScript too.
  */
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
@@ -40,6 +41,38 @@ export default function tla(): { answer: number } { return { answer }; }
 `,
   "esm/top.ts": `const started: number = await Promise.resolve(42);
 export default function top(): { started: number; file: string } { return { started, file: import.meta.url.split("/").pop() ?? "" }; }
+`,
+  // An ES module handler reaching TypeScript every other way: `./x.js` naming x.ts, a .cts module imported and
+  // required, and a stack trace that names lines of the .ts source (types removed above the line it reports).
+  "esm/mixed.ts": `import { createRequire } from "node:module";
+import { twice } from "./twice.js";
+import legacy from "./legacy.cts";
+interface Unused {
+  a: number;
+  b: string;
+}
+type AlsoUnused = Unused | null;
+function whereAmI(): string { return String(new Error("here").stack).split("\\n")[1] ?? ""; }
+const require = createRequire(import.meta.url);
+const settings = require("./settings.cts") as { retries: number };
+export default function mixed(): unknown {
+  return { twice: twice(21), legacy: (legacy as { name: string }).name, retries: settings.retries, where: whereAmI() };
+}
+`,
+  "esm/twice.ts": `export const twice = (n: number): number => n * 2;
+`,
+  "esm/legacy.cts": `const name: string = "legacy";
+module.exports = { name };
+`,
+  "esm/settings.cts": `export const retries: number = 3;
+`,
+  // Its first require names a CommonJS-scoped .ts module by `.js`, which Node alone cannot resolve.
+  "esm/requires-js.ts": `import { createRequire } from "node:module";
+const require = createRequire(import.meta.url);
+const { greet } = require("../lib/greet.js") as { greet(prefix: string, name: string): string };
+let missing = "";
+try { require("./nowhere.js"); } catch (err) { missing = (err as { code?: string }).code ?? String(err); }
+export default function requiresJs(): unknown { return { greeting: greet("hey", "ts"), missing }; }
 `,
 };
 
@@ -94,6 +127,23 @@ describe("TypeScript handlers in a user's own app directory", () => {
     const mts = await httpRequest(cluster.url("/tla"));
     assert.equal(mts.status, 200, mts.body);
     assert.deepEqual(JSON.parse(mts.body), { answer: 7 });
+  });
+
+  it("lets an ES module handler import `.js` names of .ts files, import and require .cts modules, and report .ts source lines", async () => {
+    await cluster.deploy([{ name: "mixed", import: "esm/mixed.ts", actorOptions: { numCpus: 0.2 } }]);
+    const res = await httpRequest(cluster.url("/mixed"));
+    assert.equal(res.status, 200, res.body);
+    const body = JSON.parse(res.body) as { twice: number; legacy: string; retries: number; where: string };
+    assert.deepEqual({ ...body, where: undefined }, { twice: 42, legacy: "legacy", retries: 3, where: undefined });
+    const line = FILES["esm/mixed.ts"]!.split("\n").findIndex((text) => text.includes('new Error("here")')) + 1;
+    assert.match(body.where, new RegExp(`esm/mixed\\.ts:${line}:`), `a stack frame at mixed.ts line ${line}`);
+  });
+
+  it("lets an ES module handler require a CommonJS-scoped .ts module by its `.js` name; a missing module stays MODULE_NOT_FOUND", async () => {
+    await cluster.deploy([{ name: "requires-js", import: "esm/requires-js.ts", actorOptions: { numCpus: 0.2 } }]);
+    const res = await httpRequest(cluster.url("/requires-js"));
+    assert.equal(res.status, 200, res.body);
+    assert.deepEqual(JSON.parse(res.body), { greeting: "hey, ts", missing: "MODULE_NOT_FOUND" });
   });
 
   it("names the missing export of a CommonJS-scoped module, listing the ones it has", async () => {

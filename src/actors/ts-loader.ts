@@ -1,0 +1,94 @@
+/**
+ * TypeScript in a replica process, through tsx: its require hook for CommonJS
+ * scope, its ESM hooks for ES module scope (see module-scope.ts).
+ *
+ * tsx's ESM `register()` API loads tsx and esbuild into the replica's own
+ * thread as well as into the loader thread that runs the hooks: about 9 MiB
+ * that an ES module handler mostly never uses. So for ES module scope the
+ * replica registers tsx's hooks module (`tsx/esm`, the file `--import
+ * tsx/esm` registers) with Node directly, which loads tsx only into the loader
+ * thread. The require hook, needed there only when the handler's code reaches
+ * `require()` of TypeScript (a `.cts` file, `createRequire`, a CommonJS-scoped
+ * `.ts` it imports), is registered the first time that happens: the first
+ * TypeScript file Node's CommonJS loader is to compile, or the first require
+ * it cannot resolve on its own, loads tsx's require hook and goes on with it.
+ * From then on tsx decides, exactly as with tsx's own API.
+ */
+import Module, { createRequire, register } from "node:module";
+import { pathToFileURL } from "node:url";
+import type { HandlerLoader } from "./module-scope.js";
+
+const requireHere = createRequire(import.meta.url);
+
+/** Node's CommonJS loader internals that require hooks (tsx's among them) replace. */
+type ExtensionHandler = (this: unknown, module: unknown, filename: string) => void;
+interface CommonJsLoader {
+  _extensions: Record<string, ExtensionHandler | undefined>;
+  _resolveFilename: (this: unknown, ...args: unknown[]) => string;
+}
+const cjs = Module as unknown as CommonJsLoader;
+
+/** Extensions that only a TypeScript require hook compiles (tsx's require hook handles all of them). */
+const TS_EXTENSIONS = [".ts", ".cts", ".mts", ".tsx", ".jsx"];
+
+const registered = { cjs: false, esm: false };
+/** Undoes the on-first-use triggers (set while they are installed). */
+let removeTriggers: (() => void) | undefined;
+
+/** Registers tsx's require hook (once): CommonJS-scoped TypeScript loads through it. */
+function registerRequireHook(): void {
+  if (registered.cjs) return;
+  registered.cjs = true;
+  removeTriggers?.();
+  (requireHere("tsx/cjs/api") as { register(): unknown }).register();
+}
+
+/**
+ * Installs the triggers that register tsx's require hook when CommonJS first
+ * needs it, then hand the same call to the hooked loader. Both fire before any
+ * of the required module's code runs; a resolve that tsx cannot mend either
+ * fails again, the same way.
+ */
+function installRequireTriggers(): void {
+  const resolveFilename = cjs._resolveFilename;
+  removeTriggers = () => {
+    removeTriggers = undefined;
+    cjs._resolveFilename = resolveFilename;
+    for (const ext of TS_EXTENSIONS) delete cjs._extensions[ext];
+  };
+  // Node's own loader would compile these as JavaScript; tsx's require hook compiles TypeScript (an extension it
+  // does not list itself goes, as in Node, to its `.js` handler).
+  for (const ext of TS_EXTENSIONS) {
+    cjs._extensions[ext] = function (module, filename) {
+      registerRequireHook();
+      (cjs._extensions[ext] ?? cjs._extensions[".js"])?.call(this, module, filename);
+    };
+  }
+  // tsx resolves what Node alone does not: `./x.js` naming `./x.ts`, tsconfig `paths`.
+  cjs._resolveFilename = function (...args) {
+    try {
+      return resolveFilename.apply(this, args);
+    } catch (err) {
+      if (registered.cjs) throw err;
+      registerRequireHook();
+      return cjs._resolveFilename.apply(this, args);
+    }
+  };
+}
+
+/** Registers tsx's ESM hooks (once), in Node's loader thread only; tsx's require hook waits for its first use. */
+function registerEsmHooks(): void {
+  if (registered.esm) return;
+  registered.esm = true;
+  // Stack traces point into the .ts sources (tsx's register() does the same).
+  process.setSourceMapsEnabled(true);
+  // tsx's hooks need `data` (an empty one: no namespace, the tsconfig tsx finds itself, no load notices).
+  register(pathToFileURL(requireHere.resolve("tsx/esm")).href, { data: {} });
+  if (!registered.cjs) installRequireTriggers();
+}
+
+/** Makes the process ready to load a handler of this kind (a no-op for plain JavaScript). */
+export async function prepareTypeScript(loader: HandlerLoader): Promise<void> {
+  if (loader === "ts-cjs") registerRequireHook();
+  else if (loader === "ts-esm") registerEsmHooks();
+}
