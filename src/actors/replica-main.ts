@@ -15,7 +15,7 @@ import { createLogger } from "../shared/logger.js";
 import { HANDLER_LOADERS } from "./module-scope.js";
 import { readReplicaConfig, REPLICA_CONFIG_ENV, REPLICA_PRESTART_ENV, type ReplicaConfig } from "./replica-config.js";
 import { ReplicaRunner } from "./replica-runner.js";
-import { prepareTypeScript } from "./ts-loader.js";
+import { prepareTypeScript, releaseTypeScriptCompiler } from "./ts-loader.js";
 import type { HostToReplica, ReplicaToHost } from "./replica-ipc.js";
 
 function waitForAssignment(): Promise<ReplicaConfig> {
@@ -56,8 +56,13 @@ function send(message: ReplicaToHost): Promise<void> {
 
 let lastState = "";
 let exiting = false;
+let compilerReleased = false;
 runner.actor.subscribe((snapshot) => {
   const report = runner.report();
+  if (report.state === "running" && !compilerReleased) {
+    compilerReleased = true;
+    releaseTypeScriptCompiler();
+  }
   const key = `${report.state}|${report.configVersion}|${report.error}`;
   if (key !== lastState) {
     lastState = key;

@@ -16,6 +16,8 @@
  */
 import Module, { createRequire, register } from "node:module";
 import { pathToFileURL } from "node:url";
+import { MessageChannel, type MessagePort } from "node:worker_threads";
+import { STOP_ESBUILD, withOneShotEsbuild } from "./esbuild-service.js";
 import type { HandlerLoader } from "./module-scope.js";
 
 const requireHere = createRequire(import.meta.url);
@@ -34,13 +36,15 @@ const TS_EXTENSIONS = [".ts", ".cts", ".mts", ".tsx", ".jsx"];
 const registered = { cjs: false, esm: false };
 /** Undoes the on-first-use triggers (set while they are installed). */
 let removeTriggers: (() => void) | undefined;
+/** The replica's end of a channel to ts-loader-hooks.ts in the loader thread. */
+let loaderThread: MessagePort | undefined;
 
 /** Registers tsx's require hook (once): CommonJS-scoped TypeScript loads through it. */
 function registerRequireHook(): void {
   if (registered.cjs) return;
   registered.cjs = true;
   removeTriggers?.();
-  (requireHere("tsx/cjs/api") as { register(): unknown }).register();
+  withOneShotEsbuild(() => (requireHere("tsx/cjs/api") as { register(): unknown }).register());
 }
 
 /**
@@ -82,9 +86,28 @@ function registerEsmHooks(): void {
   registered.esm = true;
   // Stack traces point into the .ts sources (tsx's register() does the same).
   process.setSourceMapsEnabled(true);
-  // tsx's hooks need `data` (an empty one: no namespace, the tsconfig tsx finds itself, no load notices).
-  register(pathToFileURL(requireHere.resolve("tsx/esm")).href, { data: {} });
+  const { port1, port2 } = new MessageChannel();
+  // Compiled JS beside compiled JS; the .ts source when the replica itself runs from source under tsx.
+  const hooks = new URL(`./ts-loader-hooks${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url);
+  // The loader thread starts with the first register() and takes a copy of the environment then.
+  withOneShotEsbuild(() => {
+    // tsx's hooks need `data` (an empty one: no namespace, the tsconfig tsx finds itself, no load notices).
+    register(pathToFileURL(requireHere.resolve("tsx/esm")).href, { data: {} });
+    register(hooks.href, { data: { port: port2 }, transferList: [port2] });
+  });
+  port1.unref();
+  loaderThread = port1;
   if (!registered.cjs) installRequireTriggers();
+}
+
+/**
+ * Stops the esbuild service process that compiled an ES module handler, in
+ * the loader thread; call it once the handler has loaded. Where tsx compiled
+ * nothing (its disk cache had every file), there is none. esbuild's
+ * synchronous calls leave nothing running (see esbuild-service.ts).
+ */
+export function releaseTypeScriptCompiler(): void {
+  loaderThread?.postMessage(STOP_ESBUILD);
 }
 
 /** Makes the process ready to load a handler of this kind (a no-op for plain JavaScript). */

@@ -6,7 +6,7 @@
  * an ES module handler reaches CommonJS TypeScript too.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -76,6 +76,24 @@ export default function requiresJs(): unknown { return { greeting: greet("hey", 
 `,
 };
 
+/** Processes whose parent is `pid` (zombies included), from /proc. */
+function childProcesses(pid: number): string[] {
+  const children: string[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    // pid (comm) state ppid ...: comm may hold spaces and parentheses, so read after the last ')'.
+    const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(ppid) === pid) children.push(`${entry} ${stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"))} ${state}`);
+  }
+  return children;
+}
+
 describe("TypeScript handlers in a user's own app directory", () => {
   const appDir = mkdtempSync(path.join(os.tmpdir(), "flotilla-userapp-"));
   let cluster: TestCluster;
@@ -87,7 +105,8 @@ describe("TypeScript handlers in a user's own app directory", () => {
     }
     mkdirSync(path.join(appDir, "node_modules"));
     symlinkSync(fileURLToPath(new URL("../..", import.meta.url)), path.join(appDir, "node_modules", "flotilla"));
-    cluster = await TestCluster.start({ label: "appdir", appDir, hosts: [{ cpus: 2 }] });
+    // tsx's disk cache off: every replica compiles its handler, as on a host's first start of new code.
+    cluster = await TestCluster.start({ label: "appdir", appDir, hosts: [{ cpus: 2, env: { TSX_DISABLE_CACHE: "1" } }] });
   });
 
   after(async () => {
@@ -144,6 +163,21 @@ describe("TypeScript handlers in a user's own app directory", () => {
     const res = await httpRequest(cluster.url("/requires-js"));
     assert.equal(res.status, 200, res.body);
     assert.deepEqual(JSON.parse(res.body), { greeting: "hey, ts", missing: "MODULE_NOT_FOUND" });
+  });
+
+  it("leaves no compiler process (nor a zombie of one) under a replica once it has compiled its handler", async () => {
+    await cluster.deploy([
+      { name: "cold-cjs", import: "model.ts#Greeter", actorOptions: { numCpus: 0.2 } },
+      { name: "cold-esm", import: "esm/mixed.ts", actorOptions: { numCpus: 0.2 } },
+    ]);
+    for (const name of ["cold-cjs", "cold-esm"]) {
+      assert.equal((await httpRequest(cluster.url(`/${name}`))).status, 200);
+      const pid = (await cluster.deployment(name))?.replicas.find((r) => r.state === "running")?.pid;
+      assert.ok(pid, `a running replica of ${name}`);
+      await waitFor(`replica ${name} (pid ${pid}) to have no child processes`, () => childProcesses(pid).length === 0 || undefined, {
+        describe: () => childProcesses(pid),
+      });
+    }
   });
 
   it("names the missing export of a CommonJS-scoped module, listing the ones it has", async () => {
