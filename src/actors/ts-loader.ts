@@ -3,11 +3,12 @@
  * scope, its ESM hooks for ES module scope (see module-scope.ts).
  *
  * tsx's ESM `register()` API loads tsx and esbuild into the replica's own
- * thread as well as into the loader thread that runs the hooks: about 9 MiB
- * that an ES module handler mostly never uses. So for ES module scope the
- * replica registers tsx's hooks module (`tsx/esm`, the file `--import
- * tsx/esm` registers) with Node directly, which loads tsx only into the loader
- * thread. The require hook, needed there only when the handler's code reaches
+ * thread as well as into the loader thread that runs the hooks: memory (about
+ * 3 MiB off a running replica's median) for code that an ES module handler
+ * mostly never runs. So for ES module scope the replica registers tsx's hooks
+ * module (`tsx/esm`, the file `--import tsx/esm` registers) with Node
+ * directly, which loads tsx only into the loader thread. The require hook,
+ * needed there only when the handler's code reaches
  * `require()` of TypeScript (a `.cts` file, `createRequire`, a CommonJS-scoped
  * `.ts` it imports), is registered the first time that happens: the first
  * TypeScript file Node's CommonJS loader is to compile, or the first require
@@ -30,7 +31,7 @@ interface CommonJsLoader {
 }
 const cjs = Module as unknown as CommonJsLoader;
 
-/** Extensions that only a TypeScript require hook compiles (tsx's require hook handles all of them). */
+/** Extensions that Node's own CommonJS loader cannot compile and tsx's require hook can. */
 const TS_EXTENSIONS = [".ts", ".cts", ".mts", ".tsx", ".jsx"];
 
 const registered = { cjs: false, esm: false };
