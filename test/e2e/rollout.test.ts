@@ -303,10 +303,19 @@ describe("versions, rolling updates and in-place reconfigure", () => {
       assertNoFailures(result, "1-replica rolling update");
       assert.ok(sampler.minServing >= 1, `never 0 serving, saw ${sampler.minServing}; ${sampler.describe()}`);
       assert.ok(sampler.maxLive <= 2, `surges by one replica at most, saw ${sampler.maxLive} live; ${sampler.describe()}`);
-      assert.ok(
-        sampler.samples.some((s) => s.total === 2),
-        `old and new replica existed side by side (surge); ${sampler.describe()}`,
+      // Side by side: the new replica ran before the old one stopped. A status
+      // sample can miss that overlap (a prestarted process makes it short); the logs do not.
+      const newId = final.replicas[0]?.id ?? "";
+      const times = await waitFor(
+        "the new replica's \"replica running\" and the old one's \"replica stopped\" log lines",
+        () => {
+          const running = cluster.loggedAt("replica running", newId);
+          const stopped = cluster.loggedAt("replica stopped", old?.id ?? "");
+          return running !== undefined && stopped !== undefined ? { running, stopped } : undefined;
+        },
+        { timeoutMs: 10_000, describe: () => cluster.logTail(20) },
       );
+      assert.ok(times.running < times.stopped, `old and new replica existed side by side (surge): new running at ${times.running}, old stopped at ${times.stopped}; ${sampler.describe()}`);
       assertSwitch(result.versionSequence, "v1", "v2", mark);
       assert.notEqual(final.replicas[0]?.id, old?.id);
       assert.deepEqual(final.versions, { v2: 1 });

@@ -135,6 +135,26 @@ export class TestCluster {
     return this.processes.map((p) => `--- ${p.name} (exit ${p.child.exitCode ?? p.child.signalCode ?? "none"})\n${p.logs.slice(-lines).join("\n")}`).join("\n");
   }
 
+  /**
+   * When (the log line's `time`, epoch ms) a process of this cluster first
+   * logged `msg` about `replica`: a replica's own lines reach its host's
+   * stderr. Undefined until it has.
+   */
+  loggedAt(msg: string, replica: string): number | undefined {
+    for (const p of this.processes) {
+      for (const line of p.logs) {
+        if (!line.includes(`"msg":"${msg}"`) || !line.includes(`"replica":"${replica}"`)) continue;
+        try {
+          const entry = JSON.parse(line) as { msg?: unknown; replica?: unknown; time?: unknown };
+          if (entry.msg === msg && entry.replica === replica && typeof entry.time === "number") return entry.time;
+        } catch {
+          // a line interleaved with another process's output
+        }
+      }
+    }
+    return undefined;
+  }
+
   url(path: string, router = 0): string {
     return `http://127.0.0.1:${this.routerPorts[router]}${path}`;
   }
