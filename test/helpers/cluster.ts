@@ -4,6 +4,7 @@
  * processes a cluster started are ever signalled.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import os from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Redis } from "ioredis";
 import { applyDeployments, waitForRollout } from "../../src/client/deployment-store.js";
@@ -193,7 +194,11 @@ export class TestCluster {
         const running = d.replicas.filter((r) => r.state === "running");
         return running.length === n && d.replicas.length === n ? d : undefined;
       },
-      { timeoutMs, describe: () => this.deployment(name) },
+      {
+        timeoutMs,
+        // The host's log says which replicas it started and when; the load average says whether the machine was saturated.
+        describe: async () => ({ deployment: await this.deployment(name), loadavg: os.loadavg().map((l) => l.toFixed(1)), logs: this.logTail(20) }),
+      },
     );
   }
 

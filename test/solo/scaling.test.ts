@@ -18,7 +18,7 @@ describe("scaling and replica crashes", () => {
     await cluster?.stop();
   });
 
-  it("scales 1 → 10 → 1 replicas, each step settling in under 15 s, seen in status --json", async () => {
+  it("scales 1 → 10 → 1 replicas, each step settling in under 15 s, seen in status --json", async (t) => {
     const spec = { name: "counter", import: "counter.ts#Counter", version: "1", actorOptions: { numCpus: 0.1 } };
     await cluster.deploy([{ ...spec, numReplicas: 1 }]);
     await cluster.waitForReplicas("counter", 1);
@@ -44,6 +44,7 @@ describe("scaling and replica crashes", () => {
     await cluster.deploy([{ ...spec, numReplicas: 1 }], { wait: false });
     await cluster.waitForReplicas("counter", 1, 15_000);
     const downMs = Date.now() - started;
+    t.diagnostic(`up ${upMs} ms, down ${downMs} ms`);
     assert.ok(upMs < 15_000 && downMs < 15_000, `up ${upMs} ms, down ${downMs} ms`);
     const res = await httpRequest(cluster.url("/counter"));
     assert.equal(res.status, 200);
