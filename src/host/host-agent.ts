@@ -15,7 +15,7 @@ import { settledWithin } from "../shared/settled-within.js";
 import { releaseWorkerLocks } from "../shared/queue-ops.js";
 import { parseJsonHash } from "../shared/json-hash.js";
 import { settingsKey, settingsOf, type ReplicaConfig } from "../actors/replica-config.js";
-import { PrestartedProcess, ReplicaProcess } from "./replica-process.js";
+import { PrestartedProcess, REPLICA_MALLOC_ARENAS, ReplicaProcess } from "./replica-process.js";
 import { handlerLoader, type HandlerLoader } from "../actors/module-scope.js";
 import { splitImportRef } from "../actors/handler-loader.js";
 import type { HostOptions } from "./host-options.js";
@@ -244,6 +244,7 @@ export class HostAgent {
       REDIS_URL: this.options.redisUrl,
       FLOTILLA_NAMESPACE: this.options.namespace,
       OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? "1",
+      MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? REPLICA_MALLOC_ARENAS,
       CUDA_VISIBLE_DEVICES: a.gpuIds.join(","),
       ...spec.actorOptions.env,
     };

@@ -28,10 +28,21 @@ function execArgv(env: NodeJS.ProcessEnv): string[] {
   return ["--max-semi-space-size=1", ...(env.FLOTILLA_REPLICA_EXEC_ARGV ?? "").split(" ").filter(Boolean), ...replicaEntry().execArgv];
 }
 
+/**
+ * glibc malloc arenas of a replica process (MALLOC_ARENA_MAX). By default
+ * each of its threads (the main one, the TypeScript loader's, V8's and
+ * libuv's helpers) may get an arena of its own, up to 8 per core, each
+ * holding on to what it freed. With two, a replica is 4–7 MiB smaller 20 s
+ * after a load at 256 connections (72–77 instead of 79–82 MiB), and its
+ * throughput did not change measurably. The host's or the deployment's
+ * MALLOC_ARENA_MAX wins.
+ */
+export const REPLICA_MALLOC_ARENAS = "2";
+
 function spawnReplicaChild(env: NodeJS.ProcessEnv): ChildProcess {
   return spawn(process.execPath, [...execArgv(env), replicaEntry().file], {
     // JSON logs: the host prints them (see replicaOutput).
-    env: { ...env, FLOTILLA_LOG_PRETTY: "0" },
+    env: { MALLOC_ARENA_MAX: REPLICA_MALLOC_ARENAS, ...env, FLOTILLA_LOG_PRETTY: "0" },
     stdio: ["ignore", "inherit", "pipe", "ipc"],
     detached: true,
     serialization: "json",

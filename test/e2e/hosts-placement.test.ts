@@ -3,7 +3,7 @@
  * its own `flotilla host` process declaring its capacity. Pending demand when
  * the hosts are full and its placement when a host joins, spreading replicas
  * across hosts, fractional GPUs, the replica environment (CUDA_VISIBLE_DEVICES,
- * OMP_NUM_THREADS, actorOptions.env), and how `status` shows hosts.
+ * OMP_NUM_THREADS, MALLOC_ARENA_MAX, actorOptions.env), and how `status` shows hosts.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -15,6 +15,8 @@ interface EnvAnswer {
   OMP_NUM_THREADS: string | null;
   CUDA_VISIBLE_DEVICES: string | null;
   CUSTOM: string | null;
+  MALLOC_ARENA_MAX: string | null;
+  mallocArenaMaxAtStart: string | null;
   pid: number;
 }
 
@@ -151,13 +153,14 @@ describe("hosts: capacity, pending demand and a host joining", () => {
 
 describe("hosts: spread, fractional GPUs and the replica environment", () => {
   let cluster: TestCluster;
-  const saved = { OMP_NUM_THREADS: process.env.OMP_NUM_THREADS, CUDA_VISIBLE_DEVICES: process.env.CUDA_VISIBLE_DEVICES, CUSTOM: process.env.CUSTOM };
+  const saved = { OMP_NUM_THREADS: process.env.OMP_NUM_THREADS, CUDA_VISIBLE_DEVICES: process.env.CUDA_VISIBLE_DEVICES, CUSTOM: process.env.CUSTOM, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX };
 
   before(async () => {
     // Hosts inherit this process's environment: make the defaults observable.
     delete process.env.OMP_NUM_THREADS;
     delete process.env.CUDA_VISIBLE_DEVICES;
     delete process.env.CUSTOM;
+    delete process.env.MALLOC_ARENA_MAX;
     cluster = await TestCluster.start({
       label: "hosts-place",
       hosts: [
@@ -219,13 +222,13 @@ describe("hosts: spread, fractional GPUs and the replica environment", () => {
     assert.equal(only?.CUDA_VISIBLE_DEVICES, "");
   });
 
-  it("sets OMP_NUM_THREADS to 1 by default, to the host's value when the host has one, to actorOptions.env's when the deployment sets it; actorOptions.env sets other variables too", async () => {
-    cluster.spawnHost({ id: "omp", cpus: 2, resources: { ompzone: 10 }, env: { OMP_NUM_THREADS: "4" } });
+  it("sets OMP_NUM_THREADS to 1 and MALLOC_ARENA_MAX to 2 by default, to the host's values when the host has them, to actorOptions.env's when the deployment sets them; actorOptions.env sets other variables too", async () => {
+    cluster.spawnHost({ id: "omp", cpus: 2, resources: { ompzone: 10 }, env: { OMP_NUM_THREADS: "4", MALLOC_ARENA_MAX: "4" } });
     await cluster.waitForHosts(4);
     await cluster.deploy([
       { name: "omp-default", import: "env.ts", version: "1", actorOptions: { numCpus: 0.1, resources: { plain: 1 } } },
       { name: "omp-host", import: "env.ts", version: "1", actorOptions: { numCpus: 0.1, resources: { ompzone: 1 } } },
-      { name: "omp-spec", import: "env.ts", version: "1", actorOptions: { numCpus: 0.1, resources: { ompzone: 1 }, env: { OMP_NUM_THREADS: "7", CUSTOM: "hello" } } },
+      { name: "omp-spec", import: "env.ts", version: "1", actorOptions: { numCpus: 0.1, resources: { ompzone: 1 }, env: { OMP_NUM_THREADS: "7", MALLOC_ARENA_MAX: "8", CUSTOM: "hello" } } },
     ]);
     const one = async (name: string): Promise<EnvAnswer & { host: string | null }> => {
       const answers = await envOfEveryReplica(cluster, name, `/${name}`, 1);
@@ -235,14 +238,18 @@ describe("hosts: spread, fractional GPUs and the replica environment", () => {
     const byDefault = await one("omp-default");
     assert.ok(byDefault.host === "h1" || byDefault.host === "h2", `on ${byDefault.host}`);
     assert.equal(byDefault.OMP_NUM_THREADS, "1");
+    // MALLOC_ARENA_MAX is read by glibc when the process starts, prestarted or not: its start environment has it.
+    assert.deepEqual([byDefault.MALLOC_ARENA_MAX, byDefault.mallocArenaMaxAtStart], ["2", "2"]);
     assert.equal(byDefault.CUSTOM, null);
     const fromHost = await one("omp-host");
     assert.equal(fromHost.host, "omp");
     assert.equal(fromHost.OMP_NUM_THREADS, "4");
+    assert.deepEqual([fromHost.MALLOC_ARENA_MAX, fromHost.mallocArenaMaxAtStart], ["4", "4"]);
     assert.equal(fromHost.CUSTOM, null);
     const fromSpec = await one("omp-spec");
     assert.equal(fromSpec.host, "omp");
     assert.equal(fromSpec.OMP_NUM_THREADS, "7", "actorOptions.env wins over the host's value");
+    assert.deepEqual([fromSpec.MALLOC_ARENA_MAX, fromSpec.mallocArenaMaxAtStart], ["8", "8"], "a process of its own, started with the deployment's value");
     assert.equal(fromSpec.CUSTOM, "hello");
     assert.equal(fromSpec.CUDA_VISIBLE_DEVICES, "");
   });
