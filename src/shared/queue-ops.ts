@@ -5,7 +5,7 @@
  */
 import type { Redis } from "ioredis";
 import type { Keys } from "./keys.js";
-import { requestersKey, sumRequested } from "./requester-demand.js";
+import { deleteStale, requestersKey, sumRequested } from "./requester-demand.js";
 
 /**
  * Deletes the locks of active jobs held by `workerId` (a dead replica's worker).
@@ -73,7 +73,7 @@ export async function queueDepths(redis: Redis, keys: Keys, deployments: readonl
     const time = results[i]?.[5]?.[1] as Array<string | number> | undefined;
     const { requested, stale } = sumRequested(results[i]?.[4]?.[1] as Record<string, string> | undefined, Number(time?.[0] ?? 0));
     // A dead requester's count: nobody refreshes it any more.
-    if (stale.length > 0 && time) redis.hdel(requestersKey(keys, name), ...stale).catch(() => undefined);
+    if (stale.length > 0 && time) deleteStale(redis, keys, name, stale).catch(() => undefined);
     out.set(name, { waiting: num(0) + num(1), active: num(2), failed: num(3), requested });
   });
   return out;

@@ -8,7 +8,7 @@
  * next to the deployment's queue (same hash tag): field = requester id,
  * value = `<count>:<Redis time in s>`. A count back at 0 deletes the field. A
  * field not refreshed for STALE_S (its requester died) is ignored, and deleted
- * by the next reader.
+ * by the next reader unless its requester wrote it again meanwhile.
  */
 import type { Redis } from "ioredis";
 import type { Keys } from "./keys.js";
@@ -33,16 +33,35 @@ redis.call("PEXPIRE", KEYS[1], ARGV[3])
 return 1
 `;
 
-/** Sums the live counts of a requesters hash read at `nowS` (Redis time); names the stale fields. */
-export function sumRequested(hash: Record<string, string> | null | undefined, nowS: number): { requested: number; stale: string[] } {
+/** Sums the live counts of a requesters hash read at `nowS` (Redis time); lists the stale fields with the values read. */
+export function sumRequested(hash: Record<string, string> | null | undefined, nowS: number): { requested: number; stale: Array<[field: string, value: string]> } {
   let requested = 0;
-  const stale: string[] = [];
+  const stale: Array<[string, string]> = [];
   for (const [field, value] of Object.entries(hash ?? {})) {
     const [count, at] = value.split(":").map(Number);
-    if (!Number.isFinite(count) || !Number.isFinite(at) || nowS - (at as number) > STALE_S) stale.push(field);
+    if (!Number.isFinite(count) || !Number.isFinite(at) || nowS - (at as number) > STALE_S) stale.push([field, value]);
     else requested += Math.max(0, count as number);
   }
   return { requested, stale };
+}
+
+/**
+ * Lua: KEYS[1] = requesters hash; ARGV = field, value, field, value, ...
+ * Deletes each field that still holds the value read, so that a requester
+ * that wrote again since (it was only slow) keeps its count.
+ */
+const DELETE_STALE = `
+local n = 0
+for i = 1, #ARGV, 2 do
+  if redis.call("HGET", KEYS[1], ARGV[i]) == ARGV[i + 1] then n = n + redis.call("HDEL", KEYS[1], ARGV[i]) end
+end
+return n
+`;
+
+/** Deletes stale requester counts of a deployment as read (see sumRequested); resolves with how many went. */
+export async function deleteStale(redis: Redis, keys: Keys, deployment: string, stale: ReadonlyArray<readonly [string, string]>): Promise<number> {
+  if (stale.length === 0) return 0;
+  return Number(await redis.eval(DELETE_STALE, 1, requestersKey(keys, deployment), ...stale.flat()));
 }
 
 /** One requester's counts, kept in memory per request and written to Redis every REPORT_MS. */

@@ -10,7 +10,7 @@ import { FlotillaError } from "../../src/errors.js";
 import { Queue } from "../../src/shared/bullmq-classes.js";
 import { Keys } from "../../src/shared/keys.js";
 import { queueDepths, type QueueDepth } from "../../src/shared/queue-ops.js";
-import { requestersKey } from "../../src/shared/requester-demand.js";
+import { deleteStale, requestersKey, sumRequested } from "../../src/shared/requester-demand.js";
 import { cleanupNamespace, REDIS_URL, testNamespace, testRedis } from "../helpers/redis.js";
 import { echoReplica } from "../helpers/echo-replica.js";
 import { waitFor } from "../helpers/wait.js";
@@ -88,6 +88,20 @@ describe("requester demand", () => {
     await redis.hset(key, "dead-router", `7:${nowS - 60}`, "live-router", `3:${nowS}`, "garbled", "x");
     assert.equal((await depth("ghosts"))?.requested, 3);
     await waitFor("the dead and garbled counts to be removed", async () => (await redis.hkeys(key)).join(",") === "live-router");
+  });
+
+  it("keeps a stale count whose requester wrote it again after it was read", async () => {
+    const key = requestersKey(keys, "revived");
+    const nowS = Number((await redis.time())[0]);
+    await redis.hset(key, "slow-router", `4:${nowS - 60}`, "dead-router", `2:${nowS - 60}`);
+    const { requested, stale } = sumRequested(await redis.hgetall(key), nowS);
+    assert.equal(requested, 0);
+    assert.deepEqual(stale.map(([field]) => field).sort(), ["dead-router", "slow-router"]);
+    // Between the read and the delete, the slow requester writes its count again.
+    await redis.hset(key, "slow-router", `5:${nowS}`);
+    assert.equal(await deleteStale(redis, keys, "revived", stale), 1);
+    assert.deepEqual(await redis.hgetall(key), { "slow-router": `5:${nowS}` });
+    assert.equal((await depth("revived"))?.requested, 5);
   });
 
   it("removes a closing requester's count at once", async () => {
