@@ -1,6 +1,22 @@
-/** Messages between a host and its replica processes over the IPC channel. */
+/**
+ * The protocol between a host and its replica processes over the IPC channel:
+ * the one home of these message types, used by both sides (the host's
+ * ReplicaProcess and the replica's entry point).
+ */
+import type { ReplicaState } from "../shared/records.js";
 import type { ReplicaConfig, ReplicaSettings } from "./replica-config.js";
-import type { ReplicaReport } from "./replica-runner.js";
+
+/** The states a replica process goes through (`pending` is the controller's, before any process exists). */
+export type ReplicaProcessState = Exclude<ReplicaState, "pending">;
+
+/** What a replica process reports of itself on every change of state. */
+export interface ReplicaReport {
+  state: ReplicaProcessState;
+  configVersion: string | null;
+  error: string | null;
+  workerId: string | null;
+  inflight: number;
+}
 
 export type HostToReplica =
   | { type: "reconfigure"; userConfig: unknown; configVersion: string }

@@ -10,6 +10,7 @@ import type { Redis } from "ioredis";
 import { createActor, fromPromise, type Actor } from "xstate";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../shared/logger.js";
+import type { ReplicaReport } from "./replica-ipc.js";
 import { encodeResult, type HttpRequestData, type QueueJob, type Reply, type RequestJob } from "../shared/protocol.js";
 import { Semaphore } from "../shared/semaphore.js";
 import { Keys } from "../shared/keys.js";
@@ -37,14 +38,6 @@ return n
 export interface HttpRequest extends HttpRequestData {
   json<T = unknown>(): T;
   signal: AbortSignal;
-}
-
-export interface ReplicaReport {
-  state: ReplicaMachineState;
-  configVersion: string | null;
-  error: string | null;
-  workerId: string | null;
-  inflight: number;
 }
 
 export class ReplicaRunner {

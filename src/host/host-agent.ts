@@ -1,7 +1,8 @@
 /**
  * A host agent: declares this machine's capacity, heartbeats, and runs the
  * replica processes the controller assigns to it. Level-triggered: every tick
- * compares the assignments in Redis with the local processes.
+ * reads the assignments and records in Redis, asks planHost (host-plan.ts)
+ * what to do with the local processes, and does it.
  */
 import os from "node:os";
 import path from "node:path";
@@ -14,11 +15,13 @@ import { createRedis, closeRedis } from "../shared/redis.js";
 import { settledWithin } from "../shared/settled-within.js";
 import { releaseWorkerLocks } from "../shared/queue-ops.js";
 import { parseJsonHash } from "../shared/json-hash.js";
-import { settingsKey, settingsOf, type ReplicaConfig } from "../actors/replica-config.js";
-import { PrestartedProcess, REPLICA_MALLOC_ARENAS, ReplicaProcess } from "./replica-process.js";
+import { Ticker } from "../shared/ticker.js";
+import { PrestartedProcess, ReplicaProcess } from "./replica-process.js";
 import { handlerLoader, type HandlerLoader } from "../actors/module-scope.js";
 import { splitImportRef } from "../actors/handler-loader.js";
 import type { HostOptions } from "./host-options.js";
+import { planHost, PRESTART_BACKOFF_MS, type HostAction, type HostLocal } from "./host-plan.js";
+import { replicaConfig, replicaEnv } from "./replica-launch.js";
 
 const TICK_MS = 1000;
 
@@ -37,39 +40,38 @@ for i = 1, #ARGV, 2 do
 end
 return written
 `;
-/** A reconfigure that failed is retried after this long. */
-const RECONFIGURE_RETRY_MS = 5000;
-/** A prestarted process that ends before it is ready pauses prestarting for this long. */
-const PRESTART_BACKOFF_MS = 30_000;
 
 export class HostAgent {
   private readonly keys: Keys;
   private readonly redis: Redis;
   private readonly sub: Redis;
+  private readonly ticker = new Ticker(() => this.tick(), () => TICK_MS);
   private readonly procs = new Map<string, ReplicaProcess>();
   /** Replica ids that ran here and ended: never started again under the same id. */
   private readonly finished = new Map<string, ReplicaStatus>();
-  private timer: NodeJS.Timeout | undefined;
-  private ticking = false;
-  private tickAgain = false;
   private flushScheduled = false;
   private stopping = false;
   private draining = false;
-  private readonly startedAt = Date.now();
+  private readonly startedAt: number;
   /** When the last replica here ended (or the host started empty). */
-  private emptySince = Date.now();
+  private emptySince: number;
   private emptied: (() => void) | undefined;
   /** Processes started ahead of need (`prestart`), waiting to become replicas. */
   private readonly prestarted = new Set<PrestartedProcess>();
-  private prestartPausedUntil = 0;
+  /** When a prestarted process last ended before it was ready (prestarting pauses for a while). */
+  private prestartEarlyExitAt: number | null = null;
   /** The loader the next prestarted process readies: the last handler's, or at first the app directory's TypeScript scope. */
   private lastHandlerLoader: HandlerLoader;
 
+  /** @param now the clock every decision reads @default Date.now */
   constructor(
     readonly options: HostOptions,
     private readonly log: Logger,
+    private readonly now: () => number = Date.now,
   ) {
     this.keys = new Keys(options.namespace);
+    this.startedAt = now();
+    this.emptySince = this.startedAt;
     this.lastHandlerLoader = handlerLoader(path.join(options.appDir, "handler.ts"));
     this.redis = createRedis(options.redisUrl, { name: `flotilla-host-${options.id}` });
     this.sub = createRedis(options.redisUrl, { name: `flotilla-host-${options.id}-sub` });
@@ -87,7 +89,7 @@ export class HostAgent {
       resources: this.options.resources,
       gpuDevices: Math.ceil(this.options.resources.GPU ?? 0),
       startedAt: this.startedAt,
-      lastHeartbeatAt: Date.now(),
+      lastHeartbeatAt: this.now(),
       draining: this.draining,
       emptySince: this.procs.size === 0 ? this.emptySince : null,
     };
@@ -99,116 +101,92 @@ export class HostAgent {
    * takes to load.
    */
   async start(): Promise<void> {
-    this.keepPrestarted();
+    this.apply(planHost(new Map(), new Map(), this.local(), this.now()), this.now());
     await settledWithin(Promise.all([...this.prestarted].map((p) => p.settled)), 10_000);
     await this.heartbeat();
     await this.sub.subscribe(this.keys.changes);
     this.sub.on("message", () => this.nudge());
     await this.redis.publish(this.keys.changes, "hosts");
     this.log.info({ host: this.id, resources: this.options.resources }, "host registered");
-    this.schedule(0);
+    this.ticker.start(0);
   }
 
   /** Runs a tick soon (a change was announced). */
   nudge(): void {
-    if (this.ticking) this.tickAgain = true;
-    else this.schedule(0);
-  }
-
-  private schedule(ms: number): void {
-    if (this.stopping && this.procs.size === 0) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.tick(), ms);
+    this.ticker.nudge();
   }
 
   private async heartbeat(): Promise<void> {
     await this.redis
       .multi()
       .hset(this.keys.hosts, this.id, JSON.stringify(this.info()))
-      .set(this.keys.hostAlive(this.id), String(Date.now()), "PX", Math.round(this.options.heartbeatTimeoutS * 1000))
+      .set(this.keys.hostAlive(this.id), String(this.now()), "PX", Math.round(this.options.heartbeatTimeoutS * 1000))
       .exec();
   }
 
   private async tick(): Promise<void> {
-    this.ticking = true;
     try {
       await this.heartbeat();
       const [deploymentsRaw, replicasRaw] = (await this.redis.pipeline().hgetall(this.keys.deployments).hgetall(this.keys.replicas).exec()) ?? [];
-      const deployments = parseJsonHash<DeploymentRecord>(deploymentsRaw?.[1]);
+      const records = parseJsonHash<DeploymentRecord>(deploymentsRaw?.[1]);
       const assignments = parseJsonHash<ReplicaAssignment>(replicasRaw?.[1]);
-      this.reconcile(deployments, assignments);
-      this.keepPrestarted();
+      const now = this.now();
+      this.apply(planHost(assignments, records, this.local(), now), now);
       await this.flushStatuses();
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, "host tick failed; retrying");
-    } finally {
-      this.ticking = false;
-      const again = this.tickAgain;
-      this.tickAgain = false;
-      this.schedule(again ? 0 : TICK_MS);
     }
   }
 
-  private reconcile(deployments: Map<string, DeploymentRecord>, assignments: Map<string, ReplicaAssignment>): void {
-    const now = Date.now();
-    for (const a of assignments.values()) {
-      if (a.host !== this.id) continue;
-      const proc = this.procs.get(a.id);
-      const record = deployments.get(a.deployment);
-      if (a.desired === "drain" || this.stopping) {
-        proc?.drain();
-        continue;
+  /** What the plan needs to know of this host. */
+  private local(): HostLocal {
+    return {
+      hostId: this.id,
+      stopping: this.stopping,
+      replicas: this.procs,
+      finished: new Set(this.finished.keys()),
+      prestart: { target: this.options.prestart, pooled: this.prestarted.size, earlyExitAt: this.prestartEarlyExitAt },
+    };
+  }
+
+  private apply(actions: readonly HostAction[], now: number): void {
+    for (const action of actions) {
+      switch (action.type) {
+        case "spawn":
+          this.spawn(action.assignment, action.record);
+          break;
+        case "drain":
+          this.procs.get(action.id)?.drain();
+          break;
+        case "settings":
+          this.procs.get(action.id)?.applySettings(action.settings);
+          break;
+        case "reconfigure":
+          this.procs.get(action.id)?.reconfigure(action.userConfig, action.configVersion, now);
+          break;
+        case "forget":
+          this.finished.delete(action.id);
+          break;
+        case "prestart":
+          for (let i = 0; i < action.count; i++) this.prestartOne();
+          break;
       }
-      if (!proc) {
-        if (!this.finished.has(a.id) && record && record.codeVersion === a.codeVersion) this.spawn(a, record);
-        continue;
-      }
-      if (record && record.codeVersion === a.codeVersion && (proc.state === "running" || proc.state === "reconfiguring")) {
-        const settings = settingsOf(record.spec);
-        const key = settingsKey(settings);
-        if (key !== proc.settingsKey) {
-          proc.settingsKey = key;
-          proc.send({ type: "settings", settings });
-        }
-      }
-      if (
-        record &&
-        proc.state === "running" &&
-        record.codeVersion === a.codeVersion &&
-        record.configVersion !== proc.configVersion &&
-        (proc.reconfigureSent?.configVersion !== record.configVersion || now - proc.reconfigureSent.at > RECONFIGURE_RETRY_MS)
-      ) {
-        proc.reconfigureSent = { configVersion: record.configVersion, at: now };
-        proc.send({ type: "reconfigure", userConfig: record.spec.userConfig, configVersion: record.configVersion });
-      }
-    }
-    for (const proc of this.procs.values()) {
-      const a = assignments.get(proc.id);
-      if (!a || a.host !== this.id) proc.drain();
-    }
-    for (const id of this.finished.keys()) {
-      if (!assignments.has(id)) this.finished.delete(id);
     }
   }
 
-  /**
-   * Tops up the prestarted processes, but only while no replica here is
-   * starting: they would compete with it for the same cores.
-   */
-  private keepPrestarted(): void {
-    if (this.stopping || Date.now() < this.prestartPausedUntil) return;
-    for (const proc of this.procs.values()) if (proc.state === "starting") return;
-    while (this.prestarted.size < this.options.prestart) {
-      const spare = new PrestartedProcess(this.lastHandlerLoader, (ended) => {
-        this.prestarted.delete(ended);
-        if (!ended.ready && !this.stopping) {
-          this.prestartPausedUntil = Date.now() + PRESTART_BACKOFF_MS;
-          this.log.warn({ code: ended.child.exitCode, signal: ended.child.signalCode }, "a prestarted replica process ended before it was ready; replicas start cold for 30 s");
-        }
-      });
-      this.prestarted.add(spare);
-      this.log.info({ replicaPid: spare.child.pid, loader: spare.loader }, "replica process prestarted");
-    }
+  private prestartOne(): void {
+    const spare = new PrestartedProcess(this.lastHandlerLoader, (ended) => {
+      this.prestarted.delete(ended);
+      if (!ended.ready && !this.stopping) {
+        this.prestartEarlyExitAt = this.now();
+        this.log.warn(
+          { code: ended.child.exitCode, signal: ended.child.signalCode },
+          `a prestarted replica process ended before it was ready; replicas start cold for ${PRESTART_BACKOFF_MS / 1000} s`,
+        );
+      }
+    });
+    this.prestarted.add(spare);
+    this.log.info({ replicaPid: spare.child.pid, loader: spare.loader }, "replica process prestarted");
   }
 
   /** A prestarted process (ready or still loading) that can take this environment, removed from the pool. */
@@ -224,35 +202,12 @@ export class HostAgent {
 
   private spawn(a: ReplicaAssignment, record: DeploymentRecord): void {
     const spec = record.spec;
-    const config: ReplicaConfig = {
-      replicaId: a.id,
-      deployment: a.deployment,
-      hostId: this.id,
-      namespace: this.options.namespace,
-      redisUrl: this.options.redisUrl,
-      appDir: this.options.appDir,
-      importRef: spec.import,
-      codeVersion: record.codeVersion,
-      version: a.version,
-      configVersion: record.configVersion,
-      userConfig: spec.userConfig,
-      ...settingsOf(spec),
-    };
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      // A handler's getHandle() reaches the same cluster by default (model composition).
-      REDIS_URL: this.options.redisUrl,
-      FLOTILLA_NAMESPACE: this.options.namespace,
-      OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? "1",
-      MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? REPLICA_MALLOC_ARENAS,
-      CUDA_VISIBLE_DEVICES: a.gpuIds.join(","),
-      ...spec.actorOptions.env,
-    };
     this.lastHandlerLoader = handlerLoader(path.resolve(this.options.appDir, splitImportRef(spec.import).modulePath));
     const proc = new ReplicaProcess(
-      config,
-      env,
+      replicaConfig(a, record, this.options),
+      replicaEnv(a, record, this.options),
       {
+        now: this.now,
         onChange: () => this.scheduleFlush(),
         onExit: (p, code, signal) => void this.onExit(p, code, signal),
       },
@@ -265,8 +220,8 @@ export class HostAgent {
 
   private async onExit(proc: ReplicaProcess, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
     this.procs.delete(proc.id);
-    if (this.procs.size === 0) this.emptySince = Date.now();
-    this.finished.set(proc.id, this.statusOf(proc));
+    if (this.procs.size === 0) this.emptySince = this.now();
+    this.finished.set(proc.id, proc.status(this.id, this.now()));
     const expected = proc.drainRequested && proc.state === "stopped";
     if (expected) this.log.info({ replica: proc.id }, "replica stopped");
     else this.log.warn({ replica: proc.id, code, signal, error: proc.error }, "replica process ended unexpectedly");
@@ -281,23 +236,6 @@ export class HostAgent {
     await this.flushStatuses().catch(() => undefined);
     await this.redis.publish(this.keys.changes, "replicas").catch(() => undefined);
     if (this.stopping && this.procs.size === 0) this.emptied?.();
-  }
-
-  private statusOf(proc: ReplicaProcess): ReplicaStatus {
-    return {
-      id: proc.id,
-      deployment: proc.config.deployment,
-      host: this.id,
-      state: proc.state,
-      codeVersion: proc.config.codeVersion,
-      configVersion: proc.configVersion,
-      pid: proc.pid,
-      workerId: proc.workerId,
-      inflight: proc.inflight,
-      ...(proc.error ? { error: proc.error } : {}),
-      startedAt: proc.startedAt,
-      updatedAt: Date.now(),
-    };
   }
 
   private scheduleFlush(): void {
@@ -318,7 +256,8 @@ export class HostAgent {
    */
   private async flushStatuses(): Promise<void> {
     const entries: string[] = [];
-    for (const proc of this.procs.values()) entries.push(proc.id, JSON.stringify(this.statusOf(proc)));
+    const now = this.now();
+    for (const proc of this.procs.values()) entries.push(proc.id, JSON.stringify(proc.status(this.id, now)));
     for (const status of this.finished.values()) if (!this.procs.has(status.id)) entries.push(status.id, JSON.stringify(status));
     if (entries.length > 0) await this.redis.eval(WRITE_ASSIGNED_STATUSES, 2, this.keys.replicas, this.keys.replicaStatus, ...entries);
   }
@@ -336,8 +275,8 @@ export class HostAgent {
       await this.heartbeat().catch(() => undefined);
       await this.redis.publish(this.keys.changes, "hosts").catch(() => undefined);
       this.log.info({ replicas: this.procs.size }, "host draining: waiting for its replicas to move");
-      const deadline = Date.now() + (maxGraceS + 60) * 1000;
-      while (this.procs.size > 0 && Date.now() < deadline) {
+      const deadline = this.now() + (maxGraceS + 60) * 1000;
+      while (this.procs.size > 0 && this.now() < deadline) {
         if (Number(await this.redis.exists(this.keys.leaderLease).catch(() => 0)) === 0) {
           this.log.warn("no controller leader to move the replicas: draining them in place");
           break;
@@ -350,7 +289,7 @@ export class HostAgent {
     for (const proc of this.procs.values()) proc.drain();
     await this.waitEmpty((maxGraceS + 5) * 1000);
     for (const proc of this.procs.values()) proc.kill();
-    if (this.timer) clearTimeout(this.timer);
+    await this.ticker.stop();
     try {
       const ids = [...this.finished.keys()];
       const multi = this.redis.multi().del(this.keys.hostAlive(this.id)).hdel(this.keys.hosts, this.id);

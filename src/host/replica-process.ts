@@ -4,11 +4,11 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { REPLICA_CONFIG_ENV, REPLICA_PRESTART_ENV, settingsKey, type ReplicaConfig } from "../actors/replica-config.js";
+import { REPLICA_CONFIG_ENV, REPLICA_PRESTART_ENV, settingsKey, type ReplicaConfig, type ReplicaSettings } from "../actors/replica-config.js";
 import type { HandlerLoader } from "../actors/module-scope.js";
-import type { HostToReplica, ReplicaToHost } from "../actors/replica-ipc.js";
+import type { HostToReplica, ReplicaProcessState, ReplicaReport, ReplicaToHost } from "../actors/replica-ipc.js";
 import { replicaOutput } from "../shared/logger.js";
-import type { ReplicaState } from "../shared/records.js";
+import type { ReplicaStatus } from "../shared/records.js";
 
 /** The replica entry next to this file: compiled JS, or TS when running from source under tsx. */
 function replicaEntry(): { file: string; execArgv: string[] } {
@@ -63,11 +63,11 @@ const START_UP_ENV = /^(NODE_|UV_|LD_|MALLOC_|GLIBC_|OPENSSL_|SSL_CERT_|FLOTILLA
  */
 export class PrestartedProcess {
   readonly child: ChildProcess;
-  ready = false;
-  exited = false;
   /** Resolves once the process is ready or has ended. */
   readonly settled: Promise<void>;
   private readonly onStderr = replicaOutput();
+  private isReady = false;
+  private ended = false;
 
   /** `loader`: the process readies that module loader ahead too (tsx's hooks: ~150 ms less to start a .ts handler). */
   constructor(
@@ -80,16 +80,25 @@ export class PrestartedProcess {
     this.settled = new Promise((resolve) => (settle = resolve));
     this.child.on("message", (message: ReplicaToHost) => {
       if (message.type === "prestarted") {
-        this.ready = true;
+        this.isReady = true;
         settle();
       }
     });
     this.child.on("error", () => undefined);
     this.child.once("exit", () => {
-      this.exited = true;
+      this.ended = true;
       settle();
       onExit(this);
     });
+  }
+
+  /** It has loaded the runtime and waits for its assignment. */
+  get ready(): boolean {
+    return this.isReady;
+  }
+
+  get exited(): boolean {
+    return this.ended;
   }
 
   /**
@@ -115,38 +124,40 @@ export class PrestartedProcess {
   }
 }
 
-export interface ReplicaProcessEvents {
+export interface ReplicaProcessHooks {
+  /** The host's clock. */
+  now(): number;
   onChange(proc: ReplicaProcess): void;
   onExit(proc: ReplicaProcess, code: number | null, signal: NodeJS.Signals | null): void;
 }
 
+/**
+ * A replica process: what it last reported, and what the host asked of it.
+ * Only its own methods change it; the host reads it (it is the host plan's
+ * LocalReplica) and acts through drain, applySettings, reconfigure and kill.
+ */
 export class ReplicaProcess {
   readonly child: ChildProcess;
-  state: ReplicaState = "starting";
-  configVersion: string | null;
-  workerId: string | null = null;
-  inflight = 0;
-  error: string | undefined;
-  readonly startedAt = Date.now();
-  /** The host asked it to drain; an exit after that is expected. */
-  drainRequested = false;
-  /** The configVersion last sent with a reconfigure, and when. */
-  reconfigureSent: { configVersion: string; at: number } | null = null;
-  /** The settings the process runs with (as canonical JSON). */
-  settingsKey: string;
-  exited = false;
+  readonly startedAt: number;
   /** Became this replica from a prestarted process rather than a new spawn. */
   readonly prestarted: boolean;
+  private report: Omit<ReplicaReport, "error">;
+  private failure: string | undefined;
+  private drainAsked = false;
+  private lastReconfigure: { readonly configVersion: string; readonly at: number } | null = null;
+  private currentSettingsKey: string;
+  private ended = false;
   private stderrTail = "";
 
   constructor(
     readonly config: ReplicaConfig,
     env: NodeJS.ProcessEnv,
-    events: ReplicaProcessEvents,
+    hooks: ReplicaProcessHooks,
     prestarted?: PrestartedProcess,
   ) {
-    this.configVersion = config.configVersion;
-    this.settingsKey = settingsKey(config);
+    this.startedAt = hooks.now();
+    this.report = { state: "starting", configVersion: config.configVersion, workerId: null, inflight: 0 };
+    this.currentSettingsKey = settingsKey(config);
     const replicaEnv = { ...env, FLOTILLA_LOG_PRETTY: "0", [REPLICA_CONFIG_ENV]: JSON.stringify(config) };
     this.child = prestarted ? prestarted.adopt() : spawnReplicaChild(replicaEnv);
     this.prestarted = prestarted !== undefined;
@@ -157,28 +168,26 @@ export class ReplicaProcess {
     });
     this.child.on("message", (message: ReplicaToHost) => {
       if (message.type === "state") {
-        this.state = message.state;
-        this.configVersion = message.configVersion;
-        this.workerId = message.workerId;
-        this.inflight = message.inflight;
-        this.error = message.error ?? undefined;
-        events.onChange(this);
+        const { type: _type, error, ...report } = message;
+        this.report = report;
+        this.failure = error ?? undefined;
+        hooks.onChange(this);
       } else if (message.type === "stats") {
-        this.inflight = message.inflight;
+        this.report = { ...this.report, inflight: message.inflight };
       }
     });
     this.child.on("error", (err) => {
-      this.error = `could not start the replica process: ${err.message}`;
+      this.failure = `could not start the replica process: ${err.message}`;
     });
     this.child.on("exit", (code, signal) => {
-      this.exited = true;
-      if (this.state !== "stopped" && this.state !== "failed") {
-        this.state = this.drainRequested && code === 0 ? "stopped" : "failed";
+      this.ended = true;
+      if (this.report.state !== "stopped" && this.report.state !== "failed") {
+        this.report = { ...this.report, state: this.drainAsked && code === 0 ? "stopped" : "failed" };
       }
-      if (this.state === "failed" && !this.error) {
-        this.error = `replica process exited (${signal ? `signal ${signal}` : `code ${code}`})${this.lastStderrLine()}`;
+      if (this.report.state === "failed" && !this.failure) {
+        this.failure = `replica process exited (${signal ? `signal ${signal}` : `code ${code}`})${this.lastStderrLine()}`;
       }
-      events.onExit(this, code, signal);
+      hooks.onExit(this, code, signal);
     });
     if (prestarted) {
       const env: Record<string, string> = {};
@@ -197,24 +206,93 @@ export class ReplicaProcess {
     return this.child.pid ?? null;
   }
 
+  get state(): ReplicaProcessState {
+    return this.report.state;
+  }
+
+  get configVersion(): string | null {
+    return this.report.configVersion;
+  }
+
+  get workerId(): string | null {
+    return this.report.workerId;
+  }
+
+  get inflight(): number {
+    return this.report.inflight;
+  }
+
+  get error(): string | undefined {
+    return this.failure;
+  }
+
+  /** The host asked it to drain; an exit after that is expected. */
+  get drainRequested(): boolean {
+    return this.drainAsked;
+  }
+
+  /** The configVersion last sent with a reconfigure, and when. */
+  get reconfigureSent(): { readonly configVersion: string; readonly at: number } | null {
+    return this.lastReconfigure;
+  }
+
+  /** The settings the process runs with (as canonical JSON). */
+  get settingsKey(): string {
+    return this.currentSettingsKey;
+  }
+
+  get exited(): boolean {
+    return this.ended;
+  }
+
+  /** Its status record, as the host writes it for the controller. */
+  status(hostId: string, updatedAt: number): ReplicaStatus {
+    return {
+      id: this.id,
+      deployment: this.config.deployment,
+      host: hostId,
+      state: this.state,
+      codeVersion: this.config.codeVersion,
+      configVersion: this.configVersion,
+      pid: this.pid,
+      workerId: this.workerId,
+      inflight: this.inflight,
+      ...(this.failure ? { error: this.failure } : {}),
+      startedAt: this.startedAt,
+      updatedAt,
+    };
+  }
+
   private lastStderrLine(): string {
     const lines = this.stderrTail.trim().split("\n");
     const last = lines.filter((l) => !l.startsWith("{")).pop() ?? "";
     return last ? `: ${last.slice(0, 300)}` : "";
   }
 
-  send(message: HostToReplica): void {
+  private send(message: HostToReplica): void {
     if (this.child.connected) this.child.send(message, (err) => err && undefined);
   }
 
+  /** Spec fields it picks up in place. */
+  applySettings(settings: ReplicaSettings): void {
+    this.currentSettingsKey = settingsKey(settings);
+    this.send({ type: "settings", settings });
+  }
+
+  /** A new userConfig; `at` is remembered so that a lost one is sent again later. */
+  reconfigure(userConfig: unknown, configVersion: string, at: number): void {
+    this.lastReconfigure = { configVersion, at };
+    this.send({ type: "reconfigure", userConfig, configVersion });
+  }
+
   drain(): void {
-    if (this.drainRequested || this.exited) return;
-    this.drainRequested = true;
+    if (this.drainAsked || this.ended) return;
+    this.drainAsked = true;
     this.send({ type: "drain" });
     if (!this.child.connected) this.child.kill("SIGTERM");
   }
 
   kill(): void {
-    if (!this.exited) this.child.kill("SIGKILL");
+    if (!this.ended) this.child.kill("SIGKILL");
   }
 }
