@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { buildStatus, type StatusReport } from "../src/client/cluster-status.js";
 import { applyDeployments, deleteDeployment, waitForRollout } from "../src/client/deployment-store.js";
-import { readClusterState } from "../src/controller/observed-state.js";
+import { readClusterState } from "../src/client/cluster-state.js";
 import { Keys } from "../src/shared/keys.js";
 import { parseDeploymentSpec } from "../src/spec/deployment-spec.js";
 import { killIfStill, startProc, trackOrphan, type Proc } from "./proc.js";

@@ -71,7 +71,7 @@ function state(records: Map<string, DeploymentRecord>, assignments: Map<string, 
   return {
     now,
     deployments: records,
-    previousStatus: new Map(),
+    memory: new Map(),
     hosts: hosts(),
     assignments,
     replicaStatus: statuses,

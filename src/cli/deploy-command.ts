@@ -55,10 +55,9 @@ export async function deployCommand(redis: Redis, keys: Keys, specs: DeploymentS
   return results;
 }
 
+/** Replicas of the current version serving, of how many wanted (a status from an older controller may lack the count). */
 function counts(p: RolloutProgress): { ready: number; target: number } {
-  const target = p.status?.targetReplicas ?? 0;
-  const match = /^(\d+)\/(\d+)/.exec(p.status?.message ?? "");
-  return { ready: match ? Number(match[1]) : 0, target };
+  return { ready: p.status?.updatedReplicas ?? 0, target: p.status?.targetReplicas ?? 0 };
 }
 
 function lineProgress(out: NodeJS.WriteStream): { update(p: RolloutProgress[]): void; stop(): void } {

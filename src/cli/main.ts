@@ -6,7 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { FlotillaError, errorMessage } from "../errors.js";
-import type { AdminApiOptions } from "../controller/admin-api.js";
+import type { ControllerOptionsInput } from "../controller/controller-options.js";
 import { Keys } from "../shared/keys.js";
 import { createLogger, redactUrl } from "../shared/logger.js";
 import { closeRedis, createRedis, DEFAULT_REDIS_URL, defaultNamespace, defaultRedisUrl, waitReady } from "../shared/redis.js";
@@ -48,7 +48,7 @@ const program = new Command("flotilla")
   .addOption(new Option("--app-dir <dir>", "directory holding the deployments' modules").env("FLOTILLA_APP_DIR").default(process.cwd(), "the current directory"))
   .showHelpAfterError();
 
-function adminOptions(opts: { adminPort: number; adminBind: string }): AdminApiOptions {
+function adminOptions(opts: { adminPort: number; adminBind: string }): NonNullable<ControllerOptionsInput["admin"]> {
   const token = process.env.FLOTILLA_ADMIN_TOKEN;
   return { port: opts.adminPort, bind: opts.adminBind, ...(token ? { token } : {}) };
 }
@@ -97,10 +97,11 @@ program
   .addOption(new Option("--admin-port <port>", "admin API port (0: any free port)").env("FLOTILLA_ADMIN_PORT").default(8265).argParser(number("--admin-port", { min: 0, integer: true })))
   .option("--admin-bind <addr>", "admin API bind address", "127.0.0.1")
   .action(async (opts: { id: string; adminPort: number; adminBind: string }) => {
-    const { Controller } = await import("../controller/controller.js");
+    const [{ Controller }, { parseControllerOptions }] = await Promise.all([import("../controller/controller.js"), import("../controller/controller-options.js")]);
     const g = globals();
-    const log = createLogger("controller", { controller: opts.id });
-    const controller = new Controller({ id: opts.id, redisUrl: g.redis, namespace: g.namespace, admin: adminOptions(opts) }, log);
+    const options = parseControllerOptions({ id: opts.id, redisUrl: g.redis, namespace: g.namespace, admin: adminOptions(opts) });
+    const log = createLogger("controller", { controller: options.id });
+    const controller = new Controller(options, log);
     await controller.start();
     stopOnSignal(log, () => controller.stop());
   });
@@ -194,7 +195,7 @@ program
   .action(async (opts: { json?: boolean }) => {
     const [{ buildStatus }, { readClusterState }, { renderStatus }] = await Promise.all([
       import("../client/cluster-status.js"),
-      import("../controller/observed-state.js"),
+      import("../client/cluster-state.js"),
       import("./status-command.js"),
     ]);
     const g = globals();

@@ -5,8 +5,8 @@
  */
 import os from "node:os";
 import { FlotillaError } from "../errors.js";
-import type { AdminApiOptions } from "../controller/admin-api.js";
 import { Controller } from "../controller/controller.js";
+import { parseControllerOptions, type ControllerOptionsInput } from "../controller/controller-options.js";
 import { HostAgent } from "../host/host-agent.js";
 import { parseHostOptions } from "../host/host-options.js";
 import { Router } from "../router/router.js";
@@ -29,7 +29,7 @@ export interface UpOptions {
   cpus?: number;
   gpus?: number;
   prestart: number;
-  admin: AdminApiOptions;
+  admin: NonNullable<ControllerOptionsInput["admin"]>;
   /** The router's metrics port; omitted: no metrics server. */
   metricsPort?: number;
 }
@@ -37,6 +37,7 @@ export interface UpOptions {
 export async function runUp(o: UpOptions): Promise<void> {
   const log = createLogger("up");
   const specs = o.config ? await readDeployFile(o.config) : [];
+  const controllerOptions = parseControllerOptions({ id: `${os.hostname()}-${process.pid}-controller`, redisUrl: o.redis, namespace: o.namespace, admin: o.admin });
   let redisUrl = o.redis;
   let privateRedis: PrivateRedis | undefined;
   if (!parseClusterUrl(redisUrl) && !(await redisAnswers(redisUrl))) {
@@ -54,7 +55,7 @@ export async function runUp(o: UpOptions): Promise<void> {
     log.info({ redis: redisUrl }, "no Redis at the default URL: started a private redis-server for this run");
   }
 
-  const controller = new Controller({ id: `${os.hostname()}-${process.pid}-controller`, redisUrl, namespace: o.namespace, admin: o.admin }, createLogger("controller"));
+  const controller = new Controller({ ...controllerOptions, redisUrl }, createLogger("controller"));
   await controller.start();
   const hosts: HostAgent[] = [];
   for (let i = 0; i < o.hosts; i++) {

@@ -2,9 +2,10 @@
  * What `flotilla status` shows: a pure view built from a cluster snapshot.
  * The JSON shape is a public contract (`status --json`, `GET /api/status`).
  */
-import { freeResources } from "../controller/placement.js";
-import type { ClusterSnapshot } from "../controller/observed-state.js";
+import { freeResources } from "../shared/resource-ledger.js";
 import type { ReplicaState, ResourceSet } from "../shared/records.js";
+import { describePending } from "../shared/resources.js";
+import type { ClusterSnapshot } from "./cluster-state.js";
 
 export interface ReplicaView {
   id: string;
@@ -74,7 +75,7 @@ export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusRep
       pid: s?.pid ?? null,
       inflight: s?.inflight ?? 0,
       ...(s?.error ? { error: s.error } : {}),
-      ...(a.host === null && a.pendingReason ? { pendingReason: a.pendingReason } : {}),
+      ...(a.host === null && a.pendingReason ? { pendingReason: describePending(a.pendingReason) } : {}),
     };
     if (a.host === null && a.desired === "run") {
       for (const [k, v] of Object.entries(a.resources)) if (v > 0) pendingDemand[k] = (pendingDemand[k] ?? 0) + v;
@@ -86,7 +87,7 @@ export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusRep
 
   const deployments: DeploymentView[] = [];
   for (const [name, record] of snap.deployments) {
-    const st = snap.previousStatus.get(name);
+    const st = snap.statuses.get(name);
     const replicas = (replicasByDeployment.get(name) ?? []).sort((x, y) => x.id.localeCompare(y.id));
     const versions: Record<string, number> = {};
     for (const r of replicas) if (r.state !== "stopped" && r.state !== "failed") versions[r.version] = (versions[r.version] ?? 0) + 1;

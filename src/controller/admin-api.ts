@@ -16,6 +16,7 @@ import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Redis } from "ioredis";
 import { FlotillaError, errorMessage } from "../errors.js";
+import { readClusterState } from "../client/cluster-state.js";
 import { buildStatus } from "../client/cluster-status.js";
 import { applyDeployments, deleteDeployment, getDeployment } from "../client/deployment-store.js";
 import { parseJsonHash } from "../shared/json-hash.js";
@@ -25,15 +26,7 @@ import type { DeploymentRecord, DeploymentStatusRecord } from "../shared/records
 import { parseDeployFile } from "../spec/deployment-spec.js";
 import { readBody } from "../router/read-body.js";
 import type { ClusterMetrics } from "./cluster-metrics.js";
-import { readClusterState } from "./observed-state.js";
-
-export interface AdminApiOptions {
-  port: number;
-  bind: string;
-  /** When set, every request must carry it as a bearer token. */
-  token?: string;
-  maxBodyBytes?: number;
-}
+import type { AdminApiOptions } from "./controller-options.js";
 
 function digest(text: string): Buffer {
   return createHash("sha256").update(text).digest();
@@ -91,7 +84,7 @@ export class AdminApi {
         return json(res, 200, { deployments: [...records.values()].map((r) => r.spec).sort((a, b) => a.name.localeCompare(b.name)) });
       }
       if (url.pathname === "/api/deployments" && method === "PUT") {
-        const body = await readBody(req, this.options.maxBodyBytes ?? 10 * 1024 * 1024);
+        const body = await readBody(req, this.options.maxBodyBytes);
         let doc: unknown;
         try {
           doc = JSON.parse(body);

@@ -1,7 +1,7 @@
 /**
  * The controller process: competes for the leader lease; the leader reads the
  * cluster state, runs the pure reconcile, and applies its decisions with a
- * fenced write. Ticks every 500 ms and whenever a change is announced.
+ * fenced write. Ticks every `tickMs` and whenever a change is announced.
  */
 import os from "node:os";
 import type { Redis } from "ioredis";
@@ -12,26 +12,14 @@ import type { Logger } from "../shared/logger.js";
 import { releaseWorkerLocks } from "../shared/queue-ops.js";
 import type { ControllerInfo } from "../shared/records.js";
 import { closeRedis, createRedis } from "../shared/redis.js";
-import { AdminApi, type AdminApiOptions } from "./admin-api.js";
-import { LeaderLease, type RedisOp } from "./leader-lease.js";
-import { readClusterState } from "./observed-state.js";
+import { Ticker } from "../shared/ticker.js";
+import { readClusterState } from "../client/cluster-state.js";
+import { AdminApi } from "./admin-api.js";
+import type { ControllerOptions } from "./controller-options.js";
+import { decisionOps } from "./decision-ops.js";
+import { LeaderLease } from "./leader-lease.js";
 import { QueueJanitor } from "./queue-janitor.js";
-import { reconcile, type Decisions } from "./reconcile.js";
-
-export interface ControllerOptions {
-  id: string;
-  redisUrl: string;
-  namespace: string;
-  /** @default 500 */
-  tickMs?: number;
-  /** A dead leader is replaced after at most this long. @default 3000 */
-  leaseTtlMs?: number;
-  /** Serve the admin API; omitted: no admin API. */
-  admin?: AdminApiOptions;
-}
-
-/** Dead hosts stay listed (alive: false) this long after their last heartbeat. */
-const DEAD_HOST_RETENTION_MS = 5 * 60_000;
+import { reconcile } from "./reconcile.js";
 
 export class Controller {
   private readonly keys: Keys;
@@ -39,27 +27,24 @@ export class Controller {
   private readonly sub: Redis;
   private readonly lease: LeaderLease;
   private readonly janitor: QueueJanitor;
-  private readonly tickMs: number;
-  private timer: NodeJS.Timeout | undefined;
-  private running = false;
-  private ticking: Promise<void> | undefined;
-  private tickAgain = false;
+  private readonly ticker: Ticker;
   private leader = false;
   private readonly startedAt = Date.now();
   private admin: AdminApi | undefined;
   /** The admin API's port once listening. */
   adminPort: number | undefined;
 
+  /** @param options as parseControllerOptions (controller-options.ts) returns them */
   constructor(
-    private readonly options: ControllerOptions,
+    private readonly options: Readonly<ControllerOptions>,
     private readonly log: Logger,
   ) {
     this.keys = new Keys(options.namespace);
     this.redis = createRedis(options.redisUrl, { name: `flotilla-controller-${options.id}` });
     this.sub = createRedis(options.redisUrl, { name: `flotilla-controller-${options.id}-sub` });
-    this.tickMs = options.tickMs ?? 500;
-    this.lease = new LeaderLease(this.redis, this.keys.leaderLease, options.id, options.leaseTtlMs ?? 3000);
+    this.lease = new LeaderLease(this.redis, this.keys.leaderLease, options.id, options.leaseTtlMs);
     this.janitor = new QueueJanitor(this.redis, this.keys, log);
+    this.ticker = new Ticker(() => this.tick(), () => options.tickMs);
   }
 
   get id(): string {
@@ -75,32 +60,13 @@ export class Controller {
       this.admin = new AdminApi(this.redis, this.keys, this.options.admin, this.log, () => this.leader);
       this.adminPort = await this.admin.start();
     }
-    this.running = true;
     await this.sub.subscribe(this.keys.changes);
     this.sub.on("message", (_channel: string, message: string) => {
-      if (message !== "status") this.nudge();
+      // A standby waits for its next tick to try for the lease: a nudge would only make it ask sooner.
+      if (message !== "status" && this.leader) this.ticker.nudge();
     });
     this.log.info({ controller: this.id }, "controller started");
-    this.schedule(0);
-  }
-
-  private nudge(): void {
-    if (!this.leader) return;
-    if (this.ticking) this.tickAgain = true;
-    else this.schedule(0);
-  }
-
-  private schedule(ms: number): void {
-    if (!this.running) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.ticking = this.tick().finally(() => {
-        this.ticking = undefined;
-        const again = this.tickAgain;
-        this.tickAgain = false;
-        this.schedule(again ? 0 : this.tickMs);
-      });
-    }, ms);
+    this.ticker.start();
   }
 
   private async register(): Promise<void> {
@@ -108,7 +74,7 @@ export class Controller {
     await this.redis
       .multi()
       .hset(this.keys.controllers, this.id, JSON.stringify(info))
-      .set(this.keys.controllerAlive(this.id), "1", "PX", (this.options.leaseTtlMs ?? 3000) + 2000)
+      .set(this.keys.controllerAlive(this.id), "1", "PX", this.options.leaseTtlMs + 2000)
       .exec();
   }
 
@@ -131,8 +97,7 @@ export class Controller {
   private async reconcileOnce(): Promise<void> {
     const state = await readClusterState(this.redis, this.keys);
     const decisions = reconcile(state, (deployment) => `${deployment}-${uuidv4().slice(0, 8)}`);
-    const ops = this.ops(decisions, state.now, state.hosts);
-    if (!(await this.lease.fencedApply(ops))) {
+    if (!(await this.lease.fencedApply(decisionOps(decisions, this.keys)))) {
       this.leader = false;
       this.log.warn("lost the leader lease before applying; nothing written");
       return;
@@ -150,28 +115,8 @@ export class Controller {
     }
   }
 
-  private ops(d: Decisions, now: number, hosts: ReadonlyArray<{ id: string; alive: boolean; lastHeartbeatAt?: number }>): RedisOp[] {
-    const ops: RedisOp[] = [];
-    if (d.upsert.length > 0) ops.push(["HSET", this.keys.replicas, ...d.upsert.flatMap((a) => [a.id, JSON.stringify(a)])]);
-    if (d.remove.length > 0) {
-      ops.push(["HDEL", this.keys.replicas, ...d.remove]);
-      ops.push(["HDEL", this.keys.replicaStatus, ...d.remove]);
-    }
-    if (d.statuses.length > 0) ops.push(["HSET", this.keys.deploymentStatus, ...d.statuses.flatMap((s) => [s.name, JSON.stringify(s)])]);
-    if (d.autoscaler.size > 0) ops.push(["HSET", this.keys.autoscaler, ...[...d.autoscaler].flatMap(([k, v]) => [k, JSON.stringify(v)])]);
-    if (d.forget.length > 0) {
-      ops.push(["HDEL", this.keys.deploymentStatus, ...d.forget]);
-      ops.push(["HDEL", this.keys.autoscaler, ...d.forget]);
-    }
-    const gone = hosts.filter((h) => !h.alive && now - (h.lastHeartbeatAt ?? 0) > DEAD_HOST_RETENTION_MS).map((h) => h.id);
-    if (gone.length > 0) ops.push(["HDEL", this.keys.hosts, ...gone]);
-    return ops;
-  }
-
   async stop(): Promise<void> {
-    this.running = false;
-    if (this.timer) clearTimeout(this.timer);
-    await this.ticking;
+    await this.ticker.stop();
     try {
       if (this.leader) await this.lease.release();
       await this.redis.multi().hdel(this.keys.controllers, this.id).del(this.keys.controllerAlive(this.id)).exec();

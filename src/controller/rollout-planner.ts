@@ -28,6 +28,8 @@ export interface PlannerReplica {
   /** Requests it is running now. */
   inflight: number;
   createdAt: number;
+  /** It must go even at the target version (its host is draining): replaced like an old version, successor first. */
+  mustMove?: boolean;
 }
 
 /** What the planner decides from: the desired state and the replicas observed. */
@@ -47,7 +49,7 @@ export interface RolloutDecision {
   start: number;
   /** Replicas to drain, in the order they were chosen; never one already draining. */
   drain: string[];
-  /** True while a replica of another code version is still not draining. */
+  /** True while a replica of another code version (or one that must move) is still not draining. */
   rollingUpdate: boolean;
 }
 
@@ -64,6 +66,11 @@ function drainOrder(a: PlannerReplica, b: PlannerReplica): number {
 }
 
 const isServing = (r: PlannerReplica): boolean => r.phase === "serving";
+
+/** True for a replica a rolling update replaces: another version, or one that must move. */
+export function isOutdated(r: PlannerReplica, codeVersion: string): boolean {
+  return r.codeVersion !== codeVersion || r.mustMove === true;
+}
 const ids = (rs: readonly PlannerReplica[]): string[] => rs.map((r) => r.id);
 
 /** Replicas a rolling update may have unavailable, and may surge by: max(1, floor(20% of target)). */
@@ -85,13 +92,13 @@ export function planRollout(input: RolloutInput): RolloutDecision {
   for (const r of input.replicas) {
     if (r.phase === "draining") continue;
     notDraining++;
-    if (r.codeVersion !== codeVersion) other++;
+    if (isOutdated(r, codeVersion)) other++;
   }
   if (other === 0 && notDraining <= target) return { start: canStart ? target - notDraining : 0, drain: [], rollingUpdate: false };
   // Sorting everything once makes every later choice (and the output) independent of input order.
   const live = input.replicas.filter((r) => r.phase !== "draining").sort(drainOrder);
-  const old = live.filter((r) => r.codeVersion !== codeVersion);
-  const fresh = live.filter((r) => r.codeVersion === codeVersion);
+  const old = live.filter((r) => isOutdated(r, codeVersion));
+  const fresh = live.filter((r) => !isOutdated(r, codeVersion));
   const rollingUpdate = old.length > 0;
 
   if (target <= 0) return { start: 0, drain: ids(live), rollingUpdate };

@@ -36,6 +36,10 @@ export class Keys {
   get deploymentStatus(): string {
     return `${this.control}:deployment-status`;
   }
+  /** Hash: deployment name → ControllerRecord JSON (the leader's own memory: back-off, failures, last target). */
+  get controllerRecords(): string {
+    return `${this.control}:controller-records`;
+  }
   /** Hash: replica id → ReplicaAssignment JSON (desired replicas, written by the leader controller). */
   get replicas(): string {
     return `${this.control}:replicas`;

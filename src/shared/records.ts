@@ -28,6 +28,16 @@ export interface DeploymentRecord {
 export const REPLICA_STATES = ["pending", "starting", "running", "reconfiguring", "draining", "stopped", "failed"] as const;
 export type ReplicaState = (typeof REPLICA_STATES)[number];
 
+/**
+ * Why a replica has no host. `resources`: no live host has, on its own, this
+ * much free of each named resource; `combination`: each fits somewhere, not all
+ * together on one host. Text for people comes from `describePending` (resources.ts).
+ */
+export type PendingReason =
+  | { kind: "no-hosts" }
+  | { kind: "resources"; needs: ResourceSet }
+  | { kind: "combination"; needs: ResourceSet };
+
 /** A replica the controller wants to exist, on a host (or pending without one). */
 export interface ReplicaAssignment {
   id: string;
@@ -44,7 +54,7 @@ export interface ReplicaAssignment {
   /** GPU device indices on the host, for CUDA_VISIBLE_DEVICES. */
   gpuIds: number[];
   /** Why it is pending, when host is null. */
-  pendingReason?: string;
+  pendingReason?: PendingReason;
   createdAt: number;
 }
 
@@ -86,15 +96,22 @@ export interface HostInfo {
 
 export type DeploymentHealth = "UPDATING" | "HEALTHY" | "UNHEALTHY" | "DELETING";
 
-/** What the leader controller reports for each deployment. */
+/**
+ * What the leader controller reports for each deployment. Written for users and
+ * clients only: the controller never reads it back (its memory is ControllerRecord).
+ */
 export interface DeploymentStatusRecord {
   name: string;
   status: DeploymentHealth;
   message: string;
   targetReplicas: number;
+  /** Replicas serving requests, of any version. */
+  runningReplicas: number;
+  /** Replicas of the current version serving requests: the rollout's progress towards targetReplicas. */
+  updatedReplicas: number;
   codeVersion: string;
   generation: number;
-  /** Consecutive failed replica starts of the current version; drives back-off. */
+  /** Consecutive failed replica starts of the current version. */
   failures: number;
   /** Earliest time (ms) the next replica of this version may be started after failures. */
   retryAt: number;
@@ -108,6 +125,27 @@ export interface DeploymentStatusRecord {
     lastDecision?: { at: number; from: number; to: number; reason: string };
   };
   updatedAt: number;
+}
+
+/** The autoscaler's view of a deployment, as reported in its status. */
+export type AutoscalingView = NonNullable<DeploymentStatusRecord["autoscaling"]>;
+
+/**
+ * What the leader controller remembers of one deployment from tick to tick, so
+ * a new leader resumes where the last one stopped. Not shown to users.
+ */
+export interface ControllerRecord {
+  /** The code version the failure count is about: a new version starts with a clean slate. */
+  codeVersion: string;
+  /** Consecutive failed replica starts of that version; drives back-off. */
+  failures: number;
+  /** Earliest time (ms) the next replica of that version may be started. */
+  retryAt: number;
+  lastError?: string;
+  /** The replica count last aimed at (what the autoscaler moves from). */
+  target: number;
+  /** The autoscaler's last demand, desired count and decision, carried between samples. */
+  autoscaling?: AutoscalingView;
 }
 
 export interface ControllerInfo {

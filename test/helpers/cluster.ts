@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import type { Redis } from "ioredis";
 import { applyDeployments, waitForRollout } from "../../src/client/deployment-store.js";
 import { buildStatus, type DeploymentView, type StatusReport } from "../../src/client/cluster-status.js";
-import { readClusterState } from "../../src/controller/observed-state.js";
+import { readClusterState } from "../../src/client/cluster-state.js";
 import { Keys } from "../../src/shared/keys.js";
 import { parseDeploymentSpec, type DeploymentSpecInput } from "../../src/spec/deployment-spec.js";
 import { cleanupNamespace, REDIS_URL, testNamespace, testRedis } from "./redis.js";

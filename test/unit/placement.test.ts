@@ -1,10 +1,18 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { describeResources, freeResources, place, sumResources, type HostCapacity, type PlacedReplica, type PlacementRequest } from "../../src/controller/placement.js";
+import { place as placeWithReasons, type HostCapacity, type PlacedReplica, type PlacementRequest } from "../../src/controller/placement.js";
 import type { ResourceSet } from "../../src/shared/records.js";
+import { freeResources } from "../../src/shared/resource-ledger.js";
+import { describePending, describeResources, sumResources } from "../../src/shared/resources.js";
 import { mulberry32 } from "../helpers/prng.js";
 
 const EPS = 1e-9;
+
+/** place(), with each pending reason as the text people read. */
+function place(...args: Parameters<typeof placeWithReasons>): { placed: ReturnType<typeof placeWithReasons>["placed"]; pending: Array<{ id: string; reason: string }> } {
+  const result = placeWithReasons(...args);
+  return { placed: result.placed, pending: result.pending.map((p) => ({ id: p.id, reason: describePending(p.reason) })) };
+}
 
 function host(id: string, cpu: number, gpus = 0, extra: ResourceSet = {}, schedulable = true): HostCapacity {
   return { id, total: { CPU: cpu, GPU: gpus, ...extra }, gpuDevices: gpus, schedulable };
@@ -132,6 +140,13 @@ describe("place", () => {
     assert.deepEqual(result.pending, [{ id: "r0", reason: "needs 2 CPU and 1 GPU together, no host has them free" }]);
     const neither = place([host("a", 4), host("b", 1, 1)], [], requests(1, { CPU: 8, GPU: 2 }));
     assert.deepEqual(neither.pending, [{ id: "r0", reason: "needs 8 CPU, no host has 8 free; needs 2 GPU, no host has 2 free" }]);
+  });
+
+  it("gives each reason as data: the resources no host has free, the combination, or no live host", () => {
+    const hosts = [host("a", 4), host("b", 1, 1)];
+    assert.deepEqual(placeWithReasons(hosts, [], requests(1, { CPU: 8, GPU: 2 })).pending, [{ id: "r0", reason: { kind: "resources", needs: { CPU: 8, GPU: 2 } } }]);
+    assert.deepEqual(placeWithReasons(hosts, [], requests(1, { CPU: 2, GPU: 1, mem: 0 })).pending, [{ id: "r0", reason: { kind: "combination", needs: { CPU: 2, GPU: 1 } } }]);
+    assert.deepEqual(placeWithReasons([], [], requests(1, { CPU: 1 })).pending, [{ id: "r0", reason: { kind: "no-hosts" } }]);
   });
 
   it("tolerates float noise: three 0.1 CPU fit in 0.3, a fourth does not", () => {

@@ -7,11 +7,14 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { AutoscalerState } from "../../src/autoscaler/policy.js";
+import { restoreAutoscalerState, type AutoscalerState } from "../../src/autoscaler/policy.js";
+import { decisionOps } from "../../src/controller/decision-ops.js";
 import { backoffMs, reconcile, type Decisions, type ObservedState } from "../../src/controller/reconcile.js";
 import { minServing } from "../../src/controller/rollout-planner.js";
+import { Keys } from "../../src/shared/keys.js";
 import type { QueueDepth } from "../../src/shared/queue-ops.js";
-import type { DeploymentRecord, DeploymentStatusRecord, HostInfo, ReplicaAssignment, ReplicaStatus } from "../../src/shared/records.js";
+import type { ControllerRecord, DeploymentRecord, DeploymentStatusRecord, HostInfo, ReplicaAssignment, ReplicaStatus } from "../../src/shared/records.js";
+import { describePending } from "../../src/shared/resources.js";
 import { parseDeploymentSpec, type DeploymentSpecInput } from "../../src/spec/deployment-spec.js";
 
 type Host = HostInfo & { alive: boolean };
@@ -26,6 +29,8 @@ class World {
   readonly replicaStatus = new Map<string, ReplicaStatus>();
   readonly queues = new Map<string, QueueDepth>();
   readonly autoscaler = new Map<string, AutoscalerState>();
+  /** The controller's own memory (ControllerRecord per deployment). */
+  readonly memory = new Map<string, ControllerRecord>();
   /** Code versions whose replicas fail to start, with the error they report. */
   readonly failing = new Map<string, string>();
   private seq = 0;
@@ -68,7 +73,7 @@ class World {
     return structuredClone({
       now: this.now,
       deployments: this.deployments,
-      previousStatus: this.statuses,
+      memory: this.memory,
       hosts: [...this.hosts.values()],
       assignments: this.assignments,
       replicaStatus: this.replicaStatus,
@@ -77,18 +82,23 @@ class World {
     });
   }
 
-  /** Writes decisions the way the controller does. */
+  /** Writes decisions the way the controller does: its Redis ops, applied to the hashes this world holds. */
   apply(d: Decisions): void {
-    for (const a of d.upsert) this.assignments.set(a.id, a);
-    for (const id of d.remove) {
-      this.assignments.delete(id);
-      this.replicaStatus.delete(id);
-    }
-    for (const s of d.statuses) this.statuses.set(s.name, s);
-    for (const [name, st] of d.autoscaler) this.autoscaler.set(name, st);
-    for (const name of d.forget) {
-      this.statuses.delete(name);
-      this.autoscaler.delete(name);
+    const keys = new Keys("sim");
+    const hashes = new Map<string, { map: Map<string, unknown>; parse: (json: string) => unknown }>([
+      [keys.replicas, { map: this.assignments, parse: JSON.parse }],
+      [keys.replicaStatus, { map: this.replicaStatus, parse: JSON.parse }],
+      [keys.deploymentStatus, { map: this.statuses, parse: JSON.parse }],
+      [keys.controllerRecords, { map: this.memory, parse: JSON.parse }],
+      [keys.autoscaler, { map: this.autoscaler, parse: (json) => restoreAutoscalerState(JSON.parse(json)) }],
+      [keys.hosts, { map: this.hosts, parse: JSON.parse }],
+    ]);
+    for (const [command, key, ...args] of decisionOps(d, keys)) {
+      const hash = hashes.get(key);
+      assert.ok(hash, `the controller writes only hashes this world holds, not ${key}`);
+      if (command === "HSET") for (let i = 0; i < args.length; i += 2) hash.map.set(args[i]!, hash.parse(args[i + 1]!));
+      else if (command === "HDEL") for (const field of args) hash.map.delete(field);
+      else assert.fail(`unexpected command ${command}`);
     }
   }
 
@@ -170,6 +180,11 @@ class World {
 }
 
 const APP = "app";
+
+/** Why a replica waits, as people read it ("" when it does not). */
+function pendingText(a: ReplicaAssignment): string {
+  return a.pendingReason ? describePending(a.pendingReason) : "";
+}
 
 /** Two 4-CPU hosts and one dead one. */
 function smallCluster(): World {
@@ -470,7 +485,7 @@ describe("reconcile: a draining host", () => {
     const successor = d.upsert.find((a) => a.id !== original.id);
     assert.ok(successor, "a successor is still asked for");
     assert.equal(successor.host, null);
-    assert.match(successor.pendingReason ?? "", /2 CPU/);
+    assert.match(pendingText(successor), /2 CPU/);
     assert.match(w.status(APP)?.message ?? "", /pending: .*2 CPU/);
   });
 });
@@ -483,7 +498,7 @@ describe("reconcile: pending replicas", () => {
     assert.equal(d.upsert.length, 2);
     for (const a of d.upsert) {
       assert.equal(a.host, null);
-      assert.match(a.pendingReason ?? "", /needs 8 CPU, no host has 8 free/);
+      assert.match(pendingText(a), /needs 8 CPU, no host has 8 free/);
     }
     const status = w.status(APP);
     assert.equal(status?.status, "UPDATING");
@@ -556,7 +571,7 @@ describe("reconcile: autoscaling", () => {
     assert.equal(w.replicasOf(APP).length, target);
   });
 
-  it("keeps the raised target across a controller restart (read back from the status), and scales down when demand goes", () => {
+  it("keeps the raised target across a controller restart (read back from the controller record), and scales down when demand goes", () => {
     const w = new World();
     w.addHost("host-a", 16);
     w.deploy({ name: APP, import: "app.ts", autoscalingConfig: config }, "v1");

@@ -6,11 +6,30 @@ import type { Redis } from "ioredis";
 import { restoreAutoscalerState, type AutoscalerState } from "../autoscaler/policy.js";
 import { parseJsonHash } from "../shared/json-hash.js";
 import type { Keys } from "../shared/keys.js";
-import { queueDepths } from "../shared/queue-ops.js";
-import type { ControllerInfo, DeploymentRecord, DeploymentStatusRecord, HostInfo, ReplicaAssignment, ReplicaStatus, RouterInfo } from "../shared/records.js";
-import type { ObservedState } from "./reconcile.js";
+import { queueDepths, type QueueDepth } from "../shared/queue-ops.js";
+import type {
+  ControllerInfo,
+  ControllerRecord,
+  DeploymentRecord,
+  DeploymentStatusRecord,
+  HostInfo,
+  ReplicaAssignment,
+  ReplicaStatus,
+  RouterInfo,
+} from "../shared/records.js";
 
-export interface ClusterSnapshot extends ObservedState {
+export interface ClusterSnapshot {
+  now: number;
+  deployments: ReadonlyMap<string, DeploymentRecord>;
+  /** The statuses the leader controller last wrote (for people; the controller does not read them back). */
+  statuses: ReadonlyMap<string, DeploymentStatusRecord>;
+  /** The leader controller's own memory of each deployment. */
+  memory: ReadonlyMap<string, ControllerRecord>;
+  hosts: ReadonlyArray<HostInfo & { alive: boolean }>;
+  assignments: ReadonlyMap<string, ReplicaAssignment>;
+  replicaStatus: ReadonlyMap<string, ReplicaStatus>;
+  queues: ReadonlyMap<string, QueueDepth>;
+  autoscaler: ReadonlyMap<string, AutoscalerState>;
   controllers: Array<ControllerInfo & { alive: boolean; leader: boolean }>;
   routers: Array<RouterInfo & { alive: boolean }>;
 }
@@ -28,6 +47,7 @@ export async function readClusterState(redis: Redis, keys: Keys, now = Date.now(
       .hgetall(keys.controllers)
       .hgetall(keys.routers)
       .get(keys.leaderLease)
+      .hgetall(keys.controllerRecords)
       .exec()) ?? [];
   for (const [err] of res) if (err) throw err;
   const value = (i: number): unknown => res[i]?.[1];
@@ -37,6 +57,8 @@ export async function readClusterState(redis: Redis, keys: Keys, now = Date.now(
   const routerInfos = [...parseJsonHash<RouterInfo>(value(7)).values()];
   const leader = (value(8) as string | null) ?? null;
   const assignments = parseJsonHash<ReplicaAssignment>(value(3));
+  // An older controller wrote the reason as text; the leader writes it again in the current shape.
+  for (const a of assignments.values()) if (typeof a.pendingReason !== "object") delete a.pendingReason;
   const queueNames = new Set([...deployments.keys(), ...[...assignments.values()].map((a) => a.deployment)]);
 
   const aliveCheck = redis.pipeline();
@@ -54,7 +76,8 @@ export async function readClusterState(redis: Redis, keys: Keys, now = Date.now(
   return {
     now,
     deployments,
-    previousStatus: parseJsonHash<DeploymentStatusRecord>(value(1)),
+    statuses: parseJsonHash<DeploymentStatusRecord>(value(1)),
+    memory: parseJsonHash<ControllerRecord>(value(9)),
     hosts: hostInfos.map((h, i) => ({ ...h, alive: isAlive(i) })),
     assignments,
     replicaStatus: parseJsonHash<ReplicaStatus>(value(4)),
