@@ -27,8 +27,8 @@ export interface PackedPackage {
   hash: string;
   bytes: number;
   data: Buffer;
-  /** Entries (files, directories, symlinks) in the archive. */
-  entries: number;
+  /** Paths of the entries (files, directories, symlinks) in the archive, sorted. */
+  paths: string[];
   /** The directory that was packed, after symlinks. */
   workingDir: string;
 }
@@ -94,5 +94,5 @@ export async function packWorkingDir(workingDir: string, options: PackOptions = 
       { details: { workingDir: realRoot, bytes, maxBytes } },
     );
   }
-  return { hash: hash.digest("hex"), bytes, data: Buffer.concat(chunks, bytes), entries: entries.length, workingDir: realRoot };
+  return { hash: hash.digest("hex"), bytes, data: Buffer.concat(chunks, bytes), paths: entries.map((e) => e.rel), workingDir: realRoot };
 }
