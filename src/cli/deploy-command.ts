@@ -49,7 +49,7 @@ export interface DeployCommandOptions {
 export async function deployCommand(redis: Redis, keys: Keys, specs: DeploymentSpec[], options: DeployCommandOptions): Promise<ApplyResult[]> {
   const packages = await packAndUpload(redis, keys, specs, { baseDir: options.baseDir, maxBytes: (options.maxPackageMiB ?? 100) * 1024 * 1024 });
   for (const [name, p] of packages) {
-    options.out.write(`${name}: package sha256:${p.hash} ${formatBytes(p.bytes)}, ${p.entries} entries from ${p.workingDir} (${p.uploaded ? "uploaded" : "already stored"})\n`);
+    options.out.write(`${name}: package sha256:${p.hash} ${formatBytes(p.bytes)}, ${p.entries} ${p.entries === 1 ? "entry" : "entries"} from ${p.workingDir} (${p.uploaded ? "uploaded" : "already stored"})\n`);
   }
   const results = await applyDeployments(redis, keys, specs, Date.now(), packages);
   for (const r of results) options.out.write(`${r.name}: ${r.outcome}${r.outcome === "unchanged" ? "" : ` (generation ${r.generation}${r.rollout ? ", rolling update" : ""})`}\n`);

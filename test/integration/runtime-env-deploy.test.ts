@@ -57,7 +57,7 @@ describe("deploying a runtimeEnv", () => {
     const { text, results } = await deploy(file);
     const record = await getDeployment(redis, keys, "summarizer");
     assert.ok(record?.runtimeEnv, "the record carries the package");
-    assert.match(text, new RegExp(`summarizer: package sha256:${record.runtimeEnv.hash} \\d+ B, 1 entries from .*summarizer \\(uploaded\\)`));
+    assert.match(text, new RegExp(`summarizer: package sha256:${record.runtimeEnv.hash} \\d+ B, 1 entry from .*summarizer \\(uploaded\\)`));
     assert.deepEqual(results[0]?.runtimeEnv, record.runtimeEnv);
     assert.equal((await store.download(record.runtimeEnv.hash, record.runtimeEnv.bytes)).length, record.runtimeEnv.bytes);
     assert.match(record.codeVersion, new RegExp(`^auto-${record.runtimeEnv.hash.slice(0, 8)}-`));
