@@ -181,3 +181,10 @@ export class PackageStore {
 export function collectPackageGarbage(redis: Redis, keys: Keys, referenced: ReadonlySet<string>, options: { graceMs?: number } = {}): Promise<string[]> {
   return new PackageStore(redis, keys).collectGarbage(referenced, options);
 }
+
+/** The package hashes some records reference: a deployment's current record, and the revisions kept for rollback. */
+export function packageHashesOf(records: Iterable<{ runtimeEnv?: { hash: string } | undefined }>): Set<string> {
+  const hashes = new Set<string>();
+  for (const record of records) if (record.runtimeEnv) hashes.add(record.runtimeEnv.hash);
+  return hashes;
+}
