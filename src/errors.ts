@@ -15,6 +15,10 @@ export const ERROR_CODES = {
   REDIS_UNAVAILABLE: { status: 503, retryable: true, summary: "Redis does not answer; the request was not accepted." },
   TIMEOUT: { status: 504, retryable: true, summary: "No answer within the request timeout (router-side, or the handler's requestTimeoutS)." },
   ROLLOUT_FAILED: { status: 500, retryable: false, summary: "A new version did not become healthy (the message has its error); the old version keeps serving." },
+  PACKAGE_TOO_LARGE: { status: 413, retryable: false, summary: "A runtimeEnv package is over the package size limit (`--max-package-mib`); nothing was uploaded." },
+  PACKAGE_INVALID: { status: 400, retryable: false, summary: "A runtimeEnv package was refused: a symlink leaves workingDir, or an archive entry is unsafe (absolute path, `..`, a link out, a device file)." },
+  PACKAGE_FETCH_FAILED: { status: 502, retryable: true, summary: "A host could not fetch a runtimeEnv package: it is not stored, or its bytes do not match its sha256." },
+  INSTALL_FAILED: { status: 500, retryable: false, summary: "Installing a runtimeEnv package's dependencies (`npm ci`) failed; the message ends with npm's output." },
   INTERNAL: { status: 500, retryable: false, summary: "A bug in Flotilla itself; the message says where." },
 } as const;
 

@@ -9,6 +9,7 @@
  */
 import { FlotillaError } from "../errors.js";
 import { applyDeployments, deleteDeployment, waitForRollout, type ApplyResult } from "../client/deployment-store.js";
+import { packAndUpload } from "../client/package-upload.js";
 import type { Reply } from "../shared/protocol.js";
 import type { DeploymentStatusRecord } from "../shared/records.js";
 import { parseDeploymentSpec, type DeploymentSpec, type DeploymentSpecInput } from "../spec/deployment-spec.js";
@@ -19,6 +20,8 @@ export interface DeployOptions {
   wait?: boolean;
   /** How long to wait. @default 120 */
   timeoutS?: number;
+  /** A runtimeEnv package larger than this is refused before anything is uploaded. @default 100 */
+  maxPackageMiB?: number;
 }
 
 export interface CallOptions {
@@ -73,10 +76,16 @@ export class Deployment {
     return new Deployment({ ...this.input, ...changes } as DeploymentSpecInput, this.conn);
   }
 
-  /** Creates or updates the deployment; by default waits until it is HEALTHY. */
+  /**
+   * Creates or updates the deployment; by default waits until it is HEALTHY.
+   * With runtimeEnv, packs and uploads workingDir first; the result's `warning`
+   * says when the code changed but an explicit version did not.
+   */
   async deploy(options: DeployOptions = {}): Promise<ApplyResult> {
     const conn = this.connection();
-    const [result] = await applyDeployments(conn.redis, conn.keys, [this.spec]);
+    // A relative runtimeEnv.workingDir is relative to the current directory.
+    const packages = await packAndUpload(conn.redis, conn.keys, [this.spec], { baseDir: process.cwd(), maxBytes: (options.maxPackageMiB ?? 100) * 1024 * 1024 });
+    const [result] = await applyDeployments(conn.redis, conn.keys, [this.spec], Date.now(), packages);
     if (!result) throw new FlotillaError("INTERNAL", "apply returned no result");
     if (options.wait !== false) {
       await waitForRollout(conn.redis, conn.keys, [{ name: result.name, generation: result.generation }], { timeoutMs: (options.timeoutS ?? 120) * 1000 });

@@ -9,6 +9,8 @@ import type { Redis } from "ioredis";
 import { parse as parseYaml } from "yaml";
 import { FlotillaError, errorMessage } from "../errors.js";
 import { applyDeployments, waitForRollout, type ApplyResult, type RolloutProgress } from "../client/deployment-store.js";
+import { packAndUpload } from "../client/package-upload.js";
+import { formatBytes } from "../runtime-env/pack.js";
 import type { Keys } from "../shared/keys.js";
 import { parseDeployFile, type DeploymentSpec } from "../spec/deployment-spec.js";
 
@@ -38,11 +40,20 @@ export interface DeployCommandOptions {
   wait: boolean;
   timeoutS: number;
   out: NodeJS.WriteStream;
+  /** Relative runtimeEnv.workingDir paths are relative to this: the deploy file's directory. */
+  baseDir: string;
+  /** @default 100 */
+  maxPackageMiB?: number;
 }
 
 export async function deployCommand(redis: Redis, keys: Keys, specs: DeploymentSpec[], options: DeployCommandOptions): Promise<ApplyResult[]> {
-  const results = await applyDeployments(redis, keys, specs);
+  const packages = await packAndUpload(redis, keys, specs, { baseDir: options.baseDir, maxBytes: (options.maxPackageMiB ?? 100) * 1024 * 1024 });
+  for (const [name, p] of packages) {
+    options.out.write(`${name}: package sha256:${p.hash} ${formatBytes(p.bytes)}, ${p.entries} ${p.entries === 1 ? "entry" : "entries"} from ${p.workingDir} (${p.uploaded ? "uploaded" : "already stored"})\n`);
+  }
+  const results = await applyDeployments(redis, keys, specs, Date.now(), packages);
   for (const r of results) options.out.write(`${r.name}: ${r.outcome}${r.outcome === "unchanged" ? "" : ` (generation ${r.generation}${r.rollout ? ", rolling update" : ""})`}\n`);
+  for (const r of results) if (r.warning) options.out.write(`warning: ${r.name}: ${r.warning}\n`);
   if (!options.wait) return results;
   const targets = results.map((r) => ({ name: r.name, generation: r.generation }));
   const progress = options.out.isTTY ? barProgress() : lineProgress(options.out);

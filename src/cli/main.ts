@@ -171,10 +171,12 @@ program
   .argument("<file>", "the deploy file")
   .option("--no-wait", "return once the specs are stored")
   .option("--timeout <s>", "fail if the rollout is not done by then", number("--timeout", { min: 1 }), 300)
-  .action(async (file: string, opts: { wait: boolean; timeout: number }) => {
+  .option("--max-package-mib <n>", "refuse a runtimeEnv package larger than this, before uploading anything", number("--max-package-mib", { min: 0.001 }), 100)
+  .action(async (file: string, opts: { wait: boolean; timeout: number; maxPackageMib: number }) => {
     const { deployCommand, readDeployFile } = await import("./deploy-command.js");
     const specs = await readDeployFile(file);
-    await withRedis((redis, keys) => deployCommand(redis, keys, specs, { wait: opts.wait, timeoutS: opts.timeout, out: process.stdout }));
+    const baseDir = path.dirname(path.resolve(file));
+    await withRedis((redis, keys) => deployCommand(redis, keys, specs, { wait: opts.wait, timeoutS: opts.timeout, out: process.stdout, baseDir, maxPackageMiB: opts.maxPackageMib }));
   });
 
 program

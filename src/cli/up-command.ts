@@ -4,6 +4,7 @@
  * optionally deploys a file, and on Ctrl-C drains everything and exits.
  */
 import os from "node:os";
+import path from "node:path";
 import { FlotillaError } from "../errors.js";
 import { Controller } from "../controller/controller.js";
 import { parseControllerOptions, type ControllerOptionsInput } from "../controller/controller-options.js";
@@ -101,7 +102,7 @@ export async function runUp(o: UpOptions): Promise<void> {
   if (specs.length > 0) {
     const redis = createRedis(redisUrl, { name: "flotilla-up-deploy" });
     try {
-      await deployCommand(redis, new Keys(o.namespace), specs, { wait: true, timeoutS: 300, out: process.stdout });
+      await deployCommand(redis, new Keys(o.namespace), specs, { wait: true, timeoutS: 300, out: process.stdout, baseDir: path.dirname(path.resolve(o.config ?? "flotilla.yaml")) });
     } catch (err) {
       log.error({ err: err instanceof Error ? err.message : String(err) }, "the deploy file did not roll out; the cluster keeps running");
     } finally {

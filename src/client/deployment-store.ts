@@ -27,10 +27,18 @@ function shortHash(text: string): string {
   return createHash("sha256").update(text).digest("hex").slice(0, 12);
 }
 
-/** The code version: stable for an explicit `version` with the same import and actorOptions; fresh otherwise. */
-export function codeVersionOf(spec: DeploymentSpec): string {
-  if (spec.version === undefined) return `auto-${randomUUID().slice(0, 8)}`;
-  return `${spec.version}-${shortHash(canonicalJson({ import: spec.import, actorOptions: spec.actorOptions }))}`.slice(0, 160);
+/**
+ * The code version: stable for an explicit `version` with the same import,
+ * actorOptions and way of shipping code (app directory or runtimeEnv package);
+ * fresh on every deploy otherwise. With runtimeEnv it starts with the package
+ * hash, so status shows which code a version runs. An explicit version is not
+ * changed by new package contents: that deploy keeps the version's package
+ * (and warns).
+ */
+export function codeVersionOf(spec: DeploymentSpec, packageHash?: string): string {
+  if (spec.version === undefined) return `auto-${packageHash ? `${packageHash.slice(0, 8)}-` : ""}${randomUUID().slice(0, 8)}`;
+  const shipped = spec.runtimeEnv ? { runtimeEnv: true } : {};
+  return `${spec.version}-${shortHash(canonicalJson({ import: spec.import, actorOptions: spec.actorOptions, ...shipped }))}`.slice(0, 160);
 }
 
 export function configVersionOf(spec: DeploymentSpec): string {
@@ -44,11 +52,28 @@ export interface ApplyResult {
   generation: number;
   /** True when the change replaces replicas (a rolling update). */
   rollout: boolean;
+  /** The package the deployment runs, for a spec with runtimeEnv. */
+  runtimeEnv?: RuntimeEnvRef;
+  /** Something the user should know, e.g. the code changed but the explicit version did not. */
+  warning?: string;
 }
 
-/** Applies several specs atomically: either every record is written or none. */
-export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly DeploymentSpec[], now = Date.now()): Promise<ApplyResult[]> {
+export interface RuntimeEnvRef {
+  hash: string;
+  bytes: number;
+}
+
+/**
+ * Applies several specs atomically: either every record is written or none.
+ * A spec with runtimeEnv needs its package, already uploaded, in `packages`
+ * (by deployment name; see package-upload.ts).
+ */
+export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly DeploymentSpec[], now = Date.now(), packages: ReadonlyMap<string, RuntimeEnvRef> = new Map()): Promise<ApplyResult[]> {
   assertUnique(specs);
+  const unpacked = specs.filter((s) => s.runtimeEnv && !packages.has(s.name)).map((s) => s.name);
+  if (unpacked.length > 0) {
+    throw new FlotillaError("INVALID_SPEC", `invalid deployment spec: ${unpacked.join(", ")}: runtimeEnv needs its workingDir packed and uploaded first; deploy with \`flotilla deploy\` or \`deployment().deploy()\``);
+  }
   const existing = parseJsonHash<DeploymentRecord>(await redis.hgetall(keys.deployments));
   const applying = new Set(specs.map((s) => s.name));
   const routes = new Map<string, string>();
@@ -65,9 +90,18 @@ export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly
       }
     }
     const before = existing.get(spec.name);
-    const codeVersion = codeVersionOf(spec);
-    if (before && before.codeVersion === codeVersion && canonicalJson(before.spec) === canonicalJson(spec)) {
-      results.push({ name: spec.name, outcome: "unchanged", generation: before.generation, rollout: false });
+    const pkg = spec.runtimeEnv ? packages.get(spec.name) : undefined;
+    const codeVersion = codeVersionOf(spec, pkg?.hash);
+    const sameCode = before !== undefined && before.codeVersion === codeVersion;
+    // One code version runs one package: new contents under an unchanged explicit version are not deployed.
+    const runtimeEnv = pkg && sameCode && before.runtimeEnv ? before.runtimeEnv : pkg ? { hash: pkg.hash, bytes: pkg.bytes } : undefined;
+    const warning =
+      pkg && runtimeEnv && runtimeEnv.hash !== pkg.hash
+        ? `code changed but version did not: version '${spec.version ?? ""}' keeps running package ${runtimeEnv.hash.slice(0, 12)}; the new package ${pkg.hash.slice(0, 12)} is not deployed (change version to roll it out)`
+        : undefined;
+    const extras = { ...(runtimeEnv ? { runtimeEnv } : {}), ...(warning ? { warning } : {}) };
+    if (sameCode && canonicalJson(before.spec) === canonicalJson(spec)) {
+      results.push({ name: spec.name, outcome: "unchanged", generation: before.generation, rollout: false, ...extras });
       continue;
     }
     const record: DeploymentRecord = {
@@ -76,9 +110,10 @@ export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly
       configVersion: configVersionOf(spec),
       generation: (before?.generation ?? 0) + 1,
       deployedAt: now,
+      ...(runtimeEnv ? { runtimeEnv } : {}),
     };
     writes.push(spec.name, JSON.stringify(record));
-    results.push({ name: spec.name, outcome: before ? "updated" : "created", generation: record.generation, rollout: !before || before.codeVersion !== codeVersion });
+    results.push({ name: spec.name, outcome: before ? "updated" : "created", generation: record.generation, rollout: !before || before.codeVersion !== codeVersion, ...extras });
   }
   if (writes.length > 0) {
     await redis.multi().hset(keys.deployments, ...writes).publish(keys.changes, "deployments").exec();

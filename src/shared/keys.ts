@@ -78,6 +78,23 @@ export class Keys {
   get changes(): string {
     return `${this.control}:changes`;
   }
+  /**
+   * Hash: package sha256 → PackageMeta JSON of every completely stored runtimeEnv package.
+   * Written last by an upload, so an entry here means every chunk is stored. Package keys
+   * share the control hash tag: completing an upload and collecting garbage are then one
+   * script over the index and the chunks, on a Redis Cluster too.
+   */
+  get packages(): string {
+    return `${this.control}:packages`;
+  }
+  /** Hash: package sha256 → ms (Redis clock) an upload or a deploy last asked for it; garbage collection spares recent ones. */
+  get packagesTouched(): string {
+    return `${this.control}:packages-touched`;
+  }
+  /** Hash: chunk index ("0", "1", ...) → bytes of one package's archive. Expires while an upload is incomplete. */
+  packageChunks(sha256: string): string {
+    return `${this.control}:package:${sha256}`;
+  }
   /** List: replies addressed to one requester (a router or a handle); only that requester reads it. Its own hash tag. */
   replies(requesterId: string): string {
     return `${this.repliesPrefix}{${requesterId}}`;

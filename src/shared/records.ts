@@ -19,6 +19,13 @@ export interface DeploymentRecord {
   codeVersion: string;
   /** Hash of userConfig; a replica with another configVersion is reconfigured in place. */
   configVersion: string;
+  /**
+   * The package a spec with runtimeEnv runs: its sha256 and size, stored in Redis
+   * (src/runtime-env/package-store.ts). Hosts prepare it and use its directory as
+   * the replica's app directory. Kept from the previous record while the code
+   * version is unchanged, so every replica of one codeVersion runs the same code.
+   */
+  runtimeEnv?: { hash: string; bytes: number };
   /** Increments on every applied change. */
   generation: number;
   deployedAt: number;

@@ -74,6 +74,26 @@ export const actorOptionsSchema = z.strictObject({
   env: z.record(z.string().regex(ENV_NAME, "environment variable names are letters, digits and '_'"), z.string().max(65_536)).default({}),
 });
 
+export const runtimeEnvSchema = z.strictObject({
+  /** The directory packed and shipped to every host: relative to the deploy file (`flotilla deploy`) or the cwd (API). `import` is relative to it. */
+  workingDir: z
+    .string()
+    .min(1)
+    .max(4096)
+    .refine((p) => !p.includes("\0"), "the path contains a NUL byte"),
+  /** gitignore-style patterns left out of the package; node_modules and .git always are. @default [] */
+  excludes: z
+    .array(
+      z
+        .string()
+        .min(1)
+        .max(1024)
+        .refine((p) => !p.includes("\0") && !p.includes("\n"), "a pattern is one line without NUL bytes"),
+    )
+    .max(1000)
+    .default([]),
+});
+
 /** Deeper JSON is refused before any recursive walk could overflow the stack. */
 const MAX_JSON_DEPTH = 64;
 
@@ -101,7 +121,7 @@ const jsonValue: z.ZodType<unknown> = z
 const rawSpecSchema = z.strictObject({
   /** DNS-label-like: lower-case letters, digits and '-', at most 63 characters. */
   name: z.string().max(63).regex(DNS_LABEL, "must be a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit"),
-  /** `path/to/module.ts#ExportName` inside the app directory; `#default` when omitted. */
+  /** `path/to/module.ts#ExportName` inside the app directory (or runtimeEnv.workingDir); `#default` when omitted. */
   import: z
     .string()
     .min(1)
@@ -135,6 +155,8 @@ const rawSpecSchema = z.strictObject({
   maxQueuedRequests: z.number().int().positive().max(100_000_000).optional(),
   /** Times a request is retried after its replica process died while running it. @default 3 */
   maxRetries: z.number().int().nonnegative().max(100).default(3),
+  /** Ship this directory (and its lockfile's dependencies) to the hosts. @default none: the module is in each host's app directory */
+  runtimeEnv: runtimeEnvSchema.optional(),
 });
 
 export const deploymentSpecSchema = rawSpecSchema
@@ -155,6 +177,7 @@ export type DeploymentSpecInput = z.input<typeof deploymentSpecSchema>;
 export type DeploymentSpec = Readonly<z.output<typeof deploymentSpecSchema>>;
 export type AutoscalingConfig = z.output<typeof autoscalingConfigSchema>;
 export type ActorOptions = z.output<typeof actorOptionsSchema>;
+export type RuntimeEnvSpec = z.output<typeof runtimeEnvSchema>;
 
 function describeValue(value: unknown): string {
   if (value === undefined) return "nothing";
