@@ -5,6 +5,7 @@
 import { freeResources } from "../controller/placement.js";
 import type { ClusterSnapshot } from "../controller/observed-state.js";
 import type { ReplicaState, ResourceSet } from "../shared/records.js";
+import { replicaVersionLabel, versionLabel } from "../spec/version-label.js";
 
 export interface ReplicaView {
   id: string;
@@ -61,10 +62,7 @@ export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusRep
     let state: ReplicaState = a.host === null ? "pending" : (s?.state ?? "starting");
     if (a.desired === "drain" && (state === "running" || state === "reconfiguring" || state === "starting")) state = "draining";
     const record = snap.deployments.get(a.deployment);
-    // A replica keeps the label it started with (its replies' x-flotilla-version); an old replica whose label
-    // equals the current one (same version, other import or actorOptions) is shown by its code version.
-    const stale = record !== undefined && record.codeVersion !== a.codeVersion && a.version === (record.spec.version ?? record.codeVersion);
-    const version = stale ? a.codeVersion : a.version;
+    const version = replicaVersionLabel(a, record);
     const view: ReplicaView = {
       id: a.id,
       host: a.host,
@@ -95,7 +93,7 @@ export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusRep
     const running = replicas.filter((r) => r.state === "running" || r.state === "reconfiguring").length;
     deployments.push({
       name,
-      version: record.spec.version ?? record.codeVersion,
+      version: versionLabel(record),
       codeVersion: record.codeVersion,
       status: current ? st.status : "UPDATING",
       message: current ? st.message : "waiting for a controller to apply the new spec",

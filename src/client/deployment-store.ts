@@ -48,22 +48,11 @@ export interface ApplyResult {
 
 /** Applies several specs atomically: either every record is written or none. */
 export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly DeploymentSpec[], now = Date.now()): Promise<ApplyResult[]> {
-  assertUnique(specs);
   const existing = parseJsonHash<DeploymentRecord>(await redis.hgetall(keys.deployments));
-  const applying = new Set(specs.map((s) => s.name));
-  const routes = new Map<string, string>();
-  for (const record of existing.values()) {
-    if (record.spec.routePrefix !== null && !applying.has(record.spec.name)) routes.set(record.spec.routePrefix, record.spec.name);
-  }
+  assertUnique(specs, [...existing.values()].map((r) => r.spec), (i) => specs[i]?.name ?? `deployments[${i}]`);
   const results: ApplyResult[] = [];
   const writes: string[] = [];
   for (const spec of specs) {
-    if (spec.routePrefix !== null) {
-      const owner = routes.get(spec.routePrefix);
-      if (owner !== undefined) {
-        throw new FlotillaError("INVALID_SPEC", `invalid deployment spec: ${spec.name}.routePrefix: '${spec.routePrefix}' is already the route of deployment '${owner}'`);
-      }
-    }
     const before = existing.get(spec.name);
     const codeVersion = codeVersionOf(spec);
     if (before && before.codeVersion === codeVersion && canonicalJson(before.spec) === canonicalJson(spec)) {

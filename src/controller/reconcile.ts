@@ -14,6 +14,7 @@ import type {
   ReplicaStatus,
   ResourceSet,
 } from "../shared/records.js";
+import { versionLabel } from "../spec/version-label.js";
 import { place, type HostCapacity, type PlacedReplica, type PlacementRequest } from "./placement.js";
 import { planRollout, type PlannerReplica } from "./rollout-planner.js";
 
@@ -174,7 +175,7 @@ export function reconcile(state: ObservedState, newId: (deployment: string) => s
       }
     }
     for (let i = 0; i < decision.start; i++) {
-      const a: ReplicaAssignment = { id: newId(name), deployment: name, codeVersion: record.codeVersion, version: record.spec.version ?? record.codeVersion, host: null, desired: "run", resources: replicaResources(record), gpuIds: [], createdAt: now };
+      const a: ReplicaAssignment = { id: newId(name), deployment: name, codeVersion: record.codeVersion, version: versionLabel(record), host: null, desired: "run", resources: replicaResources(record), gpuIds: [], createdAt: now };
       kept.push(a);
       upserts.set(a.id, a);
       unplaced.push(a);

@@ -17,7 +17,7 @@ import { parseJsonHash } from "../shared/json-hash.js";
 import { settingsKey, settingsOf, type ReplicaConfig } from "../actors/replica-config.js";
 import { PrestartedProcess, REPLICA_MALLOC_ARENAS, ReplicaProcess } from "./replica-process.js";
 import { handlerLoader, type HandlerLoader } from "../actors/module-scope.js";
-import { splitImportRef } from "../actors/handler-loader.js";
+import { parseImportRef } from "../spec/import-ref.js";
 import type { HostOptions } from "./host-options.js";
 
 const TICK_MS = 1000;
@@ -248,7 +248,7 @@ export class HostAgent {
       CUDA_VISIBLE_DEVICES: a.gpuIds.join(","),
       ...spec.actorOptions.env,
     };
-    this.lastHandlerLoader = handlerLoader(path.resolve(this.options.appDir, splitImportRef(spec.import).modulePath));
+    this.lastHandlerLoader = handlerLoader(path.resolve(this.options.appDir, parseImportRef(spec.import).modulePath));
     const proc = new ReplicaProcess(
       config,
       env,

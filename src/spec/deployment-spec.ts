@@ -234,22 +234,40 @@ export function parseDeployFile(input: unknown): DeploymentSpec[] {
   return specs;
 }
 
-/** Names and non-null route prefixes must be unique within one apply. */
-export function assertUnique(specs: ReadonlyArray<DeploymentSpec>): void {
+/** The path a route prefix serves: trailing slashes name no other route (`/a/` serves what `/a` does). */
+export function routePath(prefix: string): string {
+  return prefix.replace(/\/+$/, "") || "/";
+}
+
+/**
+ * The one uniqueness rule: names are unique within one apply, and no two
+ * deployments serve the same route path, counting `existing` deployments that
+ * this apply does not replace. `label(i)` names specs[i] in the error.
+ */
+export function assertUnique(
+  specs: ReadonlyArray<DeploymentSpec>,
+  existing: Iterable<DeploymentSpec> = [],
+  label: (i: number) => string = (i) => `deployments[${i}]`,
+): void {
   const names = new Map<string, number>();
-  const routes = new Map<string, string>();
   specs.forEach((spec, i) => {
     const seen = names.get(spec.name);
     if (seen !== undefined) {
-      throw new FlotillaError("INVALID_SPEC", `invalid deployment spec: deployments[${i}].name: '${spec.name}' is already used by deployments[${seen}]`);
+      throw new FlotillaError("INVALID_SPEC", `invalid deployment spec: ${label(i)}.name: '${spec.name}' is already used by ${label(seen)}`);
     }
     names.set(spec.name, i);
-    if (spec.routePrefix !== null) {
-      const other = routes.get(spec.routePrefix);
-      if (other !== undefined) {
-        throw new FlotillaError("INVALID_SPEC", `invalid deployment spec: deployments[${i}].routePrefix: '${spec.routePrefix}' is already the route of '${other}'`);
-      }
-      routes.set(spec.routePrefix, spec.name);
+  });
+  const routes = new Map<string, string>();
+  for (const other of existing) {
+    if (other.routePrefix !== null && !names.has(other.name)) routes.set(routePath(other.routePrefix), `deployment '${other.name}'`);
+  }
+  specs.forEach((spec, i) => {
+    if (spec.routePrefix === null) return;
+    const path = routePath(spec.routePrefix);
+    const owner = routes.get(path);
+    if (owner !== undefined) {
+      throw new FlotillaError("INVALID_SPEC", `invalid deployment spec: ${label(i)}.routePrefix: '${spec.routePrefix}' is already the route of ${owner}`);
     }
+    routes.set(path, `'${spec.name}'`);
   });
 }
