@@ -10,7 +10,7 @@ import { parseJsonHash } from "../shared/json-hash.js";
 import type { Keys } from "../shared/keys.js";
 import type { DeploymentRecord, DeploymentStatusRecord } from "../shared/records.js";
 import type { DeploymentSpec } from "../spec/deployment-spec.js";
-import { assertUnique } from "../spec/deployment-spec.js";
+import { assertUnique } from "../spec/uniqueness.js";
 
 /** JSON with object keys sorted, so equal values hash equally. */
 export function canonicalJson(value: unknown): string {

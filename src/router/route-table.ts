@@ -3,7 +3,7 @@
  * routePrefix wins. Rebuilt from the deployment records on every change.
  */
 import type { DeploymentRecord } from "../shared/records.js";
-import { routePath } from "../spec/deployment-spec.js";
+import { routePath } from "../spec/uniqueness.js";
 
 export interface Route {
   prefix: string;
