@@ -1,6 +1,6 @@
 /** `flotilla status`: the cluster as a table, or as JSON with `--json`. */
 import Table from "cli-table3";
-import { describeResources } from "../controller/placement.js";
+import { describeResources } from "../shared/resources.js";
 import type { StatusReport } from "../client/cluster-status.js";
 
 export function renderStatus(report: StatusReport): string {

@@ -2,7 +2,7 @@
  * What `flotilla status` shows: a pure view built from a cluster snapshot.
  * The JSON shape is a public contract (`status --json`, `GET /api/status`).
  */
-import { freeResources } from "../controller/placement.js";
+import { freeResources } from "../shared/resources.js";
 import type { ClusterSnapshot } from "../controller/observed-state.js";
 import type { ReplicaState, ResourceSet } from "../shared/records.js";
 import { replicaVersionLabel, versionLabel } from "../spec/version-label.js";

@@ -9,26 +9,24 @@
  * remainder on one more device, again by best fit.
  */
 import type { ResourceSet } from "../shared/records.js";
+import {
+  CPU,
+  EPS,
+  formatAmount,
+  GPU,
+  hostUsage,
+  orderedNames,
+  slotsOf,
+  splitGpu as split,
+  type HostCapacity,
+  type HostUsage as HostState,
+  type PlacedReplica,
+} from "../shared/resources.js";
 
-/** Slack for float sums such as 0.1 + 0.2, so they neither fail a fit nor over-commit. */
-const EPS = 1e-9;
-const CPU = 0;
-const GPU = 1;
+export { describeResources, freeResources, sumResources, type HostCapacity, type PlacedReplica } from "../shared/resources.js";
+
 /** What gpuFit returns when the devices lack room. */
 const NO_FIT = -2;
-
-export interface HostCapacity {
-  id: string;
-  /** Declared capacity (`CPU`, `GPU`, custom); a missing key is 0, except `GPU`, which defaults to gpuDevices. */
-  total: ResourceSet;
-  /** GPU devices, indices 0..gpuDevices-1. */
-  gpuDevices: number;
-  /** False when the host is dead or draining: nothing new is placed there. */
-  schedulable: boolean;
-}
-
-/** A replica that already holds resources on a host. */
-export interface PlacedReplica { id: string; deployment: string; host: string; resources: ResourceSet; gpuIds: number[] }
 
 /** A replica that needs a host. */
 export interface PlacementRequest { id: string; deployment: string; resources: ResourceSet }
@@ -38,21 +36,6 @@ export interface PlacementResult {
   placed: Array<{ id: string; host: string; gpuIds: number[] }>;
   /** In request order, with a reason a person can act on. */
   pending: Array<{ id: string; reason: string }>;
-}
-
-/** Free capacity of every host after the existing replicas, for status display. GPU counts what the devices have free. */
-export function freeResources(hosts: readonly HostCapacity[], existing: readonly PlacedReplica[]): Map<string, ResourceSet> {
-  const slots = slotsOf(hosts, existing, []);
-  const out = new Map<string, ResourceSet>();
-  for (const { host, free, devices } of new Ledger(hosts, existing, slots).hosts) {
-    const set: ResourceSet = {};
-    for (const [name, slot] of slots) {
-      const value = slot === GPU ? Math.min(free[GPU]!, devices.reduce((sum, used) => sum + 1 - used, 0)) : free[slot]!;
-      if (slot === CPU || slot === GPU || name in host.total || Math.abs(value) > EPS) set[name] = Math.round(value * 1e9) / 1e9 || 0;
-    }
-    out.set(host.id, set);
-  }
-  return out;
 }
 
 /** Places requests in the given order, never over-committing any resource or GPU device. */
@@ -83,29 +66,6 @@ export function place(hosts: readonly HostCapacity[], existing: readonly PlacedR
   return result;
 }
 
-/** Resources as text: `1 CPU, 0.5 GPU, 2 memoryGiB` (CPU, GPU, then the rest by name; zeros left out). */
-export function describeResources(r: ResourceSet): string {
-  return orderedNames(r)
-    .filter((name) => Math.abs(r[name]!) > EPS)
-    .map((name) => `${formatAmount(r[name]!)} ${name}`)
-    .join(", ");
-}
-
-/** The sum of resource sets, key by key. */
-export function sumResources(list: readonly ResourceSet[]): ResourceSet {
-  const sum: ResourceSet = {};
-  for (const set of list) for (const [name, value] of Object.entries(set)) sum[name] = (sum[name] ?? 0) + value;
-  return sum;
-}
-
-interface HostState {
-  host: HostCapacity;
-  /** Free amount per resource slot (see slotsOf). */
-  free: Float64Array;
-  /** Used share of each GPU device, 0..1. */
-  devices: Float64Array;
-}
-
 /** The planner's working state: what each host has free, kept current as replicas are placed. */
 class Ledger {
   /** Sorted by id, so a lower index is a lower id. */
@@ -121,40 +81,15 @@ class Ledger {
 
   /** `spread`: the deployments whose replicas per host are counted (those being placed). */
   constructor(hosts: readonly HostCapacity[], existing: readonly PlacedReplica[], slots: Map<string, number>, spread: ReadonlySet<string> = new Set()) {
-    this.hosts = [...hosts]
-      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-      .map((host) => {
-        const free = new Float64Array(slots.size);
-        for (const [name, slot] of slots) free[slot] = host.total[name] ?? 0;
-        const devices = Math.max(0, Math.floor(host.gpuDevices));
-        free[GPU] = Math.min(devices, host.total.GPU ?? devices);
-        return { host, free, devices: new Float64Array(devices) };
-      });
-    const index = new Map(this.hosts.map((s, i) => [s.host.id, i]));
-    /** Per existing replica: its host's index, or -1 when that host is not here. */
-    const at = new Int32Array(existing.length);
-    /** The valid device ids of replicas holding GPU devices (most hold none). */
-    const held = new Map<number, number[]>();
-    const listings = this.hosts.map((s) => new Int32Array(s.devices.length));
-    existing.forEach((r, i) => {
-      const h = index.get(r.host) ?? -1;
-      at[i] = h;
-      if (h < 0 || r.gpuIds.length === 0) return;
-      const count = this.hosts[h]!.devices.length;
-      const ids = r.gpuIds.filter((d) => Number.isInteger(d) && d >= 0 && d < count);
-      held.set(i, ids);
-      for (const d of ids) listings[h]![d]! += 1;
-    });
-    existing.forEach((r, i) => {
-      const h = at[i]!;
-      if (h < 0) return;
-      const { free, devices } = this.hosts[h]!;
-      for (const name in r.resources) free[slots.get(name)!]! -= r.resources[name]!;
-      const ids = held.get(i);
-      if (ids && ids.length > 0) chargeExisting(devices, listings[h]!, ids, r.resources.GPU ?? 0);
+    this.hosts = hostUsage(hosts, existing, slots);
+    if (spread.size > 0) {
       // Spreading needs the counts of the deployments being placed only.
-      if (spread.has(r.deployment)) this.countsOf(r.deployment)[h]! += 1;
-    });
+      const index = new Map(this.hosts.map((s, i) => [s.host.id, i]));
+      for (const r of existing) {
+        const h = index.get(r.host);
+        if (h !== undefined && spread.has(r.deployment)) this.countsOf(r.deployment)[h]! += 1;
+      }
+    }
     this.cpuRank = Float64Array.from(this.hosts, (s) => Math.round(s.free[CPU]! * 1e6));
     this.order = Int32Array.from(this.hosts.flatMap((s, h) => (s.host.schedulable ? [h] : []))).sort((a, b) => (this.before(a, b) ? -1 : 1));
     for (const h of this.order) if (this.hosts[h]!.devices.some((u) => u > EPS && u < 1)) this.sharing.add(h);
@@ -241,32 +176,6 @@ class Ledger {
   }
 }
 
-/** Gives every resource name a slot in the per-host free arrays; CPU and GPU come first. */
-function slotsOf(hosts: readonly HostCapacity[], existing: readonly PlacedReplica[], requests: readonly PlacementRequest[]): Map<string, number> {
-  const slots = new Map([["CPU", CPU], ["GPU", GPU]]);
-  const add = (set: ResourceSet): void => {
-    for (const name in set) if (!slots.has(name)) slots.set(name, slots.size);
-  };
-  for (const h of hosts) add(h.total);
-  for (const r of existing) add(r.resources);
-  for (const r of requests) add(r.resources);
-  return slots;
-}
-
-/**
- * gpuIds alone do not say which device holds the remainder of a g >= 1 replica.
- * Its whole devices are its alone, so a device another replica also lists is
- * the remainder; when none is, every listed device is charged in full, which
- * can waste part of one device but never over-commits it.
- */
-function chargeExisting(devices: Float64Array, listings: Int32Array, ids: number[], gpu: number): void {
-  const { whole, rem } = split(gpu);
-  if (whole === 0 && rem > 0 && ids.length > 0) devices[ids[0]!]! += rem;
-  if (whole === 0) return;
-  const partial = rem > 0 ? ids.find((d) => listings[d]! > 1) : undefined;
-  for (const d of ids) devices[d]! += d === partial ? rem : 1;
-}
-
 /** A request's positive amounts, in display order, parsed once. */
 interface Need {
   names: string[];
@@ -305,11 +214,6 @@ function sameResources(a: ResourceSet, b: ResourceSet): boolean {
   return n === 0;
 }
 
-function split(gpu: number): { whole: number; rem: number } {
-  const whole = Math.max(0, Math.floor(gpu + EPS));
-  return { whole, rem: gpu - whole > EPS ? gpu - whole : 0 };
-}
-
 /** NO_FIT, or the device that would take the GPU remainder (-1 when none does). */
 function fit(host: HostState, need: Need): number {
   for (let i = 0; i < need.slots.length; i++) if (host.free[need.slots[i]!]! + EPS < need.amounts[i]!) return NO_FIT;
@@ -327,16 +231,4 @@ function gpuFit(devices: Float64Array, whole: number, rem: number): number {
   let empty = 0;
   for (let d = 0; d < devices.length && empty < whole; d++) if (d !== partial && devices[d]! <= EPS) empty++;
   return empty < whole ? NO_FIT : partial;
-}
-
-const RANK: Readonly<Record<string, number>> = { CPU: 0, GPU: 1 };
-
-/** CPU, GPU, then the rest by name. */
-function orderedNames(r: ResourceSet): string[] {
-  return Object.keys(r).sort((a, b) => (RANK[a] ?? 2) - (RANK[b] ?? 2) || (a < b ? -1 : a > b ? 1 : 0));
-}
-
-/** 0.5, 1, 2: no trailing zeros, and float noise such as 0.30000000000000004 rounded away. */
-function formatAmount(n: number): string {
-  return String(Math.round(n * 1e6) / 1e6);
 }

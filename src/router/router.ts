@@ -10,6 +10,7 @@ import type { Redis } from "ioredis";
 import { v4 as uuidv4 } from "uuid";
 import { FlotillaError, errorMessage } from "../errors.js";
 import { RequestClient } from "../client/request-client.js";
+import { readBody } from "../shared/http-body.js";
 import { parseJsonHash } from "../shared/json-hash.js";
 import { Keys } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
@@ -19,7 +20,6 @@ import { closeRedis, createRedis } from "../shared/redis.js";
 import { settledWithin } from "../shared/settled-within.js";
 import { Ticker } from "../shared/ticker.js";
 import { RouteTable } from "./route-table.js";
-import { readBody } from "./read-body.js";
 import type { RouterMetrics } from "./router-metrics.js";
 import type { RouterOptions } from "./router-options.js";
 

@@ -1,6 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { describeResources, freeResources, place, sumResources, type HostCapacity, type PlacedReplica, type PlacementRequest } from "../../src/controller/placement.js";
+import { place, type PlacementRequest } from "../../src/controller/placement.js";
+import { describeResources, freeResources, sumResources, type HostCapacity, type PlacedReplica } from "../../src/shared/resources.js";
 import type { ResourceSet } from "../../src/shared/records.js";
 import { mulberry32 } from "../helpers/prng.js";
 
