@@ -7,7 +7,7 @@ import { realpath } from "node:fs/promises";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { importRefProblem } from "../spec/import-ref.js";
+import { importRefProblem, parseImportRef } from "../spec/import-ref.js";
 import { handlerLoader, type HandlerLoader } from "./module-scope.js";
 
 export interface RequestContext {
@@ -21,11 +21,6 @@ export interface LoadedHandler {
   reconfigure?(userConfig: unknown): unknown;
   /** "class" or "function", for logs and status. */
   kind: "class" | "function";
-}
-
-export function splitImportRef(ref: string): { modulePath: string; exportName: string } {
-  const hash = ref.lastIndexOf("#");
-  return hash === -1 ? { modulePath: ref, exportName: "default" } : { modulePath: ref.slice(0, hash), exportName: ref.slice(hash + 1) || "default" };
 }
 
 /** Resolves a module path inside appDir, refusing anything that leaves it (`..`, absolute, symlinks out). */
@@ -70,7 +65,9 @@ export type PrepareLoader = (loader: HandlerLoader) => Promise<void>;
 
 /** Imports the module and builds the handler; a class is constructed with no arguments. */
 export async function loadHandler(appDir: string, ref: string, prepare?: PrepareLoader): Promise<LoadedHandler> {
-  const { modulePath, exportName } = splitImportRef(ref);
+  const problem = importRefProblem(ref);
+  if (problem) throw new Error(`import '${ref}': ${problem}`);
+  const { modulePath, exportName } = parseImportRef(ref);
   const file = await resolveInAppDir(appDir, modulePath);
   const loader = handlerLoader(file);
   await prepare?.(loader);

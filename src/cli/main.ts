@@ -10,10 +10,11 @@ import type { ControllerOptionsInput } from "../controller/controller-options.js
 import { Keys } from "../shared/keys.js";
 import { createLogger, redactUrl } from "../shared/logger.js";
 import { closeRedis, createRedis, DEFAULT_REDIS_URL, defaultNamespace, defaultRedisUrl, waitReady } from "../shared/redis.js";
+import { ROUTER_DEFAULTS } from "../router/router-defaults.js";
 import { stopOnSignal } from "./signals.js";
 
 // Each command imports what it runs when it runs: a router process never
-// loads the controller, the schema library or the table renderer.
+// loads the controller or the table renderer, and `status` not the schema library.
 
 interface GlobalOptions {
   redis: string;
@@ -76,7 +77,7 @@ program
   .command("up")
   .description("run a controller, a router and host(s) in one process: the laptop and CI default")
   .option("--config <file>", "deploy this YAML file once everything is up")
-  .option("--port <port>", "router port", number("--port", { min: 0, integer: true }), 8000)
+  .option("--port <port>", "router port", number("--port", { min: 0, integer: true }), ROUTER_DEFAULTS.port)
   .option("--bind <addr>", "router bind address", "127.0.0.1")
   .option("--hosts <n>", "host agents to run", number("--hosts", { min: 1, integer: true }), 1)
   .option("--cpus <n>", "CPUs each host declares", number("--cpus", { min: 0 }))
@@ -109,29 +110,27 @@ program
 program
   .command("router")
   .description("run an HTTP router")
-  .option("--port <port>", "port to listen on", number("--port", { min: 0, integer: true }), 8000)
-  .option("--bind <addr>", "address to listen on", "0.0.0.0")
+  .option("--port <port>", `port to listen on (default: ${ROUTER_DEFAULTS.port})`, number("--port", { min: 0, integer: true }))
+  .option("--bind <addr>", `address to listen on (default: ${ROUTER_DEFAULTS.bind})`)
   .option("--id <name>", "router id")
-  .option("--request-timeout <s>", "answer 504 after this many seconds", number("--request-timeout", { min: 0.001 }), 60)
-  .option("--max-body-bytes <n>", "larger request bodies get 413", number("--max-body-bytes", { min: 0, integer: true }), 10 * 1024 * 1024)
+  .option("--request-timeout <s>", `answer 504 after this many seconds (default: ${ROUTER_DEFAULTS.requestTimeoutS})`, number("--request-timeout", { min: 0.001 }))
+  .option("--max-body-bytes <n>", `larger request bodies get 413 (default: ${ROUTER_DEFAULTS.maxBodyBytes})`, number("--max-body-bytes", { min: 0, integer: true }))
   .option("--metrics-port <port>", "serve Prometheus metrics at GET /metrics on this port, on --bind (0: any free port; default: off)", number("--metrics-port", { min: 0, integer: true }))
-  .action(async (opts: { port: number; bind: string; id?: string; requestTimeout: number; maxBodyBytes: number; metricsPort?: number }) => {
-    const { Router } = await import("../router/router.js");
+  .action(async (opts: { port?: number; bind?: string; id?: string; requestTimeout?: number; maxBodyBytes?: number; metricsPort?: number }) => {
+    const [{ Router }, { parseRouterOptions }] = await Promise.all([import("../router/router.js"), import("../router/router-options.js")]);
     const g = globals();
+    const options = parseRouterOptions({
+      redisUrl: g.redis,
+      namespace: g.namespace,
+      ...(opts.port !== undefined ? { port: opts.port } : {}),
+      ...(opts.bind !== undefined ? { bind: opts.bind } : {}),
+      ...(opts.requestTimeout !== undefined ? { requestTimeoutS: opts.requestTimeout } : {}),
+      ...(opts.maxBodyBytes !== undefined ? { maxBodyBytes: opts.maxBodyBytes } : {}),
+      ...(opts.id !== undefined ? { id: opts.id } : {}),
+      ...(opts.metricsPort !== undefined ? { metricsPort: opts.metricsPort } : {}),
+    });
     const log = createLogger("router");
-    const router = new Router(
-      {
-        redisUrl: g.redis,
-        namespace: g.namespace,
-        port: opts.port,
-        bind: opts.bind,
-        requestTimeoutS: opts.requestTimeout,
-        maxBodyBytes: opts.maxBodyBytes,
-        ...(opts.id ? { id: opts.id } : {}),
-        ...(opts.metricsPort !== undefined ? { metricsPort: opts.metricsPort } : {}),
-      },
-      log,
-    );
+    const router = new Router(options, log);
     await router.start();
     stopOnSignal(log, () => router.stop());
   });

@@ -11,6 +11,7 @@ import { parseControllerOptions, type ControllerOptionsInput } from "../controll
 import { HostAgent } from "../host/host-agent.js";
 import { parseHostOptions } from "../host/host-options.js";
 import { Router } from "../router/router.js";
+import { parseRouterOptions } from "../router/router-options.js";
 import { Keys } from "../shared/keys.js";
 import { createLogger, redactUrl } from "../shared/logger.js";
 import { closeRedis, createRedis, DEFAULT_REDIS_URL, parseClusterUrl } from "../shared/redis.js";
@@ -56,6 +57,13 @@ export async function runUp(o: UpOptions): Promise<void> {
     log.info({ redis: redisUrl }, "no Redis at the default URL: started a private redis-server for this run");
   }
 
+  const routerOptions = parseRouterOptions({
+    redisUrl,
+    namespace: o.namespace,
+    port: o.port,
+    bind: o.bind,
+    ...(o.metricsPort !== undefined ? { metricsPort: o.metricsPort } : {}),
+  });
   const controller = new Controller({ ...controllerOptions, redisUrl }, createLogger("controller"));
   await controller.start();
   const hosts: HostAgent[] = [];
@@ -72,18 +80,7 @@ export async function runUp(o: UpOptions): Promise<void> {
     hosts.push(new HostAgent(options, createLogger("host", { host: options.id })));
   }
   await Promise.all(hosts.map((h) => h.start()));
-  const router = new Router(
-    {
-      redisUrl,
-      namespace: o.namespace,
-      port: o.port,
-      bind: o.bind,
-      requestTimeoutS: 60,
-      maxBodyBytes: 10 * 1024 * 1024,
-      ...(o.metricsPort !== undefined ? { metricsPort: o.metricsPort } : {}),
-    },
-    createLogger("router"),
-  );
+  const router = new Router(routerOptions, createLogger("router"));
   const port = await router.start();
 
   stopOnSignal(log, async () => {

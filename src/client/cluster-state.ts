@@ -3,7 +3,6 @@
  * controller reconciles and what `flotilla status` shows.
  */
 import type { Redis } from "ioredis";
-import { restoreAutoscalerState, type AutoscalerState } from "../autoscaler/policy.js";
 import { parseJsonHash } from "../shared/json-hash.js";
 import type { Keys } from "../shared/keys.js";
 import { queueDepths, type QueueDepth } from "../shared/queue-ops.js";
@@ -29,7 +28,8 @@ export interface ClusterSnapshot {
   assignments: ReadonlyMap<string, ReplicaAssignment>;
   replicaStatus: ReadonlyMap<string, ReplicaStatus>;
   queues: ReadonlyMap<string, QueueDepth>;
-  autoscaler: ReadonlyMap<string, AutoscalerState>;
+  /** Each autoscaled deployment's stored autoscaler state, as stored (the controller restores it). */
+  autoscaler: ReadonlyMap<string, unknown>;
   controllers: Array<ControllerInfo & { alive: boolean; leader: boolean }>;
   routers: Array<RouterInfo & { alive: boolean }>;
 }
@@ -70,8 +70,7 @@ export async function readClusterState(redis: Redis, keys: Keys, now = Date.now(
     queueDepths(redis, keys, [...queueNames]),
   ]);
   const isAlive = (i: number): boolean => Number(alive?.[i]?.[1] ?? 0) === 1;
-  const autoscaler = new Map<string, AutoscalerState>();
-  for (const [name, raw] of parseJsonHash<unknown>(value(5))) autoscaler.set(name, restoreAutoscalerState(raw));
+  const autoscaler = parseJsonHash<unknown>(value(5));
 
   return {
     now,

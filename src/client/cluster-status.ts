@@ -6,6 +6,7 @@ import { freeResources } from "../shared/resource-ledger.js";
 import type { ReplicaState, ResourceSet } from "../shared/records.js";
 import { describePending } from "../shared/resources.js";
 import type { ClusterSnapshot } from "./cluster-state.js";
+import { replicaVersionLabel, versionLabel } from "../spec/version-label.js";
 
 export interface ReplicaView {
   id: string;
@@ -62,10 +63,7 @@ export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusRep
     let state: ReplicaState = a.host === null ? "pending" : (s?.state ?? "starting");
     if (a.desired === "drain" && (state === "running" || state === "reconfiguring" || state === "starting")) state = "draining";
     const record = snap.deployments.get(a.deployment);
-    // A replica keeps the label it started with (its replies' x-flotilla-version); an old replica whose label
-    // equals the current one (same version, other import or actorOptions) is shown by its code version.
-    const stale = record !== undefined && record.codeVersion !== a.codeVersion && a.version === (record.spec.version ?? record.codeVersion);
-    const version = stale ? a.codeVersion : a.version;
+    const version = replicaVersionLabel(a, record);
     const view: ReplicaView = {
       id: a.id,
       host: a.host,
@@ -96,7 +94,7 @@ export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusRep
     const running = replicas.filter((r) => r.state === "running" || r.state === "reconfiguring").length;
     deployments.push({
       name,
-      version: record.spec.version ?? record.codeVersion,
+      version: versionLabel(record),
       codeVersion: record.codeVersion,
       status: current ? st.status : "UPDATING",
       message: current ? st.message : "waiting for a controller to apply the new spec",

@@ -10,7 +10,7 @@ import { parseJsonHash } from "../shared/json-hash.js";
 import type { Keys } from "../shared/keys.js";
 import type { DeploymentRecord, DeploymentStatusRecord } from "../shared/records.js";
 import type { DeploymentSpec } from "../spec/deployment-spec.js";
-import { assertUnique } from "../spec/deployment-spec.js";
+import { assertUnique } from "../spec/uniqueness.js";
 
 /** JSON with object keys sorted, so equal values hash equally. */
 export function canonicalJson(value: unknown): string {
@@ -69,26 +69,15 @@ export interface RuntimeEnvRef {
  * (by deployment name; see package-upload.ts).
  */
 export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly DeploymentSpec[], now = Date.now(), packages: ReadonlyMap<string, RuntimeEnvRef> = new Map()): Promise<ApplyResult[]> {
-  assertUnique(specs);
   const unpacked = specs.filter((s) => s.runtimeEnv && !packages.has(s.name)).map((s) => s.name);
   if (unpacked.length > 0) {
     throw new FlotillaError("INVALID_SPEC", `invalid deployment spec: ${unpacked.join(", ")}: runtimeEnv needs its workingDir packed and uploaded first; deploy with \`flotilla deploy\` or \`deployment().deploy()\``);
   }
   const existing = parseJsonHash<DeploymentRecord>(await redis.hgetall(keys.deployments));
-  const applying = new Set(specs.map((s) => s.name));
-  const routes = new Map<string, string>();
-  for (const record of existing.values()) {
-    if (record.spec.routePrefix !== null && !applying.has(record.spec.name)) routes.set(record.spec.routePrefix, record.spec.name);
-  }
+  assertUnique(specs, [...existing.values()].map((r) => r.spec), (i) => specs[i]?.name ?? `deployments[${i}]`);
   const results: ApplyResult[] = [];
   const writes: string[] = [];
   for (const spec of specs) {
-    if (spec.routePrefix !== null) {
-      const owner = routes.get(spec.routePrefix);
-      if (owner !== undefined) {
-        throw new FlotillaError("INVALID_SPEC", `invalid deployment spec: ${spec.name}.routePrefix: '${spec.routePrefix}' is already the route of deployment '${owner}'`);
-      }
-    }
     const before = existing.get(spec.name);
     const pkg = spec.runtimeEnv ? packages.get(spec.name) : undefined;
     const codeVersion = codeVersionOf(spec, pkg?.hash);

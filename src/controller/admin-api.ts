@@ -24,7 +24,7 @@ import type { Keys } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
 import type { DeploymentRecord, DeploymentStatusRecord } from "../shared/records.js";
 import { parseDeployFile } from "../spec/deployment-spec.js";
-import { readBody } from "../router/read-body.js";
+import { readBody } from "../shared/http-body.js";
 import type { ClusterMetrics } from "./cluster-metrics.js";
 import type { AdminApiOptions } from "./controller-options.js";
 

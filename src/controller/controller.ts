@@ -14,6 +14,7 @@ import type { ControllerInfo } from "../shared/records.js";
 import { closeRedis, createRedis } from "../shared/redis.js";
 import { Ticker } from "../shared/ticker.js";
 import { readClusterState } from "../client/cluster-state.js";
+import { restoreAutoscalerState } from "../autoscaler/policy.js";
 import { AdminApi } from "./admin-api.js";
 import type { ControllerOptions } from "./controller-options.js";
 import { decisionOps } from "./decision-ops.js";
@@ -95,7 +96,9 @@ export class Controller {
   }
 
   private async reconcileOnce(): Promise<void> {
-    const state = await readClusterState(this.redis, this.keys);
+    const snapshot = await readClusterState(this.redis, this.keys);
+    const autoscaler = new Map([...snapshot.autoscaler].map(([name, raw]) => [name, restoreAutoscalerState(raw)]));
+    const state = { ...snapshot, autoscaler };
     const decisions = reconcile(state, (deployment) => `${deployment}-${uuidv4().slice(0, 8)}`);
     if (!(await this.lease.fencedApply(decisionOps(decisions, this.keys)))) {
       this.leader = false;

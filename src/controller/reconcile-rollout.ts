@@ -4,6 +4,7 @@
  * deployment is from its target afterwards.
  */
 import type { DeploymentRecord, ReplicaAssignment, ResourceSet } from "../shared/records.js";
+import { versionLabel } from "../spec/version-label.js";
 import { isOutdated, planRollout, type PlannerReplica, type RolloutDecision } from "./rollout-planner.js";
 
 /** The resources one replica of a deployment reserves. */
@@ -15,7 +16,7 @@ export function replicaResources(record: DeploymentRecord): ResourceSet {
 /** A new replica of the deployment's current version, waiting for a host. */
 export function newReplica(id: string, record: DeploymentRecord, now: number): ReplicaAssignment {
   const { spec, codeVersion } = record;
-  return { id, deployment: spec.name, codeVersion, version: spec.version ?? codeVersion, host: null, desired: "run", resources: replicaResources(record), gpuIds: [], createdAt: now };
+  return { id, deployment: spec.name, codeVersion, version: versionLabel(record), host: null, desired: "run", resources: replicaResources(record), gpuIds: [], createdAt: now };
 }
 
 export interface RolloutStep {

@@ -18,7 +18,7 @@ import { parseJsonHash } from "../shared/json-hash.js";
 import { Ticker } from "../shared/ticker.js";
 import { PrestartedProcess, ReplicaProcess } from "./replica-process.js";
 import { handlerLoader, type HandlerLoader } from "../actors/module-scope.js";
-import { splitImportRef } from "../actors/handler-loader.js";
+import { parseImportRef } from "../spec/import-ref.js";
 import type { HostOptions } from "./host-options.js";
 import { planHost, PRESTART_BACKOFF_MS, type HostAction, type HostLocal } from "./host-plan.js";
 import { replicaConfig, replicaEnv } from "./replica-launch.js";
@@ -202,7 +202,7 @@ export class HostAgent {
 
   private spawn(a: ReplicaAssignment, record: DeploymentRecord): void {
     const spec = record.spec;
-    this.lastHandlerLoader = handlerLoader(path.resolve(this.options.appDir, splitImportRef(spec.import).modulePath));
+    this.lastHandlerLoader = handlerLoader(path.resolve(this.options.appDir, parseImportRef(spec.import).modulePath));
     const proc = new ReplicaProcess(
       replicaConfig(a, record, this.options),
       replicaEnv(a, record, this.options),

@@ -3,6 +3,7 @@
  * routePrefix wins. Rebuilt from the deployment records on every change.
  */
 import type { DeploymentRecord } from "../shared/records.js";
+import { routePath } from "../spec/uniqueness.js";
 
 export interface Route {
   prefix: string;
@@ -18,7 +19,7 @@ export class RouteTable {
     const next: Route[] = [];
     for (const r of records) {
       if (r.spec.routePrefix === null) continue;
-      const prefix = r.spec.routePrefix.length > 1 ? r.spec.routePrefix.replace(/\/+$/, "") : r.spec.routePrefix;
+      const prefix = routePath(r.spec.routePrefix);
       next.push({ prefix, deployment: r.spec.name, ...(r.spec.maxQueuedRequests !== undefined ? { maxQueuedRequests: r.spec.maxQueuedRequests } : {}) });
     }
     next.sort((a, b) => b.prefix.length - a.prefix.length || (a.prefix < b.prefix ? -1 : 1));

@@ -10,6 +10,7 @@ import type { Redis } from "ioredis";
 import { v4 as uuidv4 } from "uuid";
 import { FlotillaError, errorMessage } from "../errors.js";
 import { RequestClient } from "../client/request-client.js";
+import { readBody } from "../shared/http-body.js";
 import { parseJsonHash } from "../shared/json-hash.js";
 import { Keys } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
@@ -17,29 +18,18 @@ import type { HttpRequestData, Reply } from "../shared/protocol.js";
 import type { DeploymentRecord, RouterInfo } from "../shared/records.js";
 import { closeRedis, createRedis } from "../shared/redis.js";
 import { settledWithin } from "../shared/settled-within.js";
+import { Ticker } from "../shared/ticker.js";
 import { RouteTable } from "./route-table.js";
-import { readBody } from "./read-body.js";
 import type { RouterMetrics } from "./router-metrics.js";
+import type { RouterOptions } from "./router-options.js";
 
-export interface RouterOptions {
-  redisUrl: string;
-  namespace: string;
-  /** @default 8000 */
-  port: number;
-  /** @default "0.0.0.0" */
-  bind: string;
-  /** An unanswered request gets 504 after this long. @default 60 */
-  requestTimeoutS: number;
-  /** Larger bodies get 413. @default 10 MiB */
-  maxBodyBytes: number;
-  id?: string;
-  /** Serve Prometheus metrics at GET /metrics on this port (0: any free port), on the `bind` address. @default undefined (off) */
-  metricsPort?: number;
-}
+export type { RouterOptions };
 
 const REFRESH_MS = 1000;
 /** How long start-up waits for the first route table before listening anyway. */
 const START_REFRESH_WAIT_MS = 2000;
+/** While a refresh waits for Redis, say so this often. */
+const STUCK_WARN_MS = 10_000;
 
 export class Router {
   readonly id: string;
@@ -49,27 +39,24 @@ export class Router {
   private readonly sub: Redis;
   private readonly routes = new RouteTable();
   private readonly server: http.Server;
-  private refreshTimer: NodeJS.Timeout | undefined;
+  /** Reloads the route table and renews the registration: one run at a time, once more when nudged during one. */
+  private readonly refresher = new Ticker(() => this.refresh(), () => REFRESH_MS);
   private listenPort: number | undefined;
   private stopping = false;
-  private refreshing: Promise<void> | undefined;
-  private refreshAgain = false;
-  private refreshStartedAt = 0;
-  private lastStuckWarnAt = 0;
-  private stuckWarned = false;
   private readonly startedAt = Date.now();
   private metrics: RouterMetrics | undefined;
   /** The metrics server's port once listening. */
   metricsPort: number | undefined;
 
+  /** @param options validated, defaults filled in: see parseRouterOptions */
   constructor(
-    private readonly options: RouterOptions,
+    private readonly options: Readonly<RouterOptions>,
     private readonly log: Logger,
   ) {
     this.id = options.id ?? `router-${uuidv4().slice(0, 8)}`;
     this.keys = new Keys(options.namespace);
     this.client = new RequestClient({ redisUrl: options.redisUrl, namespace: options.namespace, id: this.id });
-    // Waits through outages (route refresh and registration are not the request path); refresh() keeps one pending at most.
+    // Waits through outages (route refresh and registration are not the request path); the refresher keeps one pending at most.
     this.redis = createRedis(options.redisUrl, { name: `flotilla-${this.id}-control` });
     this.sub = createRedis(options.redisUrl, { name: `flotilla-${this.id}-sub` });
     this.server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 20_000 }, (req, res) => void this.handle(req, res));
@@ -83,12 +70,13 @@ export class Router {
 
   /** Starts listening; resolves with the bound port. */
   async start(): Promise<number> {
+    this.refresher.start();
     await this.sub.subscribe(this.keys.changes).catch(() => undefined);
     this.sub.on("message", (_c: string, message: string) => {
-      if (message === "deployments") void this.refresh();
+      if (message === "deployments") this.refresher.nudge();
     });
     // Redis may be away at start: the router listens anyway (answering 503) and loads its routes once it is back.
-    await settledWithin(this.refresh(), START_REFRESH_WAIT_MS);
+    await settledWithin(this.refresher.runNow(), START_REFRESH_WAIT_MS);
     if (this.options.metricsPort !== undefined) {
       const { RouterMetrics } = await import("./router-metrics.js");
       this.metrics = new RouterMetrics();
@@ -101,64 +89,44 @@ export class Router {
     });
     const port = (this.server.address() as AddressInfo).port;
     this.listenPort = port;
-    this.refreshTimer = setInterval(() => {
-      this.warnIfRefreshStuck();
-      void this.refresh();
-    }, REFRESH_MS);
-    await settledWithin(this.refresh(), START_REFRESH_WAIT_MS);
+    // Registers at once rather than at the next tick.
+    await settledWithin(this.refresher.runNow(), START_REFRESH_WAIT_MS);
     this.log.info({ router: this.id, port, bind: this.options.bind }, "router listening");
     return port;
   }
 
   /**
-   * Reloads the route table and, once listening, renews this router's registration. One at a time: the
-   * control connection waits through a Redis outage, and holds one refresh then, not one per tick; a
-   * refresh asked for meanwhile runs once the current one ends, so no change is missed.
+   * One refresh. The control connection waits through a Redis outage, so a run can last as long as the
+   * outage; meanwhile the router serves the last route table and says so every STUCK_WARN_MS.
    */
-  private refresh(): Promise<void> {
-    if (this.refreshing) {
-      this.refreshAgain = true;
-      return this.refreshing;
+  private async refresh(): Promise<void> {
+    const startedAt = Date.now();
+    let warned = false;
+    const watchdog = setInterval(() => {
+      warned = true;
+      this.log.warn({ router: this.id, waitingMs: Date.now() - startedAt, redis: this.redis.status }, "route table refresh waiting for Redis; serving the last one");
+    }, STUCK_WARN_MS);
+    try {
+      await this.loadRoutes();
+      if (warned) this.log.info({ router: this.id, waitedMs: Date.now() - startedAt }, "route table refreshed again");
+    } catch (err) {
+      this.log.warn({ router: this.id, err: errorMessage(err) }, "route table refresh failed; serving the last one");
+    } finally {
+      clearInterval(watchdog);
     }
-    this.refreshStartedAt = Date.now();
-    this.refreshing = this.loadRoutes().finally(() => {
-      this.refreshing = undefined;
-      if (this.refreshAgain) {
-        this.refreshAgain = false;
-        void this.refresh();
-      }
-    });
-    return this.refreshing;
   }
 
   private async loadRoutes(): Promise<void> {
-    try {
-      const records = parseJsonHash<DeploymentRecord>(await this.redis.hgetall(this.keys.deployments));
-      this.routes.update(records.values());
-      if (this.listenPort !== undefined) {
-        const info: RouterInfo = { id: this.id, hostname: os.hostname(), pid: process.pid, port: this.listenPort, startedAt: this.startedAt };
-        await this.redis
-          .multi()
-          .hset(this.keys.routers, this.id, JSON.stringify(info))
-          .set(this.keys.routerAlive(this.id), "1", "PX", 5000)
-          .exec();
-      }
-      if (this.stuckWarned) {
-        this.log.info({ router: this.id, waitedMs: Date.now() - this.refreshStartedAt }, "route table refreshed again");
-        this.stuckWarned = false;
-      }
-    } catch (err) {
-      this.log.warn({ router: this.id, err: errorMessage(err) }, "route table refresh failed; serving the last one");
+    const records = parseJsonHash<DeploymentRecord>(await this.redis.hgetall(this.keys.deployments));
+    this.routes.update(records.values());
+    if (this.listenPort !== undefined) {
+      const info: RouterInfo = { id: this.id, hostname: os.hostname(), pid: process.pid, port: this.listenPort, startedAt: this.startedAt };
+      await this.redis
+        .multi()
+        .hset(this.keys.routers, this.id, JSON.stringify(info))
+        .set(this.keys.routerAlive(this.id), "1", "PX", 5000)
+        .exec();
     }
-  }
-
-  /** Keeps serving the last route table while Redis is away, and says so every 10 s. */
-  private warnIfRefreshStuck(): void {
-    const now = Date.now();
-    if (!this.refreshing || now - this.refreshStartedAt < 10_000 || now - this.lastStuckWarnAt < 10_000) return;
-    this.lastStuckWarnAt = now;
-    this.stuckWarned = true;
-    this.log.warn({ router: this.id, waitingMs: now - this.refreshStartedAt, redis: this.redis.status }, "route table refresh waiting for Redis; serving the last one");
   }
 
   /** Every request but the router's own /-/ endpoints is counted once, under its deployment ("none" if no route matched). */
@@ -236,7 +204,8 @@ export class Router {
   /** Stops accepting connections, waits for in-flight requests to be answered, then closes. */
   async stop(): Promise<void> {
     this.stopping = true;
-    if (this.refreshTimer) clearInterval(this.refreshTimer);
+    // Not awaited: a run waiting for an absent Redis ends when the connection is closed below.
+    void this.refresher.stop();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     const deadline = Date.now() + this.options.requestTimeoutS * 1000;

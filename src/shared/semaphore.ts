@@ -1,4 +1,8 @@
-/** Counts permits; `acquire` waits (FIFO) while none is free. Its limit can change at run time. */
+/**
+ * Counts permits; `acquire` waits (FIFO) while none is free. Its limit can
+ * change at run time: a raised limit lets waiters in at once, a lowered one
+ * lets none in until enough holders have released to be under it.
+ */
 export class Semaphore {
   private used = 0;
   private readonly waiting: Array<() => void> = [];
@@ -7,13 +11,11 @@ export class Semaphore {
 
   setLimit(limit: number): void {
     this.limit = limit;
-    while (this.used < this.limit && this.waiting.length > 0) {
-      this.used++;
-      this.waiting.shift()?.();
-    }
+    this.admit();
   }
 
   acquire(): Promise<void> {
+    // Nobody waits while a permit is free (admit() hands them out), so this keeps arrival order.
     if (this.used < this.limit) {
       this.used++;
       return Promise.resolve();
@@ -22,8 +24,15 @@ export class Semaphore {
   }
 
   release(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.used--;
+    this.used--;
+    this.admit();
+  }
+
+  /** Hands free permits to waiters, oldest first, never above the current limit. */
+  private admit(): void {
+    while (this.used < this.limit && this.waiting.length > 0) {
+      this.used++;
+      this.waiting.shift()?.();
+    }
   }
 }

@@ -7,8 +7,9 @@
 import { z } from "zod";
 import { FlotillaError } from "../errors.js";
 import { importRefProblem } from "./import-ref.js";
+import { assertUnique, routePath } from "./uniqueness.js";
 
-export { importRefProblem };
+export { assertUnique, importRefProblem, routePath };
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const ROUTE_PREFIX = /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*$/;
@@ -255,24 +256,4 @@ export function parseDeployFile(input: unknown): DeploymentSpec[] {
   const specs = file.data.deployments.map((raw, i) => parseDeploymentSpec(raw, `deployments[${i}]`));
   assertUnique(specs);
   return specs;
-}
-
-/** Names and non-null route prefixes must be unique within one apply. */
-export function assertUnique(specs: ReadonlyArray<DeploymentSpec>): void {
-  const names = new Map<string, number>();
-  const routes = new Map<string, string>();
-  specs.forEach((spec, i) => {
-    const seen = names.get(spec.name);
-    if (seen !== undefined) {
-      throw new FlotillaError("INVALID_SPEC", `invalid deployment spec: deployments[${i}].name: '${spec.name}' is already used by deployments[${seen}]`);
-    }
-    names.set(spec.name, i);
-    if (spec.routePrefix !== null) {
-      const other = routes.get(spec.routePrefix);
-      if (other !== undefined) {
-        throw new FlotillaError("INVALID_SPEC", `invalid deployment spec: deployments[${i}].routePrefix: '${spec.routePrefix}' is already the route of '${other}'`);
-      }
-      routes.set(spec.routePrefix, spec.name);
-    }
-  });
 }

@@ -1,23 +1,45 @@
 /**
  * The Docker Compose file is valid and wires the cluster the way the docs say:
- * `docker-compose config` must accept it, and its resolved form must have Redis
- * with AOF, a router on :8000, scalable hosts with the app directory mounted,
- * and every Flotilla process pointed at the compose Redis. Needs the
- * `docker-compose` binary (no Docker daemon); .ci/run installs it.
+ * it must satisfy the Compose specification's JSON schema, and its resolved form
+ * must have Redis with AOF, a router on :8000, scalable hosts with the app
+ * directory mounted, and every Flotilla process pointed at the compose Redis.
+ * Needs no Docker: the file is read as Compose reads it (merge keys,
+ * interpolation) and checked against the schema. Where the `docker-compose`
+ * binary is on the PATH, `docker-compose config` must accept the file too, and
+ * the same checks run on what it prints.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
+import { interpolate, parseComposeFile } from "../helpers/compose-file.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const FLOTILLA_SERVICES = ["controller", "router", "host"] as const;
+const ENV = { ...process.env, FLOTILLA_NAMESPACE: "flotilla-compose-test" };
 
 type Service = Record<string, unknown>;
 interface ComposeConfig {
   services: Record<string, Service>;
+}
+
+function asComposeConfig(parsed: unknown, from: string): ComposeConfig {
+  assert.ok(parsed && typeof parsed === "object" && "services" in parsed, `${from} has no services`);
+  return parsed as ComposeConfig;
+}
+
+/** The file as Compose reads it, validated against the Compose specification's schema. */
+function schemaConfig(): ComposeConfig {
+  return asComposeConfig(parseComposeFile(readFileSync(path.join(root, "docker-compose.yml"), "utf8"), ENV), "docker-compose.yml");
+}
+
+/** Whether a `docker-compose` binary is on the PATH (only then is `docker-compose config` checked). */
+function hasDockerCompose(): boolean {
+  const run = spawnSync("docker-compose", ["version"], { encoding: "utf8", timeout: 60_000 });
+  return !(run.error && (run.error as NodeJS.ErrnoException).code === "ENOENT");
 }
 
 /** `docker-compose config` prints the resolved file; any failure is a test failure, never a skip. */
@@ -25,17 +47,12 @@ function composeConfig(): ComposeConfig {
   const run = spawnSync("docker-compose", ["-f", "docker-compose.yml", "config"], {
     cwd: root,
     encoding: "utf8",
-    env: { ...process.env, FLOTILLA_NAMESPACE: "flotilla-compose-test" },
+    env: ENV,
     timeout: 60_000,
   });
-  if (run.error && (run.error as NodeJS.ErrnoException).code === "ENOENT") {
-    assert.fail("docker-compose is not installed: install it (apt-get install docker-compose; .ci/run does) to validate docker-compose.yml");
-  }
   if (run.error) assert.fail(`docker-compose config could not run: ${run.error.message}`);
   assert.equal(run.status, 0, `docker-compose -f docker-compose.yml config exited ${run.status}:\n${run.stderr}${run.stdout}`);
-  const parsed = parse(run.stdout) as unknown;
-  assert.ok(parsed && typeof parsed === "object" && "services" in parsed, `docker-compose config printed no services:\n${run.stdout}`);
-  return parsed as ComposeConfig;
+  return asComposeConfig(parse(run.stdout) as unknown, `docker-compose config output:\n${run.stdout}`);
 }
 
 function service(config: ComposeConfig, name: string): Service {
@@ -93,23 +110,47 @@ function publishedPorts(s: Service): Array<{ published: string; target: string }
   });
 }
 
-let resolved: { config: ComposeConfig } | { error: unknown } | undefined;
-
-/** Runs `docker-compose config` once; every test asks for it, so a missing binary fails each of them (not cancels). */
-function loadConfig(): ComposeConfig {
-  if (!resolved) {
-    try {
-      resolved = { config: composeConfig() };
-    } catch (error) {
-      resolved = { error };
+/** Loads a config once; every test asks for it, so a failure fails each of them (not cancels). */
+function once(load: () => ComposeConfig): () => ComposeConfig {
+  let resolved: { config: ComposeConfig } | { error: unknown } | undefined;
+  return () => {
+    if (!resolved) {
+      try {
+        resolved = { config: load() };
+      } catch (error) {
+        resolved = { error };
+      }
     }
-  }
-  if ("error" in resolved) throw resolved.error;
-  return resolved.config;
+    if ("error" in resolved) throw resolved.error;
+    return resolved.config;
+  };
 }
 
-describe("docker-compose.yml", () => {
-  it("is accepted by docker-compose config and defines the redis, controller, router and host services", () => {
+const readers: Array<{ name: string; accepted: string; loadConfig: () => ComposeConfig }> = [
+  { name: "docker-compose.yml, read as Compose reads it", accepted: "satisfies the Compose specification's schema", loadConfig: once(schemaConfig) },
+];
+if (hasDockerCompose()) {
+  readers.push({ name: "docker-compose.yml, resolved by docker-compose config", accepted: "is accepted by docker-compose config", loadConfig: once(composeConfig) });
+}
+
+describe("the Compose file reader", () => {
+  it("rejects a file that breaks the Compose specification, naming the place", () => {
+    const valid = readFileSync(path.join(root, "docker-compose.yml"), "utf8");
+    assert.throws(() => parseComposeFile(valid.replace("stop_grace_period:", "stop_grace_perod:"), ENV), /\/services\/host .*stop_grace_perod/);
+    assert.throws(() => parseComposeFile(valid.replace('"8000:8000"', '"80a0:8000"'), ENV), /\/services\/router\/ports\/0 must match format "ports"/);
+    assert.throws(() => parseComposeFile(valid.replace("interval: 2s", "interval: soon"), ENV), /\/services\/redis\/healthcheck\/interval must match format "duration"/);
+    assert.throws(() => parseComposeFile("services:\n  web:\n    image: [1, 2]\n", ENV), /\/services\/web\/image must be string/);
+  });
+
+  it("interpolates variables the way Compose does", () => {
+    const env = { SET: "a", EMPTY: "" };
+    assert.equal(interpolate("${SET:-b} ${EMPTY:-b} ${EMPTY-b} ${UNSET-b} $SET $$SET ${UNSET}", env, "x"), "a b  b a $SET ");
+    assert.throws(() => interpolate("${UNSET:?needs it}", env, "services.x.image"), /services\.x\.image: required variable UNSET is missing: needs it/);
+  });
+});
+
+for (const { name, accepted, loadConfig } of readers) describe(name, () => {
+  it(`${accepted} and defines the redis, controller, router and host services`, () => {
     const config = loadConfig();
     for (const name of ["redis", ...FLOTILLA_SERVICES]) service(config, name);
   });

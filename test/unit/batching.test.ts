@@ -49,4 +49,39 @@ describe("Semaphore", () => {
     await fourth;
     assert.deepEqual(order, [3, 4]);
   });
+
+  it("honours a lowered limit while requests wait: no more than the new limit run", async () => {
+    const sem = new Semaphore(4);
+    let running = 0;
+    let peakAfterLowering = 0;
+    let lowered = false;
+    const releases: Array<() => void> = [];
+    const request = async (): Promise<void> => {
+      await sem.acquire();
+      running++;
+      if (lowered) peakAfterLowering = Math.max(peakAfterLowering, running);
+      await new Promise<void>((resolve) => releases.push(resolve));
+      running--;
+      sem.release();
+    };
+    const all = Array.from({ length: 12 }, () => request());
+    await new Promise((r) => setImmediate(r));
+    assert.equal(running, 4, "the first four run, eight wait");
+    sem.setLimit(2);
+    lowered = true;
+    const finishOne = async (): Promise<void> => {
+      releases.shift()?.();
+      await new Promise((r) => setImmediate(r));
+    };
+    await finishOne();
+    assert.equal(running, 3, "a release over the new limit admits nobody");
+    await finishOne();
+    assert.equal(running, 2, "still over: nobody admitted until under the limit");
+    await finishOne();
+    assert.equal(running, 2, "under the limit: one waiter in for the one that left");
+    while (releases.length > 0) await finishOne();
+    await Promise.all(all);
+    assert.equal(running, 0);
+    assert.equal(peakAfterLowering, 2, "never more than the new limit once it was lowered (beyond those already running)");
+  });
 });

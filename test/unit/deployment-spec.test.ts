@@ -6,7 +6,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { FlotillaError } from "../../src/errors.js";
-import { importRefProblem, parseDeployFile, parseDeploymentSpec } from "../../src/spec/deployment-spec.js";
+import { assertUnique, importRefProblem, parseDeployFile, parseDeploymentSpec, routePath } from "../../src/spec/deployment-spec.js";
+import { parseImportRef } from "../../src/spec/import-ref.js";
+import { replicaVersionLabel, versionLabel } from "../../src/spec/version-label.js";
 
 const BASE = { name: "echo", import: "echo.ts#Echo" } as const;
 
@@ -218,6 +220,24 @@ describe("parseDeploymentSpec: rejections name the field and the value", () => {
     rejectsSpec({ import: "" }, "import", '""');
   });
 
+  it("splits a reference at its last '#', the export being default without one", () => {
+    assert.deepEqual(parseImportRef("dir/echo.ts#Echo"), { modulePath: "dir/echo.ts", exportName: "Echo" });
+    assert.deepEqual(parseImportRef("echo.ts"), { modulePath: "echo.ts", exportName: "default" });
+    assert.deepEqual(parseImportRef("a#b.ts#X"), { modulePath: "a#b.ts", exportName: "X" });
+    assert.deepEqual(parseImportRef("echo.ts#"), { modulePath: "echo.ts", exportName: "" });
+    assert.match(importRefProblem("echo.ts#") ?? "", /'' is not a valid export name/);
+  });
+
+  it("labels versions by the spec's version, or the code version without one", () => {
+    assert.equal(versionLabel({ spec: { version: "2" }, codeVersion: "2-abc" }), "2");
+    assert.equal(versionLabel({ spec: {}, codeVersion: "auto-1234" }), "auto-1234");
+    const current = { spec: { version: "2" }, codeVersion: "2-new" };
+    assert.equal(replicaVersionLabel({ version: "2", codeVersion: "2-new" }, current), "2");
+    assert.equal(replicaVersionLabel({ version: "1", codeVersion: "1-old" }, current), "1");
+    assert.equal(replicaVersionLabel({ version: "2", codeVersion: "2-old" }, current), "2-old", "same label, other code: told apart");
+    assert.equal(replicaVersionLabel({ version: "2", codeVersion: "2-old" }, undefined), "2");
+  });
+
   it("accepts module files inside the app directory, with or without an export", () => {
     for (const ref of ["echo.ts", "echo.ts#Echo", "dir/sub/model.mjs#default", "a.js#$handler", "./x.mts#_X1"]) {
       assert.equal(importRefProblem(ref), undefined, ref);
@@ -265,6 +285,18 @@ describe("parseDeployFile", () => {
     const implicit = rejection(() => parseDeployFile({ deployments: [{ name: "a", import: "a.ts", routePrefix: "/b" }, { name: "b", import: "b.ts" }] }));
     assert.match(implicit, /deployments\[1\]\.routePrefix: '\/b'/, "the default /<name> counts too");
     assert.equal(parseDeployFile({ deployments: [{ ...BASE, routePrefix: null }, { name: "b", import: "b.ts", routePrefix: null }] }).length, 2);
+  });
+
+  it("counts a trailing slash as the same route, and deployed routes unless this apply replaces them", () => {
+    assert.deepEqual(["/", "//", "/a", "/a/", "/a//", "/a/b/"].map(routePath), ["/", "/", "/a", "/a", "/a", "/a/b"]);
+    const slash = rejection(() => parseDeployFile({ deployments: [BASE, { name: "b", import: "b.ts", routePrefix: "/echo/" }] }));
+    assert.match(slash, /deployments\[1\]\.routePrefix: '\/echo\/' is already the route of 'echo'/);
+    const deployed = [parseDeploymentSpec({ name: "a", import: "a.ts", routePrefix: "/x" }), parseDeploymentSpec(BASE)];
+    const b = parseDeploymentSpec({ name: "b", import: "b.ts", routePrefix: "/x/" });
+    assert.match(rejection(() => assertUnique([b], deployed, () => "b")), /b\.routePrefix: '\/x\/' is already the route of deployment 'a'/);
+    const movedA = parseDeploymentSpec({ name: "a", import: "a.ts", routePrefix: "/y" });
+    assert.doesNotThrow(() => assertUnique([movedA, b], deployed), "a moves away from /x in the same apply");
+    assert.doesNotThrow(() => assertUnique([parseDeploymentSpec(BASE)], deployed), "re-applying echo keeps its own route");
   });
 
   it("names the index of the invalid spec", () => {
