@@ -4,6 +4,7 @@ import type { PlannerTiming } from "./planners.js";
 import os from "node:os";
 import path from "node:path";
 import Table from "cli-table3";
+import { renderBatching, type BatchingResult } from "./batching.js";
 import type { FlotillaStartup } from "./flotilla-startup.js";
 import type { LoadResult } from "./load.js";
 import type { RedisCost } from "./redis-stats.js";
@@ -35,6 +36,8 @@ export interface BenchReport {
   flotilla?: FlotillaStartup;
   flotillaError?: string;
   planners?: PlannerTiming[];
+  batching?: BatchingResult;
+  batchingError?: string;
 }
 
 export function machineInfo(): BenchReport["machine"] {
@@ -55,7 +58,7 @@ const ratio = (a: number, b: number | undefined): string => (b && b > 0 ? `${(a 
 
 export function renderTables(report: BenchReport): string {
   const out: string[] = [];
-  for (const connections of report.config.connections) {
+  for (const connections of report.targets.length > 0 ? report.config.connections : []) {
     const cellOf = (name: string): Cell | undefined => report.targets.find((t) => t.target === name)?.cells.find((c) => c.connections === connections);
     const raw = cellOf("raw-http")?.load.rps;
     const naive = cellOf("bullmq-naive")?.load.rps;
@@ -88,6 +91,7 @@ export function renderTables(report: BenchReport): string {
     if (t.idleRedis) out.push(`${t.target} idle: ${fmt(t.idleRedis.calls / Math.max(t.idleRedis.elapsedS, 1e-3), 1)} Redis cmds/s, ${fmt(t.idleRedis.cpuUs / Math.max(t.idleRedis.elapsedS, 1e-3) / 1000, 2)} ms Redis CPU/s`);
   }
   out.push(...renderStartup(report));
+  out.push(...renderBatching(report.batching, report.batchingError));
   return out.join("\n");
 }
 

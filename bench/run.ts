@@ -8,10 +8,12 @@
  *
  *   npm run bench                          # 10 s cells
  *   BENCH_DURATION_S=3 npm run bench       # a quick run
+ *   BENCH_TARGETS=batching npm run bench   # only the batching cell
  *
  * Settings: see bench/config.ts. BENCH_VERBOSE=1 echoes the children's logs.
  */
 import { startNaiveBullmq, startRawHttp } from "./baseline-targets.js";
+import { measureBatching } from "./batching.js";
 import { readConfig, type BenchConfig } from "./config.js";
 import { measureStartup } from "./flotilla-startup.js";
 import { benchPlanners } from "./planners.js";
@@ -91,11 +93,29 @@ async function benchTarget(name: string, config: BenchConfig, report: BenchRepor
     run.error = message(err);
     log(`${name} failed: ${run.error}`);
   } finally {
-    if (target) {
-      log(`stopping ${name}`);
-      await target.stop().catch((err: unknown) => log(`stopping ${name}: ${message(err)}`));
-      await cleanupKeys(target.keyPatterns).catch((err: unknown) => log(`cleaning ${name}'s keys: ${message(err)}`));
-    }
+    if (target) await stopTarget(name, target);
+  }
+}
+
+async function stopTarget(name: string, target: Target): Promise<void> {
+  log(`stopping ${name}`);
+  await target.stop().catch((err: unknown) => log(`stopping ${name}: ${message(err)}`));
+  await cleanupKeys(target.keyPatterns).catch((err: unknown) => log(`cleaning ${name}'s keys: ${message(err)}`));
+}
+
+/** The batching cell, in a Flotilla cluster of its own. */
+async function benchBatching(config: BenchConfig, report: BenchReport): Promise<void> {
+  let target: FlotillaTarget | undefined;
+  try {
+    log("starting flotilla for the batching cell");
+    target = await startFlotilla((benchRedis as BenchRedis).url);
+    for (const p of target.keyPatterns) dirtyPatterns.add(p);
+    report.batching = await measureBatching(target, config, log);
+  } catch (err) {
+    report.batchingError = message(err);
+    log(`batching failed: ${report.batchingError}`);
+  } finally {
+    if (target) await stopTarget("flotilla (batching)", target);
   }
 }
 
@@ -122,7 +142,10 @@ async function main(): Promise<number> {
   const [load1 = 0] = report.machine.loadAvgAtStart;
   if (load1 > report.machine.cpus / 2) log(`warning: load average ${load1} on ${report.machine.cpus} CPUs before starting; other work on this machine will skew the results`);
   try {
-    for (const name of config.targets) await benchTarget(name, config, report);
+    for (const name of config.targets) {
+      if (name === "batching") await benchBatching(config, report);
+      else await benchTarget(name, config, report);
+    }
   } finally {
     await benchRedis.stop().catch(() => undefined);
     benchRedis = undefined;
@@ -133,7 +156,7 @@ async function main(): Promise<number> {
   process.stdout.write("\ncontrol plane: one controller tick (pure reconcile) for 1,000 deployments × 10 replicas on 100 hosts, after 5 warm-up ticks\n");
   for (const t of report.planners) process.stdout.write(`  ${t.scenario}: median ${t.medianMs} ms, max ${t.maxMs} ms; first tick ${t.firstMs} ms (${t.decisions} decisions)\n`);
   log(`wrote ${writeJson(report)}`);
-  return report.targets.some((t) => t.error) || report.flotillaError ? 1 : 0;
+  return report.targets.some((t) => t.error) || report.flotillaError || report.batchingError ? 1 : 0;
 }
 
 let aborting = false;

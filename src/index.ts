@@ -16,6 +16,7 @@ export { deployment, getHandle, Deployment, DeploymentHandle, type DeployOptions
 export { response, type HttpResponse, type HttpRequestData, type Reply, type RequestJob } from "./shared/protocol.js";
 export type { HttpRequest } from "./actors/replica-runner.js";
 export type { RequestContext } from "./actors/handler-loader.js";
+export { batch, type BatchedFunction, type BatchCallContext, type BatchOptions, type BatchOptionsInput } from "./actors/batch.js";
 export { FlotillaError, ERROR_CODES, type ErrorCode } from "./errors.js";
 export {
   parseDeploymentSpec,
