@@ -430,9 +430,11 @@ export const DASHBOARD_SCRIPT = String.raw`
       box.replaceChildren(el("p", { className: "empty", text: "No revisions recorded (deployed before revisions were kept)." }));
     } else {
       var body = el("tbody");
+      var currentSpec = JSON.stringify((h.revisions.filter(function (r) { return r.revision === h.current; })[0] || {}).spec);
       h.revisions.slice().reverse().forEach(function (r) {
         var isCurrent = r.revision === h.current;
-        var action = isCurrent ? el("span", { className: "empty", text: "current" }) : el("button", {
+        var sameSpec = !isCurrent && JSON.stringify(r.spec) === currentSpec;
+        var action = isCurrent ? el("span", { className: "empty", text: "current" }) : sameSpec ? el("span", { className: "empty", text: "same as current" }) : el("button", {
           type: "button", className: "secondary", "data-testid": "rollback-" + r.revision, disabled: state.busy,
           text: "Roll back to " + r.revision,
           onclick: function () { state.confirm = r.revision; renderDetail(); }
