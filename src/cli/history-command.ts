@@ -15,7 +15,7 @@ export function renderHistory(history: History): string {
   if (history.revisions.length === 0) return `${history.deployment}: no revisions recorded (it was last deployed before revisions were kept)`;
   const table = new Table({ head: ["REV", "APPLIED", "FROM", "VERSION", "OUTCOME", "SOURCE-REV"], style: { head: [], border: [] } });
   for (const r of history.revisions) {
-    const outcome = r.outcome === "failed" && r.error ? `failed: ${r.error.slice(0, 70)}` : r.outcome;
+    const outcome = !r.error ? r.outcome : r.outcome === "failed" ? `failed: ${r.error.slice(0, 70)}` : r.outcome === "rolled back" ? `rolled back (failed: ${r.error.slice(0, 50)})` : r.outcome;
     table.push([
       `${r.revision}${r.revision === history.current ? " *" : ""}`,
       time(r.appliedAt),
