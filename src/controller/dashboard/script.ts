@@ -409,6 +409,13 @@ export const DASHBOARD_SCRIPT = String.raw`
     render();
   }
 
+  // JSON with sorted keys: a spec applied again by a rollback may list its fields in another order.
+  function canonical(value) {
+    if (value === null || typeof value !== "object") return JSON.stringify(value);
+    if (Array.isArray(value)) return "[" + value.map(canonical).join(",") + "]";
+    return "{" + Object.keys(value).sort().map(function (k) { return JSON.stringify(k) + ":" + canonical(value[k]); }).join(",") + "}";
+  }
+
   function outcomeText(r) {
     return r.outcome === "failed" && r.error ? "failed: " + r.error : r.outcome;
   }
@@ -430,10 +437,10 @@ export const DASHBOARD_SCRIPT = String.raw`
       box.replaceChildren(el("p", { className: "empty", text: "No revisions recorded (deployed before revisions were kept)." }));
     } else {
       var body = el("tbody");
-      var currentSpec = JSON.stringify((h.revisions.filter(function (r) { return r.revision === h.current; })[0] || {}).spec);
+      var currentSpec = canonical((h.revisions.filter(function (r) { return r.revision === h.current; })[0] || {}).spec);
       h.revisions.slice().reverse().forEach(function (r) {
         var isCurrent = r.revision === h.current;
-        var sameSpec = !isCurrent && JSON.stringify(r.spec) === currentSpec;
+        var sameSpec = !isCurrent && canonical(r.spec) === currentSpec;
         var action = isCurrent ? el("span", { className: "empty", text: "current" }) : sameSpec ? el("span", { className: "empty", text: "same as current" }) : el("button", {
           type: "button", className: "secondary", "data-testid": "rollback-" + r.revision, disabled: state.busy,
           text: "Roll back to " + r.revision,
