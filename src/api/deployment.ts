@@ -85,7 +85,7 @@ export class Deployment {
     const conn = this.connection();
     // A relative runtimeEnv.workingDir is relative to the current directory.
     const packages = await packAndUpload(conn.redis, conn.keys, [this.spec], { baseDir: process.cwd(), maxBytes: (options.maxPackageMiB ?? 100) * 1024 * 1024 });
-    const [result] = await applyDeployments(conn.redis, conn.keys, [this.spec], Date.now(), packages);
+    const [result] = await applyDeployments(conn.redis, conn.keys, [this.spec], Date.now(), { packages });
     if (!result) throw new FlotillaError("INTERNAL", "apply returned no result");
     if (options.wait !== false) {
       await waitForRollout(conn.redis, conn.keys, [{ name: result.name, generation: result.generation }], { timeoutMs: (options.timeoutS ?? 120) * 1000 });

@@ -51,19 +51,23 @@ export async function deployCommand(redis: Redis, keys: Keys, specs: DeploymentS
   for (const [name, p] of packages) {
     options.out.write(`${name}: package sha256:${p.hash} ${formatBytes(p.bytes)}, ${p.entries} ${p.entries === 1 ? "entry" : "entries"} from ${p.workingDir} (${p.uploaded ? "uploaded" : "already stored"})\n`);
   }
-  const results = await applyDeployments(redis, keys, specs, Date.now(), packages);
+  const results = await applyDeployments(redis, keys, specs, Date.now(), { packages });
   for (const r of results) options.out.write(`${r.name}: ${r.outcome}${r.outcome === "unchanged" ? "" : ` (generation ${r.generation}${r.rollout ? ", rolling update" : ""})`}\n`);
   for (const r of results) if (r.warning) options.out.write(`warning: ${r.name}: ${r.warning}\n`);
   if (!options.wait) return results;
-  const targets = results.map((r) => ({ name: r.name, generation: r.generation }));
+  await followRollout(redis, keys, results, options);
+  return results;
+}
+
+/** Follows applied changes until HEALTHY (progress bars on a TTY, lines otherwise); rejects like waitForRollout. */
+export async function followRollout(redis: Redis, keys: Keys, results: readonly ApplyResult[], options: { timeoutS: number; out: NodeJS.WriteStream }): Promise<void> {
   const progress = options.out.isTTY ? barProgress() : lineProgress(options.out);
   try {
-    await waitForRollout(redis, keys, targets, { timeoutMs: options.timeoutS * 1000, onProgress: progress.update });
+    await waitForRollout(redis, keys, results, { timeoutMs: options.timeoutS * 1000, onProgress: progress.update });
   } finally {
     progress.stop();
   }
   options.out.write(`${results.map((r) => r.name).join(", ")}: HEALTHY\n`);
-  return results;
 }
 
 /** Replicas of the current version serving, of how many wanted (a status from an older controller may lack the count). */

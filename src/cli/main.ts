@@ -1,6 +1,6 @@
 /**
  * The `flotilla` command: every process (controller, router, host, or all of
- * them with `up`) and every operation (deploy, delete, status).
+ * them with `up`) and every operation (deploy, delete, status, history, rollback).
  */
 import os from "node:os";
 import path from "node:path";
@@ -187,6 +187,28 @@ program
     const removed = await withRedis((redis, keys) => deleteDeployment(redis, keys, name));
     if (!removed) throw new FlotillaError("NOT_FOUND", `no deployment named '${name}' in namespace '${globals().namespace}'`);
     process.stdout.write(`${name}: deleted\n`);
+  });
+
+program
+  .command("history")
+  .description("list a deployment's revisions: when, from where, which version, and how each ended")
+  .argument("<name>", "deployment name")
+  .option("--json", "print JSON")
+  .action(async (name: string, opts: { json?: boolean }) => {
+    const { historyCommand } = await import("./history-command.js");
+    await withRedis((redis, keys) => historyCommand(redis, keys, name, { json: opts.json === true, out: process.stdout }));
+  });
+
+program
+  .command("rollback")
+  .description("apply an earlier revision again (default: the last one that rolled out before the current) and wait for the rollout")
+  .argument("<name>", "deployment name")
+  .option("--to <rev>", "the revision to return to", number("--to", { min: 1, integer: true }))
+  .option("--no-wait", "return once the spec is stored")
+  .option("--timeout <s>", "fail if the rollout is not done by then", number("--timeout", { min: 1 }), 300)
+  .action(async (name: string, opts: { to?: number; wait: boolean; timeout: number }) => {
+    const { rollbackCommand } = await import("./history-command.js");
+    await withRedis((redis, keys) => rollbackCommand(redis, keys, name, { ...(opts.to !== undefined ? { to: opts.to } : {}), wait: opts.wait, timeoutS: opts.timeout, out: process.stdout }));
   });
 
 program

@@ -11,6 +11,7 @@ import type { Keys } from "../shared/keys.js";
 import type { DeploymentRecord, DeploymentStatusRecord } from "../shared/records.js";
 import type { DeploymentSpec } from "../spec/deployment-spec.js";
 import { assertUnique } from "../spec/uniqueness.js";
+import { markFailed, markRolledOut, queueRevisions, type RevisionOptions } from "./revision-log.js";
 
 /** JSON with object keys sorted, so equal values hash equally. */
 export function canonicalJson(value: unknown): string {
@@ -56,6 +57,8 @@ export interface ApplyResult {
   runtimeEnv?: RuntimeEnvRef;
   /** Something the user should know, e.g. the code changed but the explicit version did not. */
   warning?: string;
+  /** The revision this change recorded (none when unchanged). */
+  revision?: number;
 }
 
 export interface RuntimeEnvRef {
@@ -63,12 +66,17 @@ export interface RuntimeEnvRef {
   bytes: number;
 }
 
+export interface ApplyOptions extends RevisionOptions {
+  /** Deployment name → its package, already uploaded (see package-upload.ts): needed by every spec with runtimeEnv. */
+  packages?: ReadonlyMap<string, RuntimeEnvRef>;
+}
+
 /**
- * Applies several specs atomically: either every record is written or none.
- * A spec with runtimeEnv needs its package, already uploaded, in `packages`
- * (by deployment name; see package-upload.ts).
+ * Applies several specs atomically: either every record is written or none,
+ * and each change is recorded as a revision in the same transaction.
  */
-export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly DeploymentSpec[], now = Date.now(), packages: ReadonlyMap<string, RuntimeEnvRef> = new Map()): Promise<ApplyResult[]> {
+export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly DeploymentSpec[], now = Date.now(), options: ApplyOptions = {}): Promise<ApplyResult[]> {
+  const packages = options.packages ?? new Map<string, RuntimeEnvRef>();
   const unpacked = specs.filter((s) => s.runtimeEnv && !packages.has(s.name)).map((s) => s.name);
   if (unpacked.length > 0) {
     throw new FlotillaError("INVALID_SPEC", `invalid deployment spec: ${unpacked.join(", ")}: runtimeEnv needs its workingDir packed and uploaded first; deploy with \`flotilla deploy\` or \`deployment().deploy()\``);
@@ -77,6 +85,7 @@ export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly
   assertUnique(specs, [...existing.values()].map((r) => r.spec), (i) => specs[i]?.name ?? `deployments[${i}]`);
   const results: ApplyResult[] = [];
   const writes: string[] = [];
+  const changed: DeploymentRecord[] = [];
   for (const spec of specs) {
     const before = existing.get(spec.name);
     const pkg = spec.runtimeEnv ? packages.get(spec.name) : undefined;
@@ -102,17 +111,22 @@ export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly
       ...(runtimeEnv ? { runtimeEnv } : {}),
     };
     writes.push(spec.name, JSON.stringify(record));
+    changed.push(record);
     results.push({ name: spec.name, outcome: before ? "updated" : "created", generation: record.generation, rollout: !before || before.codeVersion !== codeVersion, ...extras });
   }
   if (writes.length > 0) {
-    await redis.multi().hset(keys.deployments, ...writes).publish(keys.changes, "deployments").exec();
+    // Every change is a revision, recorded in the same transaction as the records.
+    const tx = redis.multi().hset(keys.deployments, ...writes);
+    const numbers = queueRevisions(tx, keys, changed, now, options);
+    const revisions = numbers(await tx.publish(keys.changes, "deployments").exec());
+    for (const r of results) if (revisions.has(r.name)) r.revision = revisions.get(r.name);
   }
   return results;
 }
 
 /** Deletes a deployment: its replicas drain, queued requests are answered 404, its queue goes. */
 export async function deleteDeployment(redis: Redis, keys: Keys, name: string): Promise<boolean> {
-  const results = await redis.multi().hdel(keys.deployments, name).publish(keys.changes, "deployments").exec();
+  const results = await redis.multi().hdel(keys.deployments, name).publish(keys.changes, "deployments").del(keys.revisions(name)).exec();
   return Number(results?.[0]?.[1] ?? 0) === 1;
 }
 
@@ -134,7 +148,7 @@ export interface RolloutProgress {
 export async function waitForRollout(
   redis: Redis,
   keys: Keys,
-  targets: ReadonlyArray<{ name: string; generation: number }>,
+  targets: ReadonlyArray<{ name: string; generation: number; revision?: number | undefined }>,
   options: { timeoutMs: number; onProgress?: (progress: RolloutProgress[]) => void; pollMs?: number },
 ): Promise<void> {
   const deadline = Date.now() + options.timeoutMs;
@@ -145,10 +159,19 @@ export async function waitForRollout(
     options.onProgress?.(lastSeen);
     const current = (p: RolloutProgress): boolean => p.status !== undefined && p.status.generation >= p.generation;
     const failed = lastSeen.find((p) => current(p) && p.status?.status === "UNHEALTHY");
+    const revisionOf = (p: RolloutProgress): number | undefined => targets.find((t) => t.name === p.name && t.generation === p.generation)?.revision;
     if (failed?.status) {
+      const revision = revisionOf(failed);
+      if (revision !== undefined) await markFailed(redis, keys, failed.name, revision, failed.status.lastError ?? failed.status.message);
       throw new FlotillaError("ROLLOUT_FAILED", `rollout of '${failed.name}' failed: ${failed.status.message}`, { details: { deployment: failed.name, status: failed.status } });
     }
-    if (lastSeen.every((p) => current(p) && p.status?.status === "HEALTHY")) return;
+    if (lastSeen.every((p) => current(p) && p.status?.status === "HEALTHY")) {
+      for (const p of lastSeen) {
+        const revision = revisionOf(p);
+        if (revision !== undefined && p.status?.generation === p.generation) await markRolledOut(redis, keys, p.name, revision);
+      }
+      return;
+    }
     if (Date.now() >= deadline) {
       const waiting = lastSeen.filter((p) => !(current(p) && p.status?.status === "HEALTHY"));
       const detail = waiting.map((p) => `${p.name}: ${p.status && current(p) ? `${p.status.status}, ${p.status.message}` : "not yet picked up by a controller (is one running?)"}`).join("; ");

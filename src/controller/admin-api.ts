@@ -10,6 +10,7 @@
  *   GET    /api/deployments/<name>  { spec, status }
  *   DELETE /api/deployments/<name>  delete one deployment
  *   GET    /metrics                 Prometheus text: the status as gauges, and process metrics
+ * and the dashboard at `/` with its routes (history, rollback, traffic): see admin-dashboard-api.ts.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
@@ -25,6 +26,7 @@ import type { Logger } from "../shared/logger.js";
 import type { DeploymentRecord, DeploymentStatusRecord } from "../shared/records.js";
 import { parseDeployFile } from "../spec/deployment-spec.js";
 import { readBody } from "../shared/http-body.js";
+import { assertRedisReady, dashboardApiRoute, dashboardPage } from "./admin-dashboard-api.js";
 import type { ClusterMetrics } from "./cluster-metrics.js";
 import type { AdminApiOptions } from "./controller-options.js";
 
@@ -69,12 +71,19 @@ export class AdminApi {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
+      const page = dashboardPage(req.method ?? "GET", new URL(req.url ?? "/", "http://admin").pathname);
+      if (page) {
+        res.writeHead(200, page.headers);
+        res.end(req.method === "HEAD" ? undefined : page.body);
+        return;
+      }
       if (!authorized(req.headers.authorization, this.options.token)) {
         throw new FlotillaError("UNAUTHORIZED", "missing or wrong bearer token (Authorization: Bearer <FLOTILLA_ADMIN_TOKEN>)");
       }
       const url = new URL(req.url ?? "/", "http://admin");
       const method = req.method ?? "GET";
       const one = /^\/api\/deployments\/([^/]+)$/.exec(url.pathname);
+      if (url.pathname.startsWith("/api/")) assertRedisReady(this.redis);
       if (url.pathname === "/api/status" && method === "GET") {
         return json(res, 200, buildStatus(this.keys.namespace, await readClusterState(this.redis, this.keys)));
       }
@@ -107,6 +116,8 @@ export class AdminApi {
         const status = await this.redis.hget(this.keys.deploymentStatus, name);
         return json(res, 200, { spec: record.spec, status: status ? (JSON.parse(status) as DeploymentStatusRecord) : null });
       }
+      const answer = await dashboardApiRoute({ redis: this.redis, keys: this.keys, log: this.log, maxBodyBytes: this.options.maxBodyBytes ?? 1024 * 1024 }, req, method, url.pathname);
+      if (answer !== undefined) return json(res, 200, answer);
       throw new FlotillaError("NOT_FOUND", `no admin route ${method} ${url.pathname}`);
     } catch (err) {
       const error = err instanceof FlotillaError ? err : new FlotillaError("INTERNAL", errorMessage(err));

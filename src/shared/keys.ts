@@ -40,6 +40,14 @@ export class Keys {
   get controllerRecords(): string {
     return `${this.control}:controller-records`;
   }
+  /**
+   * Hash: one deployment's revisions (see client/revisions.ts): `next` (the last number given), `r:<n>` (the
+   * revision as applied), `o:<n>` (its outcome). Under the control tag, so it is written in the same
+   * transaction as the deployment record.
+   */
+  revisions(deployment: string): string {
+    return `${this.control}:revisions:${deployment}`;
+  }
   /** Hash: replica id → ReplicaAssignment JSON (desired replicas, written by the leader controller). */
   get replicas(): string {
     return `${this.control}:replicas`;

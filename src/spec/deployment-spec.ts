@@ -158,6 +158,14 @@ const rawSpecSchema = z.strictObject({
   maxRetries: z.number().int().nonnegative().max(100).default(3),
   /** Ship this directory (and its lockfile's dependencies) to the hosts. @default none: the module is in each host's app directory */
   runtimeEnv: runtimeEnvSchema.optional(),
+  // The rollout policy is optional in the stored spec (its defaults come from rolloutPolicyOf), so specs
+  // stored before these fields existed compare equal to the same spec parsed now.
+  /** Return to the last revision that rolled out when a rollout fails. @default false */
+  rollbackOnFailure: z.boolean().optional(),
+  /** Failed starts or health checks of the new version after which its rollout counts as failed. @default 3 */
+  rolloutFailureThreshold: z.number().int().positive().max(1000).optional(),
+  /** A rollout not finished after this many seconds counts as failed. @default 600 */
+  rolloutTimeoutS: z.number().finite().positive().max(86_400).optional(),
 });
 
 export const deploymentSpecSchema = rawSpecSchema
@@ -171,6 +179,22 @@ export const deploymentSpecSchema = rawSpecSchema
     // An autoscaled spec has no numReplicas (the autoscaler owns the count), so a parsed spec parses again.
     return { ...rest, ...(s.autoscalingConfig ? {} : { numReplicas: numReplicas ?? 1 }), routePrefix: s.routePrefix === undefined ? `/${s.name}` : s.routePrefix };
   });
+
+/** Defaults of the rollout policy fields. */
+export const ROLLOUT_POLICY_DEFAULTS = { rollbackOnFailure: false, rolloutFailureThreshold: 3, rolloutTimeoutS: 600 } as const;
+
+/** A spec's rollout policy with its defaults filled in. */
+export function rolloutPolicyOf(spec: { rollbackOnFailure?: boolean | undefined; rolloutFailureThreshold?: number | undefined; rolloutTimeoutS?: number | undefined }): {
+  rollbackOnFailure: boolean;
+  rolloutFailureThreshold: number;
+  rolloutTimeoutS: number;
+} {
+  return {
+    rollbackOnFailure: spec.rollbackOnFailure ?? ROLLOUT_POLICY_DEFAULTS.rollbackOnFailure,
+    rolloutFailureThreshold: spec.rolloutFailureThreshold ?? ROLLOUT_POLICY_DEFAULTS.rolloutFailureThreshold,
+    rolloutTimeoutS: spec.rolloutTimeoutS ?? ROLLOUT_POLICY_DEFAULTS.rolloutTimeoutS,
+  };
+}
 
 /** What callers write: every field but `name` and `import` is optional. */
 export type DeploymentSpecInput = z.input<typeof deploymentSpecSchema>;

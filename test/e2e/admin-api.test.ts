@@ -163,7 +163,8 @@ describe("admin API with a bearer token", () => {
 
   it("answers 404 to unknown routes and methods", async () => {
     for (const [method, path] of [
-      ["GET", "/"],
+      // GET / is the dashboard page (test/e2e/dashboard.test.ts).
+      ["GET", "/index.htm"],
       ["GET", "/api"],
       ["GET", "/api/nope"],
       ["POST", "/api/status"],
