@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   BACKPRESSURE: { status: 503, retryable: true, summary: "The deployment's queue holds maxQueuedRequests already; retry after the Retry-After seconds." },
   REDIS_UNAVAILABLE: { status: 503, retryable: true, summary: "Redis does not answer; the request was not accepted." },
   TIMEOUT: { status: 504, retryable: true, summary: "No answer within the request timeout (router-side, or the handler's requestTimeoutS)." },
+  HEALTH_CHECK_FAILED: { status: 503, retryable: true, summary: "A replica's checkHealth() threw, rejected or timed out; a new version's first failed check fails its start." },
   ROLLOUT_FAILED: { status: 500, retryable: false, summary: "A new version did not become healthy (the message has its error); the old version keeps serving." },
   INTERNAL: { status: 500, retryable: false, summary: "A bug in Flotilla itself; the message says where." },
 } as const;

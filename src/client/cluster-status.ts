@@ -4,7 +4,8 @@
  */
 import { freeResources } from "../controller/placement.js";
 import type { ClusterSnapshot } from "../controller/observed-state.js";
-import type { ReplicaState, ResourceSet } from "../shared/records.js";
+import type { HealthCounts } from "../shared/health-events.js";
+import type { ReplacementEvent, Replacement, ReplicaHealth, ReplicaState, ResourceSet } from "../shared/records.js";
 
 export interface ReplicaView {
   id: string;
@@ -16,6 +17,10 @@ export interface ReplicaView {
   inflight: number;
   error?: string;
   pendingReason?: string;
+  /** Its checkHealth() results: last check, consecutive failures, last error. */
+  health?: ReplicaHealth;
+  /** Why its host is replacing it. */
+  replacement?: Replacement;
 }
 
 export interface DeploymentView {
@@ -31,7 +36,14 @@ export interface DeploymentView {
   versions: Record<string, number>;
   autoscaling?: { demand: number; desired: number; actual: number; lastDecision?: { at: number; from: number; to: number; reason: string } };
   replicas: ReplicaView[];
+  /** Failed health checks and replacements of live replicas by kind (counted by hosts); absent while there were none. */
+  healthCounts?: HealthCounts;
+  /** The latest replacements, newest first; absent while there were none. */
+  replacements?: Array<Omit<ReplacementEvent, "deployment">>;
 }
+
+/** Replacements listed per deployment. */
+const SHOWN_REPLACEMENTS = 10;
 
 export interface HostView {
   id: string;
@@ -51,6 +63,15 @@ export interface StatusReport {
   routers: Array<{ id: string; port: number; alive: boolean }>;
   /** Resources the pending replicas need in total: what more hosts must offer. */
   pendingDemand: ResourceSet;
+}
+
+function healthOf(snap: ClusterSnapshot, name: string): Pick<DeploymentView, "healthCounts" | "replacements"> {
+  const counts = snap.health?.counts.get(name);
+  const recent = (snap.health?.recent ?? []).filter((e) => e.deployment === name).slice(0, SHOWN_REPLACEMENTS);
+  return {
+    ...(counts ? { healthCounts: counts } : {}),
+    ...(recent.length > 0 ? { replacements: recent.map(({ deployment: _d, ...e }) => e) } : {}),
+  };
 }
 
 export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusReport {
@@ -75,6 +96,8 @@ export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusRep
       inflight: s?.inflight ?? 0,
       ...(s?.error ? { error: s.error } : {}),
       ...(a.host === null && a.pendingReason ? { pendingReason: a.pendingReason } : {}),
+      ...(s?.health ? { health: s.health } : {}),
+      ...(s?.replacement ? { replacement: s.replacement } : {}),
     };
     if (a.host === null && a.desired === "run") {
       for (const [k, v] of Object.entries(a.resources)) if (v > 0) pendingDemand[k] = (pendingDemand[k] ?? 0) + v;
@@ -105,6 +128,7 @@ export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusRep
       versions,
       ...(record.spec.autoscalingConfig && st?.autoscaling ? { autoscaling: { ...st.autoscaling, actual: running } } : {}),
       replicas,
+      ...healthOf(snap, name),
     });
   }
   deployments.sort((a, b) => a.name.localeCompare(b.name));

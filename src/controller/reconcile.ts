@@ -14,6 +14,7 @@ import type {
   ReplicaStatus,
   ResourceSet,
 } from "../shared/records.js";
+import { MEMORY_RESOURCE } from "../spec/deployment-spec.js";
 import { place, type HostCapacity, type PlacedReplica, type PlacementRequest } from "./placement.js";
 import { planRollout, type PlannerReplica } from "./rollout-planner.js";
 
@@ -50,7 +51,7 @@ export function backoffMs(failures: number): number {
 /** The resources one replica of a deployment reserves. */
 export function replicaResources(record: DeploymentRecord): ResourceSet {
   const o = record.spec.actorOptions;
-  return { CPU: o.numCpus, GPU: o.numGpus, ...o.resources };
+  return { CPU: o.numCpus, GPU: o.numGpus, ...o.resources, ...(o.memoryMiB !== undefined ? { [MEMORY_RESOURCE]: o.memoryMiB } : {}) };
 }
 
 function phaseOf(a: ReplicaAssignment, status: ReplicaStatus | undefined): PlannerReplica["phase"] {

@@ -20,6 +20,7 @@ export function replicaConfig(a: ReplicaAssignment, record: DeploymentRecord, ho
     configVersion: record.configVersion,
     userConfig: spec.userConfig,
     ...settingsOf(spec),
+    ...(spec.actorOptions.memoryMiB !== undefined ? { memoryMiB: spec.actorOptions.memoryMiB } : {}),
   };
 }
 

@@ -8,7 +8,10 @@ import { REPLICA_CONFIG_ENV, REPLICA_PRESTART_ENV, settingsKey, type ReplicaConf
 import type { HandlerLoader } from "../actors/module-scope.js";
 import type { HostToReplica, ReplicaProcessState, ReplicaReport, ReplicaToHost } from "../actors/replica-ipc.js";
 import { replicaOutput } from "../shared/logger.js";
-import type { ReplicaStatus } from "../shared/records.js";
+import type { ReplicaStatus, ReplacementKind } from "../shared/records.js";
+import type { ReplicaVitals } from "./host-plan.js";
+import { lineSplitter } from "./output-lines.js";
+import { VitalsTracker } from "./replica-vitals.js";
 
 /** The replica entry next to this file: compiled JS, or TS when running from source under tsx. */
 function replicaEntry(): { file: string; execArgv: string[] } {
@@ -43,7 +46,8 @@ function spawnReplicaChild(env: NodeJS.ProcessEnv): ChildProcess {
   return spawn(process.execPath, [...execArgv(env), replicaEntry().file], {
     // JSON logs: the host prints them (see replicaOutput).
     env: { MALLOC_ARENA_MAX: REPLICA_MALLOC_ARENAS, ...env, FLOTILLA_LOG_PRETTY: "0" },
-    stdio: ["ignore", "inherit", "pipe", "ipc"],
+    // stdout is piped (not inherited) so that the host can collect a handler's console.log lines too.
+    stdio: ["ignore", "pipe", "pipe", "ipc"],
     detached: true,
     serialization: "json",
   });
@@ -76,6 +80,7 @@ export class PrestartedProcess {
   ) {
     this.child = spawnReplicaChild({ ...process.env, [REPLICA_PRESTART_ENV]: loader });
     this.child.stderr?.on("data", this.onStderr);
+    this.child.stdout?.on("data", forwardStdout);
     let settle: () => void = () => undefined;
     this.settled = new Promise((resolve) => (settle = resolve));
     this.child.on("message", (message: ReplicaToHost) => {
@@ -113,6 +118,7 @@ export class PrestartedProcess {
   /** Hands the process over to a ReplicaProcess: its listeners go with it. */
   adopt(): ChildProcess {
     this.child.stderr?.off("data", this.onStderr);
+    this.child.stdout?.off("data", forwardStdout);
     this.child.removeAllListeners("message");
     this.child.removeAllListeners("exit");
     this.child.removeAllListeners("error");
@@ -124,11 +130,19 @@ export class PrestartedProcess {
   }
 }
 
+function forwardStdout(chunk: Buffer): void {
+  process.stdout.write(chunk);
+}
+
 export interface ReplicaProcessHooks {
   /** The host's clock. */
   now(): number;
   onChange(proc: ReplicaProcess): void;
   onExit(proc: ReplicaProcess, code: number | null, signal: NodeJS.Signals | null): void;
+  /** A line the process wrote to stdout (`out`) or stderr (`err`). */
+  onLine?(proc: ReplicaProcess, stream: "out" | "err", line: string): void;
+  /** One of its health checks ended; `error` is null when it passed. */
+  onHealthCheck?(proc: ReplicaProcess, error: string | null): void;
 }
 
 /**
@@ -148,6 +162,7 @@ export class ReplicaProcess {
   private currentSettingsKey: string;
   private ended = false;
   private stderrTail = "";
+  private readonly health: VitalsTracker;
 
   constructor(
     readonly config: ReplicaConfig,
@@ -158,13 +173,21 @@ export class ReplicaProcess {
     this.startedAt = hooks.now();
     this.report = { state: "starting", configVersion: config.configVersion, workerId: null, inflight: 0 };
     this.currentSettingsKey = settingsKey(config);
+    this.health = new VitalsTracker(config, config.memoryMiB ?? null);
     const replicaEnv = { ...env, FLOTILLA_LOG_PRETTY: "0", [REPLICA_CONFIG_ENV]: JSON.stringify(config) };
     this.child = prestarted ? prestarted.adopt() : spawnReplicaChild(replicaEnv);
     this.prestarted = prestarted !== undefined;
     const output = replicaOutput();
+    const errLines = lineSplitter((line) => hooks.onLine?.(this, "err", line));
+    const outLines = lineSplitter((line) => hooks.onLine?.(this, "out", line));
     this.child.stderr?.on("data", (chunk: Buffer) => {
       output(chunk);
+      errLines(chunk);
       this.stderrTail = (this.stderrTail + chunk.toString("utf8")).slice(-2000);
+    });
+    this.child.stdout?.on("data", (chunk: Buffer) => {
+      forwardStdout(chunk);
+      outLines(chunk);
     });
     this.child.on("message", (message: ReplicaToHost) => {
       if (message.type === "state") {
@@ -174,6 +197,12 @@ export class ReplicaProcess {
         hooks.onChange(this);
       } else if (message.type === "stats") {
         this.report = { ...this.report, inflight: message.inflight };
+      } else if (message.type === "pong") {
+        this.health.pong(message.seq, message.rssBytes);
+      } else if (message.type === "health") {
+        this.health.healthCheck(message.at, message.error);
+        hooks.onHealthCheck?.(this, message.error);
+        hooks.onChange(this);
       }
     });
     this.child.on("error", (err) => {
@@ -245,6 +274,33 @@ export class ReplicaProcess {
     return this.ended;
   }
 
+  /** What the host plan needs of its health. */
+  get vitals(): ReplicaVitals {
+    return this.health.snapshot();
+  }
+
+  /**
+   * Sends a liveness ping unless one is still unanswered (its age is how long
+   * the event loop has been blocked). Only once it runs: a starting replica
+   * may be loading its module synchronously, and listens for pings only then.
+   */
+  sendPing(now: number): void {
+    if (this.ended || !this.child.connected || this.state === "starting") return;
+    const seq = this.health.nextPing(now);
+    if (seq !== undefined) this.send({ type: "ping", seq });
+  }
+
+  /** The host replaces it: drained, or killed for a blocked event loop (its jobs are then retried as after a crash). */
+  replace(kind: ReplacementKind, reason: string, now: number): void {
+    this.health.replaced(kind, reason, now);
+    if (kind === "liveness") {
+      this.failure = reason;
+      this.kill();
+    } else {
+      this.drain();
+    }
+  }
+
   /** Its status record, as the host writes it for the controller. */
   status(hostId: string, updatedAt: number): ReplicaStatus {
     return {
@@ -258,6 +314,8 @@ export class ReplicaProcess {
       workerId: this.workerId,
       inflight: this.inflight,
       ...(this.failure ? { error: this.failure } : {}),
+      ...(this.health.checks ? { health: this.health.checks } : {}),
+      ...(this.health.replacement ? { replacement: this.health.replacement } : {}),
       startedAt: this.startedAt,
       updatedAt,
     };
@@ -276,6 +334,7 @@ export class ReplicaProcess {
   /** Spec fields it picks up in place. */
   applySettings(settings: ReplicaSettings): void {
     this.currentSettingsKey = settingsKey(settings);
+    this.health.applySettings(settings);
     this.send({ type: "settings", settings });
   }
 
