@@ -146,8 +146,8 @@ describe("hosts: capacity, pending demand and a host joining", () => {
     const hostRows = table.stdout.split("\n").filter((l) => /^\W*h[123]\W/.test(l));
     assert.equal(hostRows.length, 3, table.stdout);
     const row = (id: string): string[] => (hostRows.find((l) => l.includes(` ${id} `)) ?? "").split(/\s*│\s*|\s*\|\s*/).map((c) => c.trim()).filter(Boolean);
-    assert.deepEqual(row("h1"), ["h1", "yes", "2 CPU", "none", "2"], table.stdout);
-    assert.deepEqual(row("h3"), ["h3", "yes", "2 CPU", "1 CPU", "1"], table.stdout);
+    assert.deepEqual(row("h1"), ["h1", "yes", "2 CPU, 8192 memoryMiB", "8192 memoryMiB", "2"], table.stdout);
+    assert.deepEqual(row("h3"), ["h3", "yes", "2 CPU, 8192 memoryMiB", "1 CPU, 8192 memoryMiB", "1"], table.stdout);
   });
 });
 
