@@ -35,7 +35,11 @@ export function parseSince(text: string, now = Date.now()): number {
   throw new FlotillaError("INVALID_REQUEST", `since: '${text}' is not a duration (10m, 30s, 2h, 1d), a date or epoch milliseconds`);
 }
 
-/** The latest lines matching the query, oldest first. */
+/**
+ * The latest lines matching the query, oldest first. Hosts write in batches,
+ * so the stream holds each host's lines in order but interleaves hosts by
+ * when their batches arrived: the lines are sorted by the time they were read.
+ */
 export async function readLogs(redis: Redis, keys: Keys, deployment: string, query: LogQuery = {}): Promise<LogLine[]> {
   const key = keys.logs(deployment);
   const limit = query.limit ?? DEFAULT_LOG_LIMIT;
@@ -53,7 +57,7 @@ export async function readLogs(redis: Redis, keys: Keys, deployment: string, que
     if (page.length < PAGE) break;
     end = `(${page[page.length - 1]![0]}`;
   }
-  return out.reverse();
+  return out.reverse().sort((a, b) => a.at - b.at);
 }
 
 function matches(line: LogLine, query: LogQuery): boolean {
