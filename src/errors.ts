@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   REDIS_UNAVAILABLE: { status: 503, retryable: true, summary: "Redis does not answer; the request was not accepted." },
   TIMEOUT: { status: 504, retryable: true, summary: "No answer within the request timeout (router-side, or the handler's requestTimeoutS)." },
   NO_ROLLBACK_TARGET: { status: 409, retryable: false, summary: "A rollback found no earlier revision to return to (none rolled out before the current one, or the one named is deployed now)." },
+  HEALTH_CHECK_FAILED: { status: 503, retryable: true, summary: "A replica's checkHealth() threw, rejected or timed out; a new version's first failed check fails its start." },
   ROLLOUT_FAILED: { status: 500, retryable: false, summary: "A new version did not become healthy (the message has its error); the old version keeps serving." },
   PACKAGE_TOO_LARGE: { status: 413, retryable: false, summary: "A runtimeEnv package is over the package size limit (`--max-package-mib`); nothing was uploaded." },
   PACKAGE_INVALID: { status: 400, retryable: false, summary: "A runtimeEnv package was refused: a symlink leaves workingDir, or an archive entry is unsafe (absolute path, `..`, a link out, a device file)." },

@@ -19,6 +19,8 @@ export interface RequestContext {
 export interface LoadedHandler {
   call(request: unknown, context: RequestContext): unknown;
   reconfigure?(userConfig: unknown): unknown;
+  /** The handler's own health check: throws or rejects when it is unhealthy. */
+  checkHealth?(): unknown;
   /** "class" or "function", for logs and status. */
   kind: "class" | "function";
 }
@@ -79,16 +81,18 @@ export async function loadHandler(appDir: string, ref: string, prepare?: Prepare
   }
   const exported = mod[exportName];
   if (isClass(exported)) {
-    const instance = new exported() as { call?: unknown; reconfigure?: unknown };
+    const instance = new exported() as { call?: unknown; reconfigure?: unknown; checkHealth?: unknown };
     if (typeof instance.call !== "function") {
       throw new Error(`import '${ref}': class ${exported.name} has no call(request) method`);
     }
     const call = instance.call as (req: unknown, ctx: RequestContext) => unknown;
     const reconfigure = typeof instance.reconfigure === "function" ? (instance.reconfigure as (c: unknown) => unknown) : undefined;
+    const checkHealth = typeof instance.checkHealth === "function" ? (instance.checkHealth as () => unknown) : undefined;
     return {
       kind: "class",
       call: (req, ctx) => call.call(instance, req, ctx),
       ...(reconfigure ? { reconfigure: (c: unknown) => reconfigure.call(instance, c) } : {}),
+      ...(checkHealth ? { checkHealth: () => checkHealth.call(instance) } : {}),
     };
   }
   if (typeof exported === "function") {
@@ -96,11 +100,12 @@ export async function loadHandler(appDir: string, ref: string, prepare?: Prepare
     return { kind: "function", call: (req, ctx) => fn(req, ctx) };
   }
   if (typeof exported === "object" && exported !== null && typeof (exported as { call?: unknown }).call === "function") {
-    const obj = exported as { call: (r: unknown, c: RequestContext) => unknown; reconfigure?: (c: unknown) => unknown };
+    const obj = exported as { call: (r: unknown, c: RequestContext) => unknown; reconfigure?: (c: unknown) => unknown; checkHealth?: () => unknown };
     return {
       kind: "class",
       call: (req, ctx) => obj.call(req, ctx),
       ...(typeof obj.reconfigure === "function" ? { reconfigure: (c: unknown) => obj.reconfigure?.(c) } : {}),
+      ...(typeof obj.checkHealth === "function" ? { checkHealth: () => obj.checkHealth?.() } : {}),
     };
   }
   throw new Error(`import '${ref}': export '${exportName}' is a ${typeof exported}, not a class or function`);

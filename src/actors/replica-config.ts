@@ -15,6 +15,9 @@ export interface ReplicaSettings {
   gracefulShutdownTimeoutS: number;
   requestTimeoutS?: number;
   maxRetries: number;
+  healthCheckPeriodS: number;
+  healthCheckTimeoutS: number;
+  healthCheckFailureThreshold: number;
 }
 
 export function settingsOf(spec: DeploymentSpec): ReplicaSettings {
@@ -23,12 +26,23 @@ export function settingsOf(spec: DeploymentSpec): ReplicaSettings {
     gracefulShutdownTimeoutS: spec.gracefulShutdownTimeoutS,
     ...(spec.requestTimeoutS !== undefined ? { requestTimeoutS: spec.requestTimeoutS } : {}),
     maxRetries: spec.maxRetries,
+    healthCheckPeriodS: spec.healthCheckPeriodS,
+    healthCheckTimeoutS: spec.healthCheckTimeoutS,
+    healthCheckFailureThreshold: spec.healthCheckFailureThreshold,
   };
 }
 
 /** Compares settings regardless of where they came from. */
 export function settingsKey(s: ReplicaSettings): string {
-  return JSON.stringify([s.maxConcurrentQueries, s.gracefulShutdownTimeoutS, s.requestTimeoutS ?? null, s.maxRetries]);
+  return JSON.stringify([
+    s.maxConcurrentQueries,
+    s.gracefulShutdownTimeoutS,
+    s.requestTimeoutS ?? null,
+    s.maxRetries,
+    s.healthCheckPeriodS,
+    s.healthCheckTimeoutS,
+    s.healthCheckFailureThreshold,
+  ]);
 }
 
 export interface ReplicaConfig extends ReplicaSettings {
@@ -44,6 +58,8 @@ export interface ReplicaConfig extends ReplicaSettings {
   version: string;
   configVersion: string | null;
   userConfig: unknown;
+  /** actorOptions.memoryMiB: the resident memory above which its host replaces it. */
+  memoryMiB?: number;
 }
 
 /**

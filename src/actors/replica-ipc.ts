@@ -22,6 +22,8 @@ export type HostToReplica =
   | { type: "reconfigure"; userConfig: unknown; configVersion: string }
   | { type: "settings"; settings: ReplicaSettings }
   | { type: "drain" }
+  /** Liveness: answered with `pong` by the replica's event loop. */
+  | { type: "ping"; seq: number }
   /** To a prestarted process: become this replica, with this environment. */
   | { type: "assign"; config: ReplicaConfig; env: Record<string, string> };
 
@@ -30,4 +32,14 @@ export type ReplicaToHost =
   | { type: "stats"; inflight: number }
   | { type: "exit"; code: number }
   /** A prestarted process has loaded the runtime and waits for `assign`. */
-  | { type: "prestarted" };
+  | { type: "prestarted" }
+  /** The answer to `ping`, with the process's resident memory. */
+  | { type: "pong"; seq: number; rssBytes: number }
+  /** The result of one call of the handler's checkHealth(). */
+  | ({ type: "health" } & HealthCheckResult);
+
+/** One health check: when it ended, and why it failed (null when it passed). */
+export interface HealthCheckResult {
+  at: number;
+  error: string | null;
+}

@@ -15,6 +15,7 @@ import { createLogger } from "../shared/logger.js";
 import { HANDLER_LOADERS } from "./module-scope.js";
 import { readReplicaConfig, REPLICA_CONFIG_ENV, REPLICA_PRESTART_ENV, type ReplicaConfig } from "./replica-config.js";
 import { ReplicaRunner } from "./replica-runner.js";
+import { answerPings, HealthChecks } from "./health-checks.js";
 import { prepareTypeScript, releaseTypeScriptCompiler } from "./ts-loader.js";
 import type { HostToReplica, ReplicaToHost } from "./replica-ipc.js";
 
@@ -54,6 +55,10 @@ function send(message: ReplicaToHost): Promise<void> {
   });
 }
 
+const health = new HealthChecks(config, (result) => void send({ type: "health", ...result }));
+runner.readiness = (handler) => health.first(handler);
+answerPings(send);
+
 let lastState = "";
 let exiting = false;
 let compilerReleased = false;
@@ -68,6 +73,7 @@ runner.actor.subscribe((snapshot) => {
     lastState = key;
     void send({ type: "state", ...report });
   }
+  if (report.state !== "starting" && report.state !== "running" && report.state !== "reconfiguring") health.stop();
   if (snapshot.status === "done" && !exiting) {
     exiting = true;
     void finish(report.state === "failed" ? 1 : 0, snapshot.context.forced);
@@ -101,6 +107,7 @@ process.on("message", (message: HostToReplica) => {
     runner.actor.send({ type: "RECONFIGURE", userConfig: message.userConfig, configVersion: message.configVersion });
   } else if (message.type === "settings") {
     runner.applySettings(message.settings);
+    health.applySettings(message.settings);
   } else if (message.type === "drain") {
     runner.actor.send({ type: "DRAIN" });
   }

@@ -54,6 +54,8 @@ export class ReplicaRunner {
   private readonly replies = new Batcher<string, string, void>((key, values) => this.pushReplies(key, values));
 
   private readonly config: ReplicaConfig;
+  /** Runs once the handler is constructed and configured, before the worker takes jobs; a rejection fails the start. */
+  readiness: ((handler: LoadedHandler) => Promise<void>) | undefined;
 
   constructor(
     config: ReplicaConfig,
@@ -98,6 +100,7 @@ export class ReplicaRunner {
     if (this.config.userConfig !== undefined && this.handler.reconfigure) {
       await this.handler.reconfigure(structuredClone(this.config.userConfig));
     }
+    await this.readiness?.(this.handler);
     const worker = new Worker(this.keys.queueName(this.config.deployment), (job, _token, signal) => this.process(job, signal), {
       ...workerOptions(this.config),
       connection: this.redis,

@@ -144,7 +144,9 @@ program
   .option("--resources <json>", "custom resources, e.g. '{\"memoryGiB\": 16}'", jsonResources)
   .option("--heartbeat-timeout <s>", "declared dead after this many seconds without a heartbeat", number("--heartbeat-timeout", { min: 1 }), 10)
   .option("--prestart <n>", "replica processes to keep started ahead of need, so a new replica skips Node's start-up (0: none)", number("--prestart", { min: 0, integer: true }), 1)
-  .action(async (opts: { id?: string; cpus?: number; gpus?: number; resources?: Record<string, number>; heartbeatTimeout: number; prestart: number }) => {
+  .option("--memory-mib <n>", "memory replicas may reserve with actorOptions.memoryMiB (default: this machine's total)", number("--memory-mib", { min: 0 }))
+  .option("--log-max-lines <n>", "lines each deployment's log stream keeps", number("--log-max-lines", { min: 1, integer: true }), 10_000)
+  .action(async (opts: { id?: string; cpus?: number; gpus?: number; resources?: Record<string, number>; heartbeatTimeout: number; prestart: number; memoryMib?: number; logMaxLines: number }) => {
     const [{ HostAgent }, { parseHostOptions }] = await Promise.all([import("../host/host-agent.js"), import("../host/host-options.js")]);
     const g = globals();
     const hostOptions = parseHostOptions({
@@ -153,6 +155,8 @@ program
       appDir: g.appDir,
       heartbeatTimeoutS: opts.heartbeatTimeout,
       prestart: opts.prestart,
+      logMaxLines: opts.logMaxLines,
+      ...(opts.memoryMib !== undefined ? { memoryMiB: opts.memoryMib } : {}),
       ...(opts.id !== undefined ? { id: opts.id } : {}),
       ...(opts.cpus !== undefined ? { cpus: opts.cpus } : {}),
       ...(opts.gpus !== undefined ? { gpus: opts.gpus } : {}),
@@ -224,6 +228,23 @@ program
     const g = globals();
     const report = await withRedis(async (redis, keys) => buildStatus(g.namespace, await readClusterState(redis, keys)));
     process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : `${renderStatus(report)}\n`);
+  });
+
+program
+  .command("logs")
+  .description("print the output of every replica of a deployment, on every host, oldest first")
+  .argument("<name>", "deployment name")
+  .option("--replica <id>", "only this replica's lines")
+  .option("-f, --follow", "then print new lines as they come, until Ctrl-C")
+  .option("--since <when>", "only lines since then: 10m, 30s, 2h, 1d, or a date")
+  .option("--limit <n>", "at most this many lines of history (the latest)", number("--limit", { min: 1, integer: true }), 1000)
+  .option("--json", "one JSON object per line")
+  .action(async (name: string, opts: { replica?: string; follow?: boolean; since?: string; limit: number; json?: boolean }) => {
+    const { logsCommand } = await import("./logs-command.js");
+    const g = globals();
+    await withRedis((redis, keys) =>
+      logsCommand(redis, keys, name, { ...opts, follow: opts.follow === true, json: opts.json === true, out: process.stdout, redisUrl: g.redis }),
+    );
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -1,7 +1,33 @@
 /** `flotilla status`: the cluster as a table, or as JSON with `--json`. */
 import Table from "cli-table3";
 import { describeResources } from "../shared/resources.js";
-import type { StatusReport } from "../client/cluster-status.js";
+import type { ReplicaView, StatusReport } from "../client/cluster-status.js";
+
+/** A replica's note: why it is pending, being replaced or failed, else its health checks when one failed lately. */
+function replicaNote(r: ReplicaView): string {
+  if (r.pendingReason) return r.pendingReason;
+  if (r.replacement) return `replacing: ${r.replacement.reason}`;
+  if (r.error) return r.error;
+  const h = r.health;
+  if (h && h.consecutiveFailures > 0) return `health: ${h.consecutiveFailures} failed (${h.lastError ?? "?"})`;
+  if (h?.lastCheckAt) return `healthy (checked ${new Date(h.lastCheckAt).toISOString().slice(11, 19)})`;
+  return "";
+}
+
+/** The latest replacements of each deployment, newest first, with their reasons. */
+function replacementLines(report: StatusReport): string[] {
+  const lines: string[] = [];
+  for (const d of report.deployments) {
+    const c = d.healthCounts;
+    if (!c) continue;
+    const replaced = c.replacements.health + c.replacements.liveness + c.replacements.memory;
+    lines.push(
+      `health ${d.name}: ${c.checkFailures} failed check(s); replaced ${replaced} (health ${c.replacements.health}, event loop ${c.replacements.liveness}, memory ${c.replacements.memory})`,
+    );
+    for (const e of d.replacements ?? []) lines.push(`  ${new Date(e.at).toISOString()} ${e.replica} on ${e.host}: ${e.reason}`);
+  }
+  return lines;
+}
 
 export function renderStatus(report: StatusReport): string {
   const lines: string[] = [];
@@ -14,9 +40,10 @@ export function renderStatus(report: StatusReport): string {
 
   const replicas = new Table({ head: ["REPLICA", "DEPLOYMENT", "STATE", "VERSION", "HOST", "PID", "IN FLIGHT", "NOTE"], style: { head: [], border: [] } });
   for (const d of report.deployments) {
-    for (const r of d.replicas) replicas.push([r.id, d.name, r.state, r.version, r.host ?? "-", r.pid ?? "-", r.inflight, (r.pendingReason ?? r.error ?? "").slice(0, 60)]);
+    for (const r of d.replicas) replicas.push([r.id, d.name, r.state, r.version, r.host ?? "-", r.pid ?? "-", r.inflight, replicaNote(r).slice(0, 80)]);
   }
   if (replicas.length) lines.push(replicas.toString());
+  lines.push(...replacementLines(report));
 
   for (const d of report.deployments) {
     if (d.autoscaling) {

@@ -16,6 +16,7 @@ import type {
   ReplicaStatus,
   RouterInfo,
 } from "../shared/records.js";
+import { readHealthEvents, type HealthEvents } from "../shared/health-events.js";
 
 export interface ClusterSnapshot {
   now: number;
@@ -32,6 +33,8 @@ export interface ClusterSnapshot {
   autoscaler: ReadonlyMap<string, unknown>;
   controllers: Array<ControllerInfo & { alive: boolean; leader: boolean }>;
   routers: Array<RouterInfo & { alive: boolean }>;
+  /** Health check failures and replacements, as hosts counted them. */
+  health?: HealthEvents;
 }
 
 export async function readClusterState(redis: Redis, keys: Keys, now = Date.now()): Promise<ClusterSnapshot> {
@@ -65,9 +68,10 @@ export async function readClusterState(redis: Redis, keys: Keys, now = Date.now(
   for (const h of hostInfos) aliveCheck.exists(keys.hostAlive(h.id));
   for (const c of controllerInfos) aliveCheck.exists(keys.controllerAlive(c.id));
   for (const r of routerInfos) aliveCheck.exists(keys.routerAlive(r.id));
-  const [alive, queues] = await Promise.all([
+  const [alive, queues, health] = await Promise.all([
     hostInfos.length + controllerInfos.length + routerInfos.length > 0 ? aliveCheck.exec() : Promise.resolve([]),
     queueDepths(redis, keys, [...queueNames]),
+    readHealthEvents(redis, keys),
   ]);
   const isAlive = (i: number): boolean => Number(alive?.[i]?.[1] ?? 0) === 1;
   const autoscaler = parseJsonHash<unknown>(value(5));
@@ -84,5 +88,6 @@ export async function readClusterState(redis: Redis, keys: Keys, now = Date.now(
     autoscaler,
     controllers: controllerInfos.map((c, i) => ({ ...c, alive: isAlive(hostInfos.length + i), leader: c.id === leader })),
     routers: routerInfos.map((r, i) => ({ ...r, alive: isAlive(hostInfos.length + controllerInfos.length + i) })),
+    health,
   };
 }

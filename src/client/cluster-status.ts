@@ -7,6 +7,8 @@ import type { ReplicaState, ResourceSet } from "../shared/records.js";
 import { describePending } from "../shared/resources.js";
 import type { ClusterSnapshot } from "./cluster-state.js";
 import { replicaVersionLabel, versionLabel } from "../spec/version-label.js";
+import type { HealthCounts } from "../shared/health-events.js";
+import type { ReplacementEvent, Replacement, ReplicaHealth } from "../shared/records.js";
 
 export interface ReplicaView {
   id: string;
@@ -18,6 +20,10 @@ export interface ReplicaView {
   inflight: number;
   error?: string;
   pendingReason?: string;
+  /** Its checkHealth() results: last check, consecutive failures, last error. */
+  health?: ReplicaHealth;
+  /** Why its host is replacing it. */
+  replacement?: Replacement;
 }
 
 export interface DeploymentView {
@@ -33,7 +39,14 @@ export interface DeploymentView {
   versions: Record<string, number>;
   autoscaling?: { demand: number; desired: number; actual: number; lastDecision?: { at: number; from: number; to: number; reason: string } };
   replicas: ReplicaView[];
+  /** Failed health checks and replacements of live replicas by kind (counted by hosts); absent while there were none. */
+  healthCounts?: HealthCounts;
+  /** The latest replacements, newest first; absent while there were none. */
+  replacements?: Array<Omit<ReplacementEvent, "deployment">>;
 }
+
+/** Replacements listed per deployment. */
+const SHOWN_REPLACEMENTS = 10;
 
 export interface HostView {
   id: string;
@@ -55,6 +68,15 @@ export interface StatusReport {
   pendingDemand: ResourceSet;
 }
 
+function healthOf(snap: ClusterSnapshot, name: string): Pick<DeploymentView, "healthCounts" | "replacements"> {
+  const counts = snap.health?.counts.get(name);
+  const recent = (snap.health?.recent ?? []).filter((e) => e.deployment === name).slice(0, SHOWN_REPLACEMENTS);
+  return {
+    ...(counts ? { healthCounts: counts } : {}),
+    ...(recent.length > 0 ? { replacements: recent.map(({ deployment: _d, ...e }) => e) } : {}),
+  };
+}
+
 export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusReport {
   const replicasByDeployment = new Map<string, ReplicaView[]>();
   const pendingDemand: ResourceSet = {};
@@ -74,6 +96,8 @@ export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusRep
       inflight: s?.inflight ?? 0,
       ...(s?.error ? { error: s.error } : {}),
       ...(a.host === null && a.pendingReason ? { pendingReason: describePending(a.pendingReason) } : {}),
+      ...(s?.health ? { health: s.health } : {}),
+      ...(s?.replacement ? { replacement: s.replacement } : {}),
     };
     if (a.host === null && a.desired === "run") {
       for (const [k, v] of Object.entries(a.resources)) if (v > 0) pendingDemand[k] = (pendingDemand[k] ?? 0) + v;
@@ -104,6 +128,7 @@ export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusRep
       versions,
       ...(record.spec.autoscalingConfig && st?.autoscaling ? { autoscaling: { ...st.autoscaling, actual: running } } : {}),
       replicas,
+      ...healthOf(snap, name),
     });
   }
   deployments.sort((a, b) => a.name.localeCompare(b.name));

@@ -9,6 +9,7 @@
  *   PUT    /api/deployments         apply { deployments: [...] } (all or nothing)
  *   GET    /api/deployments/<name>  { spec, status }
  *   DELETE /api/deployments/<name>  delete one deployment
+ *   GET    /api/deployments/<name>/logs  { lines: [...] } oldest first (query: since, replica, limit)
  *   GET    /metrics                 Prometheus text: the status as gauges, and process metrics
  * and the dashboard at `/` with its routes (history, rollback, traffic): see admin-dashboard-api.ts.
  */
@@ -29,6 +30,7 @@ import { readBody } from "../shared/http-body.js";
 import { assertRedisReady, dashboardApiRoute, dashboardPage } from "./admin-dashboard-api.js";
 import type { ClusterMetrics } from "./cluster-metrics.js";
 import type { AdminApiOptions } from "./controller-options.js";
+import { logsRoute } from "./logs-route.js";
 
 function digest(text: string): Buffer {
   return createHash("sha256").update(text).digest();
@@ -88,6 +90,8 @@ export class AdminApi {
         return json(res, 200, buildStatus(this.keys.namespace, await readClusterState(this.redis, this.keys)));
       }
       if (url.pathname === "/metrics" && method === "GET") return await this.scrape(res);
+      const logs = /^\/api\/deployments\/([^/]+)\/logs$/.exec(url.pathname);
+      if (logs && method === "GET") return json(res, 200, await logsRoute(this.redis, this.keys, decodeURIComponent(logs[1] ?? ""), url.searchParams));
       if (url.pathname === "/api/deployments" && method === "GET") {
         const records = parseJsonHash<DeploymentRecord>(await this.redis.hgetall(this.keys.deployments));
         return json(res, 200, { deployments: [...records.values()].map((r) => r.spec).sort((a, b) => a.name.localeCompare(b.name)) });

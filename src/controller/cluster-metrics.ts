@@ -3,7 +3,8 @@
  * `GET /api/status`, set afresh on every scrape of the admin API's /metrics,
  * plus Node's default process metrics.
  */
-import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
+import { REPLACEMENT_KINDS } from "../shared/health-events.js";
 import type { StatusReport } from "../client/cluster-status.js";
 import { REPLICA_STATES, type DeploymentHealth } from "../shared/records.js";
 
@@ -31,6 +32,27 @@ const GAUGES = {
 } as const satisfies Record<string, readonly [string, readonly string[]]>;
 
 export type ClusterGauge = keyof typeof GAUGES;
+
+/** Counters kept in Redis by the hosts (see health-events.ts), exported as they stand: name → [help, label names]. */
+const COUNTERS = {
+  flotilla_health_check_failures_total: ["Failed checkHealth() calls (a timeout counts), counted by the replicas' hosts", ["deployment"]],
+  flotilla_replica_replacements_total: ["Live replicas replaced by their host, by reason: health (checks failed), liveness (event loop blocked), memory (over memoryMiB)", ["deployment", "reason"]],
+} as const satisfies Record<string, readonly [string, readonly string[]]>;
+
+export type ClusterCounter = keyof typeof COUNTERS;
+
+/** The value of every health counter for one report; deployments with no health events get zeros. */
+export function healthSamples(report: StatusReport): Record<ClusterCounter, Sample[]> {
+  const out: Record<ClusterCounter, Sample[]> = { flotilla_health_check_failures_total: [], flotilla_replica_replacements_total: [] };
+  for (const d of report.deployments) {
+    const c = d.healthCounts;
+    out.flotilla_health_check_failures_total.push({ labels: { deployment: d.name }, value: c?.checkFailures ?? 0 });
+    for (const reason of REPLACEMENT_KINDS) {
+      out.flotilla_replica_replacements_total.push({ labels: { deployment: d.name, reason }, value: c?.replacements[reason] ?? 0 });
+    }
+  }
+  return out;
+}
 
 const HEALTH: readonly DeploymentHealth[] = ["HEALTHY", "UPDATING", "UNHEALTHY", "DELETING"];
 
@@ -78,12 +100,17 @@ export function clusterSamples(report: StatusReport, leader: boolean): Record<Cl
 export class ClusterMetrics {
   readonly registry = new Registry();
   private readonly gauges: Array<[ClusterGauge, Gauge]>;
+  private readonly counters: Array<[ClusterCounter, Counter]>;
 
   /** @param processMetrics also export Node's default process metrics. @default true */
   constructor(processMetrics = true) {
     this.gauges = Object.entries(GAUGES).map(([name, [help, labelNames]]) => [
       name as ClusterGauge,
       new Gauge({ name, help, labelNames: [...labelNames], registers: [this.registry] }),
+    ]);
+    this.counters = Object.entries(COUNTERS).map(([name, [help, labelNames]]) => [
+      name as ClusterCounter,
+      new Counter({ name, help, labelNames: [...labelNames], registers: [this.registry] }),
     ]);
     if (processMetrics) collectDefaultMetrics({ register: this.registry });
   }
@@ -98,6 +125,12 @@ export class ClusterMetrics {
     for (const [name, gauge] of this.gauges) {
       gauge.reset();
       for (const s of samples[name]) gauge.set(s.labels, s.value);
+    }
+    const counts = healthSamples(report);
+    for (const [name, counter] of this.counters) {
+      // The totals live in Redis: each scrape sets them afresh.
+      counter.reset();
+      for (const s of counts[name]) counter.inc(s.labels, s.value);
     }
     return this.registry.metrics();
   }

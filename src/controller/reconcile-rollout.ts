@@ -4,13 +4,14 @@
  * deployment is from its target afterwards.
  */
 import type { DeploymentRecord, ReplicaAssignment, ResourceSet } from "../shared/records.js";
+import { MEMORY_RESOURCE } from "../spec/deployment-spec.js";
 import { versionLabel } from "../spec/version-label.js";
 import { isOutdated, planRollout, type PlannerReplica, type RolloutDecision } from "./rollout-planner.js";
 
 /** The resources one replica of a deployment reserves. */
 export function replicaResources(record: DeploymentRecord): ResourceSet {
   const o = record.spec.actorOptions;
-  return { CPU: o.numCpus, GPU: o.numGpus, ...o.resources };
+  return { CPU: o.numCpus, GPU: o.numGpus, ...o.resources, ...(o.memoryMiB !== undefined ? { [MEMORY_RESOURCE]: o.memoryMiB } : {}) };
 }
 
 /** A new replica of the deployment's current version, waiting for a host. */

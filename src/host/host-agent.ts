@@ -16,12 +16,15 @@ import { settledWithin } from "../shared/settled-within.js";
 import { releaseWorkerLocks } from "../shared/queue-ops.js";
 import { parseJsonHash } from "../shared/json-hash.js";
 import { Ticker } from "../shared/ticker.js";
-import { PrestartedProcess, ReplicaProcess } from "./replica-process.js";
+import { ReplicaProcess } from "./replica-process.js";
+import { PrestartedProcess } from "./prestarted-process.js";
 import { handlerLoader, type HandlerLoader } from "../actors/module-scope.js";
 import { parseImportRef } from "../spec/import-ref.js";
 import type { HostOptions } from "./host-options.js";
 import { planHost, PRESTART_BACKOFF_MS, type HostAction, type HostLocal } from "./host-plan.js";
 import { replicaConfig, replicaEnv } from "./replica-launch.js";
+import { LogShipper } from "./log-shipper.js";
+import { countHealthCheckFailure, recordReplacement } from "../shared/health-events.js";
 
 const TICK_MS = 1000;
 
@@ -62,6 +65,8 @@ export class HostAgent {
   private prestartEarlyExitAt: number | null = null;
   /** The loader the next prestarted process readies: the last handler's, or at first the app directory's TypeScript scope. */
   private lastHandlerLoader: HandlerLoader;
+  /** The replicas' output lines, on their way to their deployments' log streams. */
+  private readonly logs: LogShipper;
 
   /** @param now the clock every decision reads @default Date.now */
   constructor(
@@ -75,6 +80,7 @@ export class HostAgent {
     this.lastHandlerLoader = handlerLoader(path.join(options.appDir, "handler.ts"));
     this.redis = createRedis(options.redisUrl, { name: `flotilla-host-${options.id}` });
     this.sub = createRedis(options.redisUrl, { name: `flotilla-host-${options.id}-sub` });
+    this.logs = new LogShipper(this.redis, this.keys, options.id, options.logMaxLines, log, now);
   }
 
   get id(): string {
@@ -108,6 +114,7 @@ export class HostAgent {
     this.sub.on("message", () => this.nudge());
     await this.redis.publish(this.keys.changes, "hosts");
     this.log.info({ host: this.id, resources: this.options.resources }, "host registered");
+    this.logs.start();
     this.ticker.start(0);
   }
 
@@ -131,6 +138,7 @@ export class HostAgent {
       const records = parseJsonHash<DeploymentRecord>(deploymentsRaw?.[1]);
       const assignments = parseJsonHash<ReplicaAssignment>(replicasRaw?.[1]);
       const now = this.now();
+      for (const proc of this.procs.values()) proc.sendPing(now);
       this.apply(planHost(assignments, records, this.local(), now), now);
       await this.flushStatuses();
     } catch (err) {
@@ -170,8 +178,33 @@ export class HostAgent {
         case "prestart":
           for (let i = 0; i < action.count; i++) this.prestartOne();
           break;
+        case "replace":
+          this.replace(action, now);
+          break;
       }
     }
+  }
+
+  /** Drains an unhealthy replica (or kills one whose event loop is blocked); the controller starts its successor. */
+  private replace(action: Extract<HostAction, { type: "replace" }>, now: number): void {
+    const proc = this.procs.get(action.id);
+    if (!proc) return;
+    const deployment = proc.config.deployment;
+    proc.replace(action.kind, action.reason, now);
+    this.log.warn({ replica: proc.id, deployment, reason: action.reason }, action.kind === "liveness" ? "replica killed: replacing it" : "replica unhealthy: draining and replacing it");
+    this.logs.add(deployment, proc.id, "host", `replacing the replica: ${action.reason}`);
+    recordReplacement(this.redis, this.keys, { deployment, replica: proc.id, host: this.id, kind: action.kind, reason: action.reason, at: now }).catch((err) =>
+      this.log.warn({ err: errorMessage(err) }, "could not record a replacement"),
+    );
+    this.scheduleFlush();
+  }
+
+  private onHealthCheck(proc: ReplicaProcess, error: string | null): void {
+    if (error === null) return;
+    const deployment = proc.config.deployment;
+    this.log.warn({ replica: proc.id, deployment, err: error, consecutive: proc.vitals.health.consecutiveFailures }, "health check failed");
+    this.logs.add(deployment, proc.id, "host", `health check failed: ${error}`);
+    countHealthCheckFailure(this.redis, this.keys, deployment).catch(() => undefined);
   }
 
   private prestartOne(): void {
@@ -210,11 +243,14 @@ export class HostAgent {
         now: this.now,
         onChange: () => this.scheduleFlush(),
         onExit: (p, code, signal) => void this.onExit(p, code, signal),
+        onLine: (p, stream, line) => this.logs.add(p.config.deployment, p.id, stream, line),
+        onHealthCheck: (p, error) => this.onHealthCheck(p, error),
       },
       this.takePrestarted(spec.actorOptions.env),
     );
     this.procs.set(a.id, proc);
     this.log.info({ replica: a.id, deployment: a.deployment, replicaPid: proc.pid, prestarted: proc.prestarted }, "replica process started");
+    this.logs.add(a.deployment, a.id, "host", `replica process started (pid ${proc.pid ?? "?"})`);
     this.scheduleFlush();
   }
 
@@ -225,6 +261,7 @@ export class HostAgent {
     const expected = proc.drainRequested && proc.state === "stopped";
     if (expected) this.log.info({ replica: proc.id }, "replica stopped");
     else this.log.warn({ replica: proc.id, code, signal, error: proc.error }, "replica process ended unexpectedly");
+    this.logs.add(proc.config.deployment, proc.id, "host", expected ? "replica stopped" : `replica process ended (${signal ? `signal ${signal}` : `code ${code}`})${proc.error ? `: ${proc.error}` : ""}`);
     if (proc.workerId) {
       try {
         const released = await releaseWorkerLocks(this.redis, this.keys, proc.config.deployment, proc.workerId);
@@ -298,6 +335,7 @@ export class HostAgent {
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, "could not deregister the host");
     }
+    await this.logs.stop();
     await closeRedis(this.sub);
     await closeRedis(this.redis);
     this.log.info("host stopped");

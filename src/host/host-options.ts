@@ -8,18 +8,22 @@ import path from "node:path";
 import { z } from "zod";
 import { FlotillaError } from "../errors.js";
 import type { ResourceSet } from "../shared/records.js";
+import { DEFAULT_LOG_MAX_LINES } from "../shared/log-stream.js";
+import { MEMORY_RESOURCE } from "../spec/deployment-spec.js";
 
 export interface HostOptions {
   id: string;
   redisUrl: string;
   namespace: string;
   appDir: string;
-  /** `CPU`, `GPU` and custom resources this host offers. */
+  /** `CPU`, `GPU`, `memoryMiB` and custom resources this host offers. */
   resources: ResourceSet;
   /** A host that has not heartbeated for this long is dead. @default 10 */
   heartbeatTimeoutS: number;
   /** Replica processes kept started ahead of need, so a new replica skips Node's start-up. @default 1 */
   prestart: number;
+  /** Lines each deployment's log stream keeps (XADD MAXLEN ~). @default 10000 */
+  logMaxLines: number;
 }
 
 /** GPUs listed by `nvidia-smi -L`, or 0 when there is no driver. */
@@ -39,9 +43,12 @@ const rawSchema = z.strictObject({
   appDir: z.string().min(1),
   cpus: z.number().finite().nonnegative().optional(),
   gpus: z.number().int().nonnegative().optional(),
+  /** Memory replicas may reserve (actorOptions.memoryMiB). @default the machine's total memory */
+  memoryMiB: z.number().finite().nonnegative().optional(),
   resources: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_.-]{0,62}$/), z.number().finite().nonnegative()).default({}),
   heartbeatTimeoutS: z.number().finite().min(1).max(3600).default(10),
   prestart: z.number().int().min(0).max(16).default(1),
+  logMaxLines: z.number().int().min(1).max(10_000_000).default(DEFAULT_LOG_MAX_LINES),
 });
 
 export function parseHostOptions(input: z.input<typeof rawSchema>): HostOptions {
@@ -51,16 +58,23 @@ export function parseHostOptions(input: z.input<typeof rawSchema>): HostOptions 
     throw new FlotillaError("INVALID_SPEC", `host option ${issue?.path.join(".") || "(options)"}: ${issue?.message}`);
   }
   const o = result.data;
-  for (const reserved of ["CPU", "GPU"]) {
-    if (reserved in o.resources) throw new FlotillaError("INVALID_SPEC", `host option resources: '${reserved}' is declared with --${reserved === "CPU" ? "cpus" : "gpus"}`);
+  const flags: Record<string, string> = { CPU: "--cpus", GPU: "--gpus", [MEMORY_RESOURCE]: "--memory-mib" };
+  for (const [reserved, flag] of Object.entries(flags)) {
+    if (reserved in o.resources) throw new FlotillaError("INVALID_SPEC", `host option resources: '${reserved}' is declared with ${flag}`);
   }
   return {
     id: o.id ?? `${os.hostname().replace(/[^A-Za-z0-9_.-]/g, "-").slice(0, 40)}-${process.pid}`,
     redisUrl: o.redisUrl,
     namespace: o.namespace,
     appDir: path.resolve(o.appDir),
-    resources: { CPU: o.cpus ?? os.availableParallelism(), GPU: o.gpus ?? detectGpus(), ...o.resources },
+    resources: {
+      CPU: o.cpus ?? os.availableParallelism(),
+      GPU: o.gpus ?? detectGpus(),
+      [MEMORY_RESOURCE]: o.memoryMiB ?? Math.floor(os.totalmem() / 1024 / 1024),
+      ...o.resources,
+    },
     heartbeatTimeoutS: o.heartbeatTimeoutS,
     prestart: o.prestart,
+    logMaxLines: o.logMaxLines,
   };
 }

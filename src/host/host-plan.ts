@@ -5,15 +5,39 @@
  * Level-triggered: the same state gives the same actions, and an action
  * already carried out (a drain asked for, a reconfigure sent) is not repeated.
  * The host agent reads the state, calls planHost and carries the actions out.
+ *
+ * It also decides when a live replica is replaced: after
+ * healthCheckFailureThreshold consecutive failed health checks, or with
+ * resident memory above actorOptions.memoryMiB for MEMORY_SAMPLES samples in
+ * a row, it is drained (it takes no new jobs and finishes what it runs); with
+ * a ping unanswered for healthCheckTimeoutS (a blocked event loop) it is
+ * killed, and its jobs are retried as after a crash. Either way its status
+ * says draining or failed, and the controller starts a successor.
  */
 import { settingsKey, settingsOf, type ReplicaSettings } from "../actors/replica-config.js";
 import type { ReplicaProcessState } from "../actors/replica-ipc.js";
-import type { DeploymentRecord, ReplicaAssignment } from "../shared/records.js";
+import type { DeploymentRecord, ReplicaAssignment, ReplicaHealth, Replacement, ReplacementKind } from "../shared/records.js";
 
 /** A reconfigure that got no answer (the configVersion did not change) is sent again after this long. */
 export const RECONFIGURE_RETRY_MS = 5000;
 /** A prestarted process that ends before it is ready pauses prestarting for this long. */
 export const PRESTART_BACKOFF_MS = 30_000;
+/** Consecutive memory samples (one per answered ping) above memoryMiB that make a replica too big. */
+export const MEMORY_SAMPLES = 3;
+
+/** What the host observed of a replica's health, and the limits it runs with. */
+export interface ReplicaVitals {
+  readonly health: ReplicaHealth;
+  /** When the ping still unanswered was sent; null when every ping was answered. */
+  readonly pingSentAt: number | null;
+  /** Resident memory (MiB) at the last answered pings, oldest first, at most MEMORY_SAMPLES. */
+  readonly rssMiB: readonly number[];
+  readonly healthCheckFailureThreshold: number;
+  readonly healthCheckTimeoutS: number;
+  readonly memoryMiB: number | null;
+  /** Why the host replaces it, once it decided to. */
+  readonly replacement: Replacement | null;
+}
 
 /** A replica process of this host, as far as the plan needs it. */
 export interface LocalReplica {
@@ -27,6 +51,7 @@ export interface LocalReplica {
   readonly reconfigureSent: { readonly configVersion: string; readonly at: number } | null;
   /** The host asked it to drain. */
   readonly drainRequested: boolean;
+  readonly vitals: ReplicaVitals;
 }
 
 /** What the host knows of itself. */
@@ -61,7 +86,9 @@ export type HostAction =
   /** Drop an ended replica's memory once its assignment is gone. */
   | { type: "forget"; id: string }
   /** Start this many processes ahead of need. */
-  | { type: "prestart"; count: number };
+  | { type: "prestart"; count: number }
+  /** Replace a live replica: drain it, or kill it when its event loop is blocked (`liveness`). */
+  | { type: "replace"; id: string; kind: ReplacementKind; reason: string };
 
 export function planHost(
   assignments: ReadonlyMap<string, ReplicaAssignment>,
@@ -70,9 +97,14 @@ export function planHost(
   now: number,
 ): HostAction[] {
   const actions: HostAction[] = [];
+  /** Replicas killed this tick: they get nothing else. */
+  const killing = new Set<string>();
   for (const proc of local.replicas.values()) {
+    const replace = replacement(proc, now);
+    if (replace) actions.push({ type: "replace", id: proc.id, ...replace });
+    if (replace?.kind === "liveness") killing.add(proc.id);
     const reason = drainReason(assignments.get(proc.id), local);
-    if (reason && !proc.drainRequested) actions.push({ type: "drain", id: proc.id, reason });
+    if (reason && !proc.drainRequested && !replace) actions.push({ type: "drain", id: proc.id, reason });
   }
   if (!local.stopping) {
     for (const a of assignments.values()) {
@@ -83,7 +115,7 @@ export function planHost(
       const proc = local.replicas.get(a.id);
       if (!proc) {
         if (current && !local.finished.has(a.id)) actions.push({ type: "spawn", assignment: a, record: current });
-      } else if (current) {
+      } else if (current && !killing.has(proc.id)) {
         actions.push(...updates(proc, current, now));
       }
     }
@@ -92,6 +124,32 @@ export function planHost(
   const prestart = prestartCount(local, actions, now);
   if (prestart > 0) actions.push({ type: "prestart", count: prestart });
   return actions;
+}
+
+/** The states in which a replica answers pings (a starting one may be loading its module, synchronously). */
+const ANSWERS_PINGS: ReadonlySet<string> = new Set(["running", "reconfiguring", "draining"]);
+
+/**
+ * Why a live replica must be replaced now, if it must and is not already: a
+ * blocked event loop at any time (even while draining: it would never finish),
+ * failed health checks or too much memory while it still takes jobs.
+ */
+function replacement(proc: LocalReplica, now: number): { kind: ReplacementKind; reason: string } | undefined {
+  if (!ANSWERS_PINGS.has(proc.state)) return undefined;
+  const v = proc.vitals;
+  if (v.replacement?.kind === "liveness") return undefined;
+  if (v.pingSentAt !== null && now - v.pingSentAt > v.healthCheckTimeoutS * 1000) {
+    return { kind: "liveness", reason: `event loop blocked ${Math.round((now - v.pingSentAt) / 1000)} s` };
+  }
+  if (v.replacement || proc.drainRequested) return undefined;
+  if (v.health.consecutiveFailures >= v.healthCheckFailureThreshold) {
+    return { kind: "health", reason: `health check failed: ${v.health.lastError ?? "unknown error"}` };
+  }
+  const limit = v.memoryMiB;
+  if (limit !== null && v.rssMiB.length >= MEMORY_SAMPLES && v.rssMiB.every((mib) => mib > limit)) {
+    return { kind: "memory", reason: `memory ${Math.round(v.rssMiB[v.rssMiB.length - 1] ?? 0)} MiB over ${limit} MiB` };
+  }
+  return undefined;
 }
 
 function drainReason(a: ReplicaAssignment | undefined, local: HostLocal): DrainReason | undefined {

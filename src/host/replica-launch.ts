@@ -3,7 +3,7 @@ import type { ReplicaConfig } from "../actors/replica-config.js";
 import { settingsOf } from "../actors/replica-config.js";
 import type { DeploymentRecord, ReplicaAssignment } from "../shared/records.js";
 import type { HostOptions } from "./host-options.js";
-import { REPLICA_MALLOC_ARENAS } from "./replica-process.js";
+import { REPLICA_MALLOC_ARENAS } from "./prestarted-process.js";
 
 export function replicaConfig(a: ReplicaAssignment, record: DeploymentRecord, host: HostOptions): ReplicaConfig {
   const spec = record.spec;
@@ -20,6 +20,7 @@ export function replicaConfig(a: ReplicaAssignment, record: DeploymentRecord, ho
     configVersion: record.configVersion,
     userConfig: spec.userConfig,
     ...settingsOf(spec),
+    ...(spec.actorOptions.memoryMiB !== undefined ? { memoryMiB: spec.actorOptions.memoryMiB } : {}),
   };
 }
 

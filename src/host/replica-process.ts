@@ -2,133 +2,25 @@
  * One replica OS process as its host sees it: spawn, the state it reports over
  * IPC, drain, kill, and how it ended.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { fileURLToPath } from "node:url";
-import { REPLICA_CONFIG_ENV, REPLICA_PRESTART_ENV, settingsKey, type ReplicaConfig, type ReplicaSettings } from "../actors/replica-config.js";
-import type { HandlerLoader } from "../actors/module-scope.js";
+import type { ChildProcess } from "node:child_process";
+import { REPLICA_CONFIG_ENV, settingsKey, type ReplicaConfig, type ReplicaSettings } from "../actors/replica-config.js";
 import type { HostToReplica, ReplicaProcessState, ReplicaReport, ReplicaToHost } from "../actors/replica-ipc.js";
 import { replicaOutput } from "../shared/logger.js";
-import type { ReplicaStatus } from "../shared/records.js";
-
-/** The replica entry next to this file: compiled JS, or TS when running from source under tsx. */
-function replicaEntry(): { file: string; execArgv: string[] } {
-  const here = import.meta.url;
-  if (here.endsWith(".ts")) return { file: fileURLToPath(new URL("../actors/replica-main.ts", here)), execArgv: ["--import", "tsx"] };
-  return { file: fileURLToPath(new URL("../actors/replica-main.js", here)), execArgv: [] };
-}
-
-/**
- * Node flags of replica processes. A 1 MiB young generation keeps an idle
- * replica under 80 MiB resident (V8 grows it to 16 MiB under allocation
- * pressure otherwise). FLOTILLA_REPLICA_EXEC_ARGV adds flags after these, so
- * it can override them (e.g. --max-semi-space-size=16, --cpu-prof,
- * --max-old-space-size=512).
- */
-function execArgv(env: NodeJS.ProcessEnv): string[] {
-  return ["--max-semi-space-size=1", ...(env.FLOTILLA_REPLICA_EXEC_ARGV ?? "").split(" ").filter(Boolean), ...replicaEntry().execArgv];
-}
-
-/**
- * glibc malloc arenas of a replica process (MALLOC_ARENA_MAX). By default
- * each of its threads (the main one, the TypeScript loader's, V8's and
- * libuv's helpers) may get an arena of its own, up to 8 per core, each
- * holding on to what it freed. With two, a replica is 4–7 MiB smaller 20 s
- * after a load at 256 connections (72–77 instead of 79–82 MiB), and its
- * throughput did not change measurably. The host's or the deployment's
- * MALLOC_ARENA_MAX wins.
- */
-export const REPLICA_MALLOC_ARENAS = "2";
-
-function spawnReplicaChild(env: NodeJS.ProcessEnv): ChildProcess {
-  return spawn(process.execPath, [...execArgv(env), replicaEntry().file], {
-    // JSON logs: the host prints them (see replicaOutput).
-    env: { MALLOC_ARENA_MAX: REPLICA_MALLOC_ARENAS, ...env, FLOTILLA_LOG_PRETTY: "0" },
-    stdio: ["ignore", "inherit", "pipe", "ipc"],
-    detached: true,
-    serialization: "json",
-  });
-}
-
-/**
- * Environment variables read only while a process starts (by Node, libuv, the
- * dynamic loader, the C library's allocator, OpenSSL): a replica whose
- * deployment sets one of these needs a process of its own.
- */
-const START_UP_ENV = /^(NODE_|UV_|LD_|MALLOC_|GLIBC_|OPENSSL_|SSL_CERT_|FLOTILLA_REPLICA_EXEC_ARGV$)/;
-
-/**
- * A replica process started ahead of need: it has loaded the runtime and waits
- * for its assignment. The host keeps it ready so that a new replica starts in
- * the time its handler takes to load.
- */
-export class PrestartedProcess {
-  readonly child: ChildProcess;
-  /** Resolves once the process is ready or has ended. */
-  readonly settled: Promise<void>;
-  private readonly onStderr = replicaOutput();
-  private isReady = false;
-  private ended = false;
-
-  /** `loader`: the process readies that module loader ahead too (tsx's hooks: ~150 ms less to start a .ts handler). */
-  constructor(
-    readonly loader: HandlerLoader,
-    onExit: (p: PrestartedProcess) => void,
-  ) {
-    this.child = spawnReplicaChild({ ...process.env, [REPLICA_PRESTART_ENV]: loader });
-    this.child.stderr?.on("data", this.onStderr);
-    let settle: () => void = () => undefined;
-    this.settled = new Promise((resolve) => (settle = resolve));
-    this.child.on("message", (message: ReplicaToHost) => {
-      if (message.type === "prestarted") {
-        this.isReady = true;
-        settle();
-      }
-    });
-    this.child.on("error", () => undefined);
-    this.child.once("exit", () => {
-      this.ended = true;
-      settle();
-      onExit(this);
-    });
-  }
-
-  /** It has loaded the runtime and waits for its assignment. */
-  get ready(): boolean {
-    return this.isReady;
-  }
-
-  get exited(): boolean {
-    return this.ended;
-  }
-
-  /**
-   * Whether it can become a replica with this environment (the host's plus the
-   * deployment's). One still loading fits too: it is further along than a new
-   * spawn would be, and a second process would compete with it for the cores.
-   */
-  fits(deploymentEnv: Record<string, string>): boolean {
-    return !this.exited && this.child.connected && !Object.keys(deploymentEnv).some((name) => START_UP_ENV.test(name));
-  }
-
-  /** Hands the process over to a ReplicaProcess: its listeners go with it. */
-  adopt(): ChildProcess {
-    this.child.stderr?.off("data", this.onStderr);
-    this.child.removeAllListeners("message");
-    this.child.removeAllListeners("exit");
-    this.child.removeAllListeners("error");
-    return this.child;
-  }
-
-  stop(): void {
-    if (!this.exited) this.child.kill("SIGTERM");
-  }
-}
+import type { ReplicaStatus, ReplacementKind } from "../shared/records.js";
+import type { ReplicaVitals } from "./host-plan.js";
+import { lineSplitter } from "./output-lines.js";
+import { VitalsTracker } from "./replica-vitals.js";
+import { forwardStdout, spawnReplicaChild, type PrestartedProcess } from "./prestarted-process.js";
 
 export interface ReplicaProcessHooks {
   /** The host's clock. */
   now(): number;
   onChange(proc: ReplicaProcess): void;
   onExit(proc: ReplicaProcess, code: number | null, signal: NodeJS.Signals | null): void;
+  /** A line the process wrote to stdout (`out`) or stderr (`err`). */
+  onLine?(proc: ReplicaProcess, stream: "out" | "err", line: string): void;
+  /** One of its health checks ended; `error` is null when it passed. */
+  onHealthCheck?(proc: ReplicaProcess, error: string | null): void;
 }
 
 /**
@@ -148,6 +40,7 @@ export class ReplicaProcess {
   private currentSettingsKey: string;
   private ended = false;
   private stderrTail = "";
+  private readonly health: VitalsTracker;
 
   constructor(
     readonly config: ReplicaConfig,
@@ -158,13 +51,21 @@ export class ReplicaProcess {
     this.startedAt = hooks.now();
     this.report = { state: "starting", configVersion: config.configVersion, workerId: null, inflight: 0 };
     this.currentSettingsKey = settingsKey(config);
+    this.health = new VitalsTracker(config, config.memoryMiB ?? null);
     const replicaEnv = { ...env, FLOTILLA_LOG_PRETTY: "0", [REPLICA_CONFIG_ENV]: JSON.stringify(config) };
     this.child = prestarted ? prestarted.adopt() : spawnReplicaChild(replicaEnv);
     this.prestarted = prestarted !== undefined;
     const output = replicaOutput();
+    const errLines = lineSplitter((line) => hooks.onLine?.(this, "err", line));
+    const outLines = lineSplitter((line) => hooks.onLine?.(this, "out", line));
     this.child.stderr?.on("data", (chunk: Buffer) => {
       output(chunk);
+      errLines(chunk);
       this.stderrTail = (this.stderrTail + chunk.toString("utf8")).slice(-2000);
+    });
+    this.child.stdout?.on("data", (chunk: Buffer) => {
+      forwardStdout(chunk);
+      outLines(chunk);
     });
     this.child.on("message", (message: ReplicaToHost) => {
       if (message.type === "state") {
@@ -174,6 +75,12 @@ export class ReplicaProcess {
         hooks.onChange(this);
       } else if (message.type === "stats") {
         this.report = { ...this.report, inflight: message.inflight };
+      } else if (message.type === "pong") {
+        this.health.pong(message.seq, message.rssBytes);
+      } else if (message.type === "health") {
+        this.health.healthCheck(message.at, message.error);
+        hooks.onHealthCheck?.(this, message.error);
+        hooks.onChange(this);
       }
     });
     this.child.on("error", (err) => {
@@ -245,6 +152,33 @@ export class ReplicaProcess {
     return this.ended;
   }
 
+  /** What the host plan needs of its health. */
+  get vitals(): ReplicaVitals {
+    return this.health.snapshot();
+  }
+
+  /**
+   * Sends a liveness ping unless one is still unanswered (its age is how long
+   * the event loop has been blocked). Only once it runs: a starting replica
+   * may be loading its module synchronously, and listens for pings only then.
+   */
+  sendPing(now: number): void {
+    if (this.ended || !this.child.connected || this.state === "starting") return;
+    const seq = this.health.nextPing(now);
+    if (seq !== undefined) this.send({ type: "ping", seq });
+  }
+
+  /** The host replaces it: drained, or killed for a blocked event loop (its jobs are then retried as after a crash). */
+  replace(kind: ReplacementKind, reason: string, now: number): void {
+    this.health.replaced(kind, reason, now);
+    if (kind === "liveness") {
+      this.failure = reason;
+      this.kill();
+    } else {
+      this.drain();
+    }
+  }
+
   /** Its status record, as the host writes it for the controller. */
   status(hostId: string, updatedAt: number): ReplicaStatus {
     return {
@@ -258,6 +192,8 @@ export class ReplicaProcess {
       workerId: this.workerId,
       inflight: this.inflight,
       ...(this.failure ? { error: this.failure } : {}),
+      ...(this.health.checks ? { health: this.health.checks } : {}),
+      ...(this.health.replacement ? { replacement: this.health.replacement } : {}),
       startedAt: this.startedAt,
       updatedAt,
     };
@@ -276,6 +212,7 @@ export class ReplicaProcess {
   /** Spec fields it picks up in place. */
   applySettings(settings: ReplicaSettings): void {
     this.currentSettingsKey = settingsKey(settings);
+    this.health.applySettings(settings);
     this.send({ type: "settings", settings });
   }
 

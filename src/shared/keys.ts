@@ -123,6 +123,18 @@ export class Keys {
   queueKey(deployment: string, suffix: string): string {
     return `${this.queuePrefix}:${this.queueName(deployment)}:${suffix}`;
   }
+  /** Stream: the output lines of a deployment's replicas on every host, capped (see log-stream.ts). The deployment's hash tag. */
+  logs(deployment: string): string {
+    return `${this.namespace}:logs:${deploymentTag(this.namespace, deployment)}`;
+  }
+  /** Hash: `<deployment>|<counter>` → count, incremented by hosts: failed health checks, replacements by kind. */
+  get healthCounters(): string {
+    return `${this.control}:health-counters`;
+  }
+  /** List: the latest replacements of live replicas (ReplacementEvent JSON), newest first. */
+  get replacements(): string {
+    return `${this.control}:replacements`;
+  }
   /** SCAN patterns matching every key of this namespace (for cleanup in tests). */
   get patterns(): string[] {
     return [`${this.control}:*`, `${this.namespace}:*`];

@@ -18,6 +18,19 @@ export function redactUrl(url: string): string {
   return url.replace(/(\/\/[^:@/]*:)[^@/]*@/, "$1***@").replace(/(\/\/)([^:@/]+)@/, "$1***@");
 }
 
+/**
+ * A line of collected output with its credentials blanked: passwords in URLs
+ * (`redis://user:***@host`), and Authorization header values, as JSON or as
+ * text (`authorization: [redacted]`).
+ */
+export function redactLine(line: string): string {
+  return line
+    .replace(/(\b[A-Za-z][A-Za-z0-9+.-]*:\/\/[^:@/\s"']*:)[^@/\s"']*@/g, "$1***@")
+    .replace(/(\b[A-Za-z][A-Za-z0-9+.-]*:\/\/)[^:@/\s"']+@/g, "$1***@")
+    .replace(/("authorization"\s*:\s*")(?:[^"\\]|\\.)*"/gi, '$1[redacted]"')
+    .replace(/(\bauthorization\s*[:=]\s*)(?:(?:Bearer|Basic|Token)\s+)?[^\s,;"'}]+/gi, "$1[redacted]");
+}
+
 const PRETTY_OPTIONS = { colorize: true, ignore: "hostname" };
 
 /** Whether this process's logs are pretty-printed. */

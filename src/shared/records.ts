@@ -65,6 +65,32 @@ export interface ReplicaAssignment {
   createdAt: number;
 }
 
+/** The results of a replica's checkHealth() as its host saw them. */
+export interface ReplicaHealth {
+  /** When the last check ended (ms); null before the first. */
+  lastCheckAt: number | null;
+  consecutiveFailures: number;
+  /** Why the last failed check failed, while the failures are consecutive. */
+  lastError?: string;
+}
+
+/** Why a host replaces a replica that is alive: its health checks, its event loop, its memory. */
+export type ReplacementKind = "health" | "liveness" | "memory";
+
+export interface Replacement {
+  kind: ReplacementKind;
+  /** E.g. `health check failed: <message>`, `event loop blocked 31 s`, `memory 612 MiB over 512 MiB`. */
+  reason: string;
+  at: number;
+}
+
+/** A replacement as hosts record it (for `status` and metrics). */
+export interface ReplacementEvent extends Replacement {
+  deployment: string;
+  replica: string;
+  host: string;
+}
+
 /** What a host observes of one replica process. */
 export interface ReplicaStatus {
   id: string;
@@ -80,6 +106,10 @@ export interface ReplicaStatus {
   inflight: number;
   /** Why it failed, or the last reconfigure error. */
   error?: string;
+  /** Its health checks, when its handler has checkHealth(). */
+  health?: ReplicaHealth;
+  /** Set once its host decided to replace it (it drains, or is killed when its event loop is blocked). */
+  replacement?: Replacement;
   startedAt: number;
   updatedAt: number;
 }

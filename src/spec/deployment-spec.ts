@@ -18,6 +18,9 @@ const RESOURCE_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,62}$/;
 
 const finiteNonNegative = z.number().finite().nonnegative();
 
+/** The resource hosts declare their memory as, and `actorOptions.memoryMiB` reserves. */
+export const MEMORY_RESOURCE = "memoryMiB";
+
 export const autoscalingConfigSchema = z
   .strictObject({
     /** @default 1 */
@@ -70,7 +73,13 @@ export const actorOptionsSchema = z.strictObject({
   /** Custom resources each replica reserves, e.g. `{ "memoryGiB": 2 }`. @default {} */
   resources: z
     .record(z.string().regex(RESOURCE_NAME, "resource names are letters, digits, '_', '.', '-'"), finiteNonNegative)
+    .refine((r) => !(MEMORY_RESOURCE in r), "'memoryMiB' is reserved: set actorOptions.memoryMiB")
     .default({}),
+  /**
+   * Memory each replica reserves on its host (the `memoryMiB` resource hosts declare with --memory-mib), and its
+   * ceiling: a replica whose resident memory stays above it is drained and replaced. @default none
+   */
+  memoryMiB: z.number().finite().positive().max(16_777_216).optional(),
   /** Environment variables for the replica process; OMP_NUM_THREADS here wins over the host's. @default {} */
   env: z.record(z.string().regex(ENV_NAME, "environment variable names are letters, digits and '_'"), z.string().max(65_536)).default({}),
 });
@@ -166,6 +175,12 @@ const rawSpecSchema = z.strictObject({
   rolloutFailureThreshold: z.number().int().positive().max(1000).optional(),
   /** A rollout not finished after this many seconds counts as failed. @default 600 */
   rolloutTimeoutS: z.number().finite().positive().max(86_400).optional(),
+  /** Seconds between two calls of the handler's checkHealth(). @default 10 */
+  healthCheckPeriodS: z.number().finite().min(0.05).max(3600).default(10),
+  /** A checkHealth() that has not settled after this long failed; so has an event loop that answers no ping for this long. @default 30 */
+  healthCheckTimeoutS: z.number().finite().min(0.05).max(3600).default(30),
+  /** Consecutive failed health checks that make a replica unhealthy (it is drained and replaced). @default 3 */
+  healthCheckFailureThreshold: z.number().int().min(1).max(1000).default(3),
 });
 
 export const deploymentSpecSchema = rawSpecSchema

@@ -87,7 +87,7 @@ describe("hosts: capacity, pending demand and a host joining", () => {
     assert.equal(byHost.get("h1")?.length, 2, JSON.stringify([...byHost]));
     assert.equal(byHost.get("h2")?.length, 2, JSON.stringify([...byHost]));
     assert.match(full.d.message, /1 pending: needs 1 CPU/);
-    for (const h of full.s.hosts) assert.deepEqual(h.resources.free, { CPU: 0, GPU: 0 }, `host ${h.id} is full`);
+    for (const h of full.s.hosts) assert.deepEqual(h.resources.free, { CPU: 0, GPU: 0, memoryMiB: 8192 }, `host ${h.id} is full`);
 
     // The human table says what more hosts must offer.
     const table = await cluster.cli(["status"]);
@@ -126,9 +126,9 @@ describe("hosts: capacity, pending demand and a host joining", () => {
     assert.deepEqual(
       report.hosts.map((h) => ({ id: h.id, alive: h.alive, draining: h.draining, total: h.resources.total, free: h.resources.free, replicas: h.replicas.length })),
       [
-        { id: "h1", alive: true, draining: false, total: { CPU: 2, GPU: 0 }, free: { CPU: 0, GPU: 0 }, replicas: 2 },
-        { id: "h2", alive: true, draining: false, total: { CPU: 2, GPU: 0 }, free: { CPU: 0, GPU: 0 }, replicas: 2 },
-        { id: "h3", alive: true, draining: false, total: { CPU: 2, GPU: 0 }, free: { CPU: 1, GPU: 0 }, replicas: 1 },
+        { id: "h1", alive: true, draining: false, total: { CPU: 2, GPU: 0, memoryMiB: 8192 }, free: { CPU: 0, GPU: 0, memoryMiB: 8192 }, replicas: 2 },
+        { id: "h2", alive: true, draining: false, total: { CPU: 2, GPU: 0, memoryMiB: 8192 }, free: { CPU: 0, GPU: 0, memoryMiB: 8192 }, replicas: 2 },
+        { id: "h3", alive: true, draining: false, total: { CPU: 2, GPU: 0, memoryMiB: 8192 }, free: { CPU: 1, GPU: 0, memoryMiB: 8192 }, replicas: 1 },
       ],
     );
     const d = report.deployments.find((x) => x.name === "busy");
@@ -146,8 +146,8 @@ describe("hosts: capacity, pending demand and a host joining", () => {
     const hostRows = table.stdout.split("\n").filter((l) => /^\W*h[123]\W/.test(l));
     assert.equal(hostRows.length, 3, table.stdout);
     const row = (id: string): string[] => (hostRows.find((l) => l.includes(` ${id} `)) ?? "").split(/\s*│\s*|\s*\|\s*/).map((c) => c.trim()).filter(Boolean);
-    assert.deepEqual(row("h1"), ["h1", "yes", "2 CPU", "none", "2"], table.stdout);
-    assert.deepEqual(row("h3"), ["h3", "yes", "2 CPU", "1 CPU", "1"], table.stdout);
+    assert.deepEqual(row("h1"), ["h1", "yes", "2 CPU, 8192 memoryMiB", "8192 memoryMiB", "2"], table.stdout);
+    assert.deepEqual(row("h3"), ["h3", "yes", "2 CPU, 8192 memoryMiB", "1 CPU, 8192 memoryMiB", "1"], table.stdout);
   });
 });
 
@@ -183,7 +183,7 @@ describe("hosts: spread, fractional GPUs and the replica environment", () => {
     assert.equal(byHost.get("h1")?.length, 2);
     assert.equal(byHost.get("h2")?.length, 2);
     const s = await cluster.status();
-    for (const h of s.hosts) assert.deepEqual(h.resources.free, { CPU: 1, GPU: 0, plain: 10 }, `host ${h.id}`);
+    for (const h of s.hosts) assert.deepEqual(h.resources.free, { CPU: 1, GPU: 0, memoryMiB: 8192, plain: 10 }, `host ${h.id}`);
   });
 
   it("packs two 0.5-GPU replicas onto one GPU (CUDA_VISIBLE_DEVICES=0), leaves a third pending for its GPU, and gives GPU-less replicas an empty CUDA_VISIBLE_DEVICES", async () => {
@@ -198,7 +198,7 @@ describe("hosts: spread, fractional GPUs and the replica environment", () => {
     assert.equal(answers.size, 2);
     for (const [id, a] of answers) assert.equal(a.CUDA_VISIBLE_DEVICES, "0", `replica ${id}`);
     let s = await cluster.status();
-    assert.deepEqual(s.hosts.find((h) => h.id === "gpu")?.resources.free, { CPU: 3, GPU: 0, accel: 10 });
+    assert.deepEqual(s.hosts.find((h) => h.id === "gpu")?.resources.free, { CPU: 3, GPU: 0, memoryMiB: 8192, accel: 10 });
 
     await cluster.deploy([{ ...gpuSpec, numReplicas: 3 }], { wait: false });
     const pending = await waitFor(

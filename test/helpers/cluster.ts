@@ -40,6 +40,10 @@ export interface HostSpec {
   resources?: Record<string, number>;
   env?: Record<string, string>;
   heartbeatTimeoutS?: number;
+  /** --memory-mib. @default 8192 (not the machine's, so that status is the same everywhere) */
+  memoryMiB?: number;
+  /** Extra arguments of `flotilla host`. */
+  args?: string[];
 }
 
 export interface ClusterOptions {
@@ -121,6 +125,7 @@ export class TestCluster {
     if (spec.gpus !== undefined) args.push("--gpus", String(spec.gpus));
     if (spec.resources) args.push("--resources", JSON.stringify(spec.resources));
     if (spec.heartbeatTimeoutS !== undefined) args.push("--heartbeat-timeout", String(spec.heartbeatTimeoutS));
+    args.push("--memory-mib", String(spec.memoryMiB ?? 8192), ...(spec.args ?? []));
     return this.spawn(`host-${id}`, args, spec.env ?? {});
   }
 

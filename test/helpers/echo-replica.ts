@@ -21,6 +21,9 @@ export function echoReplica(namespace: string, replicaId: string): ReplicaRunner
       maxConcurrentQueries: 100,
       gracefulShutdownTimeoutS: 5,
       maxRetries: 3,
+      healthCheckPeriodS: 10,
+      healthCheckTimeoutS: 30,
+      healthCheckFailureThreshold: 3,
     },
     createLogger("test-replica"),
   );

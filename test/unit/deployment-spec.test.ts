@@ -50,6 +50,9 @@ describe("parseDeploymentSpec: defaults", () => {
       actorOptions: { numCpus: 1, numGpus: 0, resources: {}, env: {} },
       gracefulShutdownTimeoutS: 20,
       maxRetries: 3,
+      healthCheckPeriodS: 10,
+      healthCheckTimeoutS: 30,
+      healthCheckFailureThreshold: 3,
     });
   });
 
@@ -263,6 +266,26 @@ describe("parseDeploymentSpec: rejections name the field and the value", () => {
     assert.match(message, /name: /);
     assert.match(message, /numReplicas: /);
     assert.match(message, /replicas: unknown field/);
+  });
+});
+
+describe("parseDeploymentSpec: health checks and memory", () => {
+  it("takes fractional periods and timeouts, and a memory limit that reserves memoryMiB", () => {
+    const spec = parseDeploymentSpec({ ...BASE, healthCheckPeriodS: 0.5, healthCheckTimeoutS: 2.5, healthCheckFailureThreshold: 1, actorOptions: { memoryMiB: 512 } });
+    assert.equal(spec.healthCheckPeriodS, 0.5);
+    assert.equal(spec.healthCheckTimeoutS, 2.5);
+    assert.equal(spec.healthCheckFailureThreshold, 1);
+    assert.equal(spec.actorOptions.memoryMiB, 512);
+    assert.equal(parseDeploymentSpec(BASE).actorOptions.memoryMiB, undefined, "no limit by default");
+  });
+
+  it("rejects bad health settings and memory limits, naming the field", () => {
+    rejectsSpec({ healthCheckPeriodS: 0 }, "healthCheckPeriodS", "0");
+    rejectsSpec({ healthCheckTimeoutS: -1 }, "healthCheckTimeoutS", "-1");
+    rejectsSpec({ healthCheckFailureThreshold: 1.5 }, "healthCheckFailureThreshold", "1.5");
+    rejectsSpec({ healthCheckFailureThreshold: 0 }, "healthCheckFailureThreshold", "0");
+    rejectsSpec({ actorOptions: { memoryMiB: 0 } }, "actorOptions.memoryMiB", "0");
+    rejectsSpec({ actorOptions: { resources: { memoryMiB: 512 } } }, "actorOptions.resources", "actorOptions.memoryMiB");
   });
 });
 

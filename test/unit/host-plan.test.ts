@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { settingsKey, settingsOf } from "../../src/actors/replica-config.js";
 import type { ReplicaProcessState } from "../../src/actors/replica-ipc.js";
-import { planHost, PRESTART_BACKOFF_MS, RECONFIGURE_RETRY_MS, type HostAction, type HostLocal, type LocalReplica } from "../../src/host/host-plan.js";
+import { MEMORY_SAMPLES, planHost, PRESTART_BACKOFF_MS, RECONFIGURE_RETRY_MS, type HostAction, type HostLocal, type LocalReplica, type ReplicaVitals } from "../../src/host/host-plan.js";
 import type { DeploymentRecord, ReplicaAssignment } from "../../src/shared/records.js";
 import { parseDeploymentSpec, type DeploymentSpecInput } from "../../src/spec/deployment-spec.js";
 
@@ -27,6 +27,20 @@ function assignment(id: string, codeVersion: string, change: Partial<ReplicaAssi
   return { id, deployment: "app", codeVersion, version: codeVersion, host: HOST, desired: "run", resources: { CPU: 1 }, gpuIds: [], createdAt: T0, ...change };
 }
 
+/** A replica whose host has seen nothing wrong with it. */
+function healthy(change: Partial<ReplicaVitals> = {}): ReplicaVitals {
+  return {
+    health: { lastCheckAt: null, consecutiveFailures: 0 },
+    pingSentAt: null,
+    rssMiB: [],
+    healthCheckFailureThreshold: 3,
+    healthCheckTimeoutS: 30,
+    memoryMiB: null,
+    replacement: null,
+    ...change,
+  };
+}
+
 function replica(id: string, rec: DeploymentRecord, change: Partial<LocalReplica> = {}): LocalReplica {
   return {
     id,
@@ -35,6 +49,7 @@ function replica(id: string, rec: DeploymentRecord, change: Partial<LocalReplica
     settingsKey: settingsKey(settingsOf(rec.spec)),
     reconfigureSent: null,
     drainRequested: false,
+    vitals: healthy(),
     ...change,
   };
 }
@@ -159,6 +174,51 @@ describe("planHost: updates in place", () => {
   });
 });
 
+describe("planHost: replacing live replicas", () => {
+  const rec = record("v1");
+  const assigned = byId([assignment("r1", "v1")]);
+  const plan = (proc: LocalReplica, now = T0, assignments = assigned) => planHost(assignments, records(rec), local({ replicas: [proc] }), now);
+  const failing = (n: number, lastError = "database pool closed") => healthy({ health: { lastCheckAt: T0 - 100, consecutiveFailures: n, lastError } });
+
+  it("drains a replica after healthCheckFailureThreshold consecutive failed checks, naming the last error, once", () => {
+    assert.deepEqual(plan(replica("r1", rec, { vitals: failing(2) })), [], "below the threshold");
+    assert.deepEqual(plan(replica("r1", rec, { vitals: failing(3) })), [
+      { type: "replace", id: "r1", kind: "health", reason: "health check failed: database pool closed" },
+    ]);
+    assert.deepEqual(plan(replica("r1", rec, { vitals: failing(1), }), T0), [], "a threshold of 3 is not met by 1");
+    assert.deepEqual(ofType(plan(replica("r1", rec, { vitals: { ...failing(1), healthCheckFailureThreshold: 1 } })), "replace").length, 1, "its own threshold");
+    const replacing = { ...failing(4), replacement: { kind: "health" as const, reason: "health check failed: x", at: T0 - 1 } };
+    assert.deepEqual(plan(replica("r1", rec, { vitals: replacing, drainRequested: true, state: "draining" })), [], "not twice");
+    assert.deepEqual(plan(replica("r1", rec, { vitals: failing(5), drainRequested: true })), [], "not one that drains already");
+    assert.deepEqual(plan(replica("r1", rec, { vitals: failing(5), state: "starting" })), [], "not one still starting (its first check fails its start)");
+  });
+
+  it("kills a replica whose ping is unanswered for longer than healthCheckTimeoutS, even while it drains, and never drains it as well", () => {
+    const sent = T0 - 31_000;
+    assert.deepEqual(plan(replica("r1", rec, { vitals: healthy({ pingSentAt: T0 - 30_000 }) })), [], "at the timeout, not yet");
+    assert.deepEqual(plan(replica("r1", rec, { vitals: healthy({ pingSentAt: sent }) })), [{ type: "replace", id: "r1", kind: "liveness", reason: "event loop blocked 31 s" }]);
+    const unassigned = planHost(new Map(), records(rec), local({ replicas: [replica("r1", rec, { vitals: healthy({ pingSentAt: sent }) })] }), T0);
+    assert.deepEqual(unassigned, [{ type: "replace", id: "r1", kind: "liveness", reason: "event loop blocked 31 s" }], "killed, not also drained");
+    const draining = replica("r1", rec, { state: "draining", drainRequested: true, vitals: healthy({ pingSentAt: sent }) });
+    assert.deepEqual(ofType(plan(draining), "replace").map((a) => a.kind), ["liveness"], "a blocked loop would never finish draining");
+    const drainedForHealth = { ...draining, vitals: healthy({ pingSentAt: sent, replacement: { kind: "health", reason: "health check failed: x", at: T0 - 5000 } }) };
+    assert.deepEqual(ofType(plan(drainedForHealth), "replace").map((a) => a.kind), ["liveness"], "a replica drained for its health checks is killed when its loop blocks");
+    const killed = { ...draining, vitals: healthy({ pingSentAt: sent, replacement: { kind: "liveness", reason: "event loop blocked 31 s", at: T0 - 1 } }) };
+    assert.deepEqual(plan(killed), [], "killed once");
+    assert.deepEqual(plan(replica("r1", rec, { state: "starting", vitals: healthy({ pingSentAt: sent }) })), [], "a starting replica is not pinged");
+    assert.deepEqual(plan(replica("r1", rec, { vitals: healthy({ pingSentAt: T0 - 3000, healthCheckTimeoutS: 2 }) })).map((a) => a.type), ["replace"], "its own timeout");
+  });
+
+  it(`drains a replica whose resident memory was above memoryMiB in ${MEMORY_SAMPLES} samples in a row`, () => {
+    const over = healthy({ memoryMiB: 512, rssMiB: [600, 610, 612.4] });
+    assert.deepEqual(plan(replica("r1", rec, { vitals: over })), [{ type: "replace", id: "r1", kind: "memory", reason: "memory 612 MiB over 512 MiB" }]);
+    assert.deepEqual(plan(replica("r1", rec, { vitals: { ...over, rssMiB: [610, 612] } })), [], "too few samples");
+    assert.deepEqual(plan(replica("r1", rec, { vitals: { ...over, rssMiB: [600, 500, 612] } })), [], "one sample under the limit");
+    assert.deepEqual(plan(replica("r1", rec, { vitals: { ...over, memoryMiB: null } })), [], "no limit");
+    assert.deepEqual(plan(replica("r1", rec, { vitals: over, drainRequested: true, state: "draining" })), [], "not one that drains already");
+  });
+});
+
 // --- the simulated world -------------------------------------------------
 
 function mulberry32(seed: number): () => number {
@@ -180,9 +240,23 @@ interface FakeProcess {
   settingsKey: string;
   reconfigureSent: { configVersion: string; at: number } | null;
   drainRequested: boolean;
+  vitals: ReplicaVitals;
   /** A reconfigure it received and is applying. */
   applying: string | null;
+  /** Its event loop is blocked: it answers nothing and does nothing. */
+  blocked: boolean;
+  /** Its checkHealth() fails. */
+  sick: boolean;
+  /** Its memory grows past any limit. */
+  leaky: boolean;
 }
+
+/** The world's processes fail faster than the defaults, so that many are replaced. */
+const WORLD_TIMEOUT_S = 5;
+const WORLD_THRESHOLD = 3;
+/** Replicas of "api" have a memory limit; those of "app" none. */
+const API_MEMORY_MIB = 512;
+const ANSWERS_PINGS = new Set(["running", "reconfiguring", "draining"]);
 
 const DEPLOYMENTS = ["app", "api"];
 const PRESTART = 1;
@@ -197,6 +271,9 @@ class SimWorld {
   readonly everSpawned = new Set<string>();
   pooled = 0;
   earlyExitAt: number | null = null;
+  /** Replicas killed for a blocked loop, and drained for failed checks or memory. */
+  killed = 0;
+  drainedForHealth = 0;
   stopping = false;
   /** Chance that a reconfigure message is lost on the way. */
   lossRate = 0.3;
@@ -266,6 +343,10 @@ class SimWorld {
 
   /** planHost, checked against the invariants, then carried out. */
   hostStep(): HostAction[] {
+    // The host pings every replica that runs, unless its last ping is unanswered.
+    for (const p of this.procs.values()) {
+      if (ANSWERS_PINGS.has(p.state) && p.vitals.pingSentAt === null) p.vitals = { ...p.vitals, pingSentAt: this.now };
+    }
     const actions = planHost(this.assignments, this.records, this.local(), this.now);
     const spawned = new Set<string>();
     const drained = new Set<string>();
@@ -290,7 +371,15 @@ class SimWorld {
             settingsKey: settingsKey(settingsOf(rec.spec)),
             reconfigureSent: null,
             drainRequested: false,
+            vitals: healthy({
+              healthCheckTimeoutS: WORLD_TIMEOUT_S,
+              healthCheckFailureThreshold: WORLD_THRESHOLD,
+              memoryMiB: a.deployment === "api" ? API_MEMORY_MIB : null,
+            }),
             applying: null,
+            blocked: false,
+            sick: false,
+            leaky: false,
           });
           break;
         }
@@ -323,6 +412,27 @@ class SimWorld {
           assert.ok(!this.assignments.has(action.id), `${action.id}: forgotten only once unassigned`);
           this.finished.delete(action.id);
           break;
+        case "replace": {
+          const p = this.procs.get(action.id);
+          assert.ok(p && ANSWERS_PINGS.has(p.state), `${action.id}: a replacement goes to a live process that runs`);
+          const v = p.vitals;
+          const prior = v.replacement;
+          assert.ok(!prior || (prior.kind !== "liveness" && action.kind === "liveness"), `${action.id}: replaced once (a drained one is killed only if its loop then blocks)`);
+          if (action.kind === "liveness") {
+            assert.ok(v.pingSentAt !== null && this.now - v.pingSentAt > v.healthCheckTimeoutS * 1000, `${action.id}: killed only when its ping is overdue`);
+            assert.ok(p.blocked, `${action.id}: killed only when its loop is blocked`);
+            this.exit(p);
+            this.killed++;
+          } else {
+            assert.ok(!p.drainRequested, `${action.id}: a replica already draining is not drained again`);
+            if (action.kind === "health") assert.ok(p.sick && v.health.consecutiveFailures >= v.healthCheckFailureThreshold, `${action.id}: drained for its checks only after the threshold`);
+            if (action.kind === "memory") assert.ok(p.leaky && v.rssMiB.length >= MEMORY_SAMPLES && v.rssMiB.every((m) => m > (v.memoryMiB ?? Infinity)), `${action.id}: drained for memory only over the limit`);
+            p.drainRequested = true;
+            p.vitals = { ...v, replacement: { kind: action.kind, reason: action.reason, at: this.now } };
+            this.drainedForHealth++;
+          }
+          break;
+        }
         case "prestart":
           assert.ok(!this.stopping, "nothing is prestarted while the host stops");
           assert.ok(![...this.procs.values()].some((p) => p.state === "starting"), "nothing is prestarted while a replica starts");
@@ -331,17 +441,48 @@ class SimWorld {
           break;
       }
     }
-    // Level-triggered: after one tick, every process that must drain has been asked to.
+    // Level-triggered: after one tick, every process that must drain has been asked to, and none that must be replaced is left.
     for (const p of this.procs.values()) {
+      const v = p.vitals;
+      if (ANSWERS_PINGS.has(p.state)) {
+        const overdue = v.pingSentAt !== null && this.now - v.pingSentAt > v.healthCheckTimeoutS * 1000;
+        assert.ok(!overdue, `${p.id}: a blocked replica is killed at once`);
+        assert.ok(p.drainRequested || v.health.consecutiveFailures < v.healthCheckFailureThreshold, `${p.id}: an unhealthy replica is drained at once`);
+      }
       const a = this.assignments.get(p.id);
       if (this.stopping || !a || a.host !== HOST || a.desired === "drain") assert.ok(p.drainRequested, `${p.id}: asked to drain`);
     }
     return actions;
   }
 
-  /** The processes move on: start (or fail), apply a reconfigure, drain and exit, crash now and then. */
+  /**
+   * The processes move on: start (or fail), apply a reconfigure, drain and
+   * exit, crash now and then; and now and then one turns sick (its checks
+   * fail), leaky (its memory grows) or blocks its event loop for good.
+   */
   processesStep(chaos: boolean): void {
     for (const p of [...this.procs.values()]) {
+      if (p.blocked) continue;
+      if (chaos && ANSWERS_PINGS.has(p.state)) {
+        const h = this.rng();
+        if (h < 0.005) p.blocked = true;
+        else if (h < 0.015) p.sick = true;
+        else if (h < 0.025) p.leaky = true;
+        else if (h < 0.03) p.sick = false;
+        if (p.blocked) continue;
+      }
+      if (ANSWERS_PINGS.has(p.state)) {
+        const v = p.vitals;
+        const rss = p.leaky ? API_MEMORY_MIB + 100 + this.rng() * 100 : 100;
+        const checked = chaos && p.state !== "draining" && this.rng() < 0.5;
+        const failures = checked ? (p.sick ? v.health.consecutiveFailures + 1 : 0) : v.health.consecutiveFailures;
+        p.vitals = {
+          ...v,
+          pingSentAt: null,
+          rssMiB: [...v.rssMiB, rss].slice(-MEMORY_SAMPLES),
+          health: checked ? { lastCheckAt: this.now, consecutiveFailures: failures, ...(p.sick ? { lastError: "sick" } : {}) } : v.health,
+        };
+      }
       const r = this.rng();
       if (p.drainRequested) {
         if (p.state === "draining" || r < 0.3) this.exit(p);
@@ -384,6 +525,7 @@ describe("planHost: a simulated world", () => {
       const w = new SimWorld(mulberry32(seed));
       for (let i = 0; i < 600; i++) w.step(true);
       assert.ok(w.everSpawned.size > 20, `the world did something (${w.everSpawned.size} replicas started)`);
+      assert.ok(w.killed > 0 && w.drainedForHealth > 0, `replicas were killed and drained (killed ${w.killed}, drained ${w.drainedForHealth})`);
 
       // Quiet: no changes, no crashes, no lost messages. Every replica assigned here runs what its record says.
       w.lossRate = 0;
@@ -411,7 +553,7 @@ describe("planHost: a simulated world", () => {
       w.assignments.set("late", assignment("late", w.records.get("app")!.codeVersion));
       w.stopping = true;
       for (let i = 0; i < 20 && w.procs.size > 0; i++) w.step(false);
-      assert.equal(w.procs.size, 0, "a stopping host ends empty");
+      assert.equal(w.procs.size, 0, "a stopping host ends empty, its blocked replicas killed");
       assert.ok(!w.everSpawned.has("late"), "a replica assigned while stopping is not started");
     });
   }
