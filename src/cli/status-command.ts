@@ -3,18 +3,24 @@ import Table from "cli-table3";
 import { describeResources } from "../shared/resources.js";
 import type { StatusReport } from "../client/cluster-status.js";
 
+/** A table cell holds one line: an error with npm's output in it spans several. */
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, " ").trim();
+}
+
 export function renderStatus(report: StatusReport): string {
   const lines: string[] = [];
-  const deployments = new Table({ head: ["DEPLOYMENT", "STATUS", "VERSION", "REPLICAS", "QUEUE (wait/active)", "ROUTE", "MESSAGE"], style: { head: [], border: [] } });
+  const deployments = new Table({ head: ["DEPLOYMENT", "STATUS", "VERSION", "PACKAGE", "REPLICAS", "QUEUE (wait/active)", "ROUTE", "MESSAGE"], style: { head: [], border: [] } });
   for (const d of report.deployments) {
     const running = d.replicas.filter((r) => r.state === "running" || r.state === "reconfiguring").length;
-    deployments.push([d.name, d.status, d.version, `${running}/${d.targetReplicas}`, `${d.queue.waiting}/${d.queue.active}`, d.routePrefix ?? "-", d.message.slice(0, 80)]);
+    const pkg = d.runtimeEnv ? d.runtimeEnv.hash.slice(0, 12) : "-";
+    deployments.push([d.name, d.status, d.version, pkg, `${running}/${d.targetReplicas}`, `${d.queue.waiting}/${d.queue.active}`, d.routePrefix ?? "-", oneLine(d.message).slice(0, 80)]);
   }
   lines.push(report.deployments.length ? deployments.toString() : "no deployments");
 
   const replicas = new Table({ head: ["REPLICA", "DEPLOYMENT", "STATE", "VERSION", "HOST", "PID", "IN FLIGHT", "NOTE"], style: { head: [], border: [] } });
   for (const d of report.deployments) {
-    for (const r of d.replicas) replicas.push([r.id, d.name, r.state, r.version, r.host ?? "-", r.pid ?? "-", r.inflight, (r.pendingReason ?? r.error ?? "").slice(0, 60)]);
+    for (const r of d.replicas) replicas.push([r.id, d.name, r.state, r.version, r.host ?? "-", r.pid ?? "-", r.inflight, oneLine(r.pendingReason ?? r.note ?? r.error ?? "").slice(0, 60)]);
   }
   if (replicas.length) lines.push(replicas.toString());
 

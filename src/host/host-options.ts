@@ -1,12 +1,13 @@
 /**
  * Options of `flotilla host`, validated once: the capacity this host declares
- * and where it finds Redis and the app directory.
+ * and where it finds Redis, the app directory and its runtimeEnv cache.
  */
 import { execFileSync } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { FlotillaError } from "../errors.js";
+import { defaultCacheDir } from "../runtime-env/cache-options.js";
 import type { ResourceSet } from "../shared/records.js";
 
 export interface HostOptions {
@@ -20,6 +21,10 @@ export interface HostOptions {
   heartbeatTimeoutS: number;
   /** Replica processes kept started ahead of need, so a new replica skips Node's start-up. @default 1 */
   prestart: number;
+  /** Where runtimeEnv packages are unpacked and their dependencies installed. @default $XDG_CACHE_HOME/flotilla or ~/.cache/flotilla */
+  cacheDir: string;
+  /** Packages and dependency sets no replica here uses are evicted, least recently used first, above this. @default 10 */
+  cacheMaxGiB: number;
 }
 
 /** GPUs listed by `nvidia-smi -L`, or 0 when there is no driver. */
@@ -42,6 +47,8 @@ const rawSchema = z.strictObject({
   resources: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_.-]{0,62}$/), z.number().finite().nonnegative()).default({}),
   heartbeatTimeoutS: z.number().finite().min(1).max(3600).default(10),
   prestart: z.number().int().min(0).max(16).default(1),
+  cacheDir: z.string().min(1).max(4096).optional(),
+  cacheMaxGiB: z.number().finite().positive().max(1_000_000).default(10),
 });
 
 export function parseHostOptions(input: z.input<typeof rawSchema>): HostOptions {
@@ -62,5 +69,7 @@ export function parseHostOptions(input: z.input<typeof rawSchema>): HostOptions 
     resources: { CPU: o.cpus ?? os.availableParallelism(), GPU: o.gpus ?? detectGpus(), ...o.resources },
     heartbeatTimeoutS: o.heartbeatTimeoutS,
     prestart: o.prestart,
+    cacheDir: path.resolve(o.cacheDir ?? defaultCacheDir()),
+    cacheMaxGiB: o.cacheMaxGiB,
   };
 }

@@ -26,6 +26,11 @@ export interface DeploymentRecord {
    * version is unchanged, so every replica of one codeVersion runs the same code.
    */
   runtimeEnv?: { hash: string; bytes: number };
+  /**
+   * The package the previous code version ran, kept referenced so garbage
+   * collection leaves it for a rollback (until a revisions store keeps them).
+   */
+  previousRuntimeEnv?: { hash: string; bytes: number };
   /** Increments on every applied change. */
   generation: number;
   deployedAt: number;
@@ -80,6 +85,8 @@ export interface ReplicaStatus {
   inflight: number;
   /** Why it failed, or the last reconfigure error. */
   error?: string;
+  /** What a starting replica is doing before its process starts, e.g. "fetching package 1a2b3c4d5e6f (12.3 KiB)". */
+  note?: string;
   startedAt: number;
   updatedAt: number;
 }
