@@ -260,7 +260,7 @@ export class HostAgent {
 
   private async onExit(proc: ReplicaProcess, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
     this.procs.delete(proc.id);
-    this.preparer.release(proc.id);
+    this.preparer.release(proc.id, proc.state === "failed");
     if (this.procs.size === 0) this.emptySince = this.now();
     this.finished.set(proc.id, proc.status(this.id, this.now()));
     const expected = proc.drainRequested && proc.state === "stopped";

@@ -45,8 +45,8 @@ export function phaseNote(phase: RuntimeEnvPhase | "checking", hash: string, byt
 
 export class RuntimeEnvPreparer {
   private readonly jobs = new Map<string, Job>();
-  /** Replica id → release of its hold on its package (from preparation until its process ends). */
-  private readonly holds = new Map<string, () => void>();
+  /** Replica id → its package and the release of its hold on it (from preparation until its process ends). */
+  private readonly holds = new Map<string, { hash: string; release: () => void }>();
 
   constructor(
     private readonly packages: HostPackageCache,
@@ -108,11 +108,19 @@ export class RuntimeEnvPreparer {
 
   /** A replica's package is held (spared by eviction) until release(id). */
   hold(id: string, hash: string): void {
-    if (!this.holds.has(id)) this.holds.set(id, this.packages.use(hash));
+    if (!this.holds.has(id)) this.holds.set(id, { hash, release: this.packages.use(hash) });
   }
 
-  release(id: string): void {
-    this.holds.get(id)?.();
+  /**
+   * The replica's process ended. One that failed makes the next start of its
+   * package prepare it again, which repairs what another process sharing
+   * the cache may have evicted under it.
+   */
+  release(id: string, failed = false): void {
+    const held = this.holds.get(id);
+    if (!held) return;
+    if (failed) this.packages.forget(held.hash);
+    held.release();
     this.holds.delete(id);
   }
 
@@ -127,8 +135,7 @@ export class RuntimeEnvPreparer {
     const job = this.jobs.get(id);
     this.jobs.delete(id);
     if (outcome === "start" || !job) return undefined;
-    this.release(id);
-    if (outcome === "failed") this.packages.forget(job.hash);
+    this.release(id, outcome === "failed");
     return this.statusOf(job, hostId ?? "", outcome, this.hooks.now());
   }
 
