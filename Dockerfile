@@ -27,9 +27,10 @@ COPY --from=deps /opt/flotilla/node_modules ./node_modules
 COPY package.json package-lock.json ./
 COPY bin ./bin
 COPY --from=build /src/dist ./dist
-# /app holds the mounted modules; /node_modules/flotilla lets them `import ... from "flotilla"`.
-RUN mkdir -p /app /node_modules && ln -s /opt/flotilla /node_modules/flotilla
-# The app directory: mount the deployments' modules here (read-only is fine).
+# /app is the app directory of deployments without runtimeEnv (empty unless you mount modules there);
+# /node_modules/flotilla lets them `import ... from "flotilla"`. runtimeEnv packages link to it themselves.
+# /var/cache/flotilla: the hosts' runtimeEnv cache (--cache-dir), a volume in docker-compose.yml.
+RUN mkdir -p /app /node_modules /var/cache/flotilla && ln -s /opt/flotilla /node_modules/flotilla
 WORKDIR /app
 ENTRYPOINT ["node", "/opt/flotilla/bin/flotilla.js"]
 CMD ["--help"]

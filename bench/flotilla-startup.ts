@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import type { FlotillaTarget } from "./flotilla-target.js";
 import type { Proc } from "./proc.js";
+import { measureRuntimeEnvStartup, type RuntimeEnvStartup } from "./runtime-env-startup.js";
 
 export interface ReplicaStart {
   deployment: string;
@@ -40,6 +41,9 @@ export interface FlotillaStartup {
    * replica costs is closer to this than to its RSS.
    */
   pssMiB: Record<string, number | null>;
+  /** The first start of a runtimeEnv deployment (one small npm dependency) on a cold and on a warm host cache. */
+  runtimeEnv?: RuntimeEnvStartup;
+  runtimeEnvError?: string;
 }
 
 /** Reads the spawn and running lines of `deployment`'s first replica from the host's output. */
@@ -112,6 +116,13 @@ export async function measureStartup(target: FlotillaTarget, secondName = "hello
   await target.deploy(`${secondName}-cjs`, "cjs/hello.ts");
   await target.deploy(`${secondName}-cjs2`, "cjs/hello.ts");
   pids["replica (fresh, idle, .ts handler in CommonJS scope)"] = (await replicaStartSoon(target.host, `${secondName}-cjs2`))?.pid;
+  let runtimeEnv: RuntimeEnvStartup | undefined;
+  let runtimeEnvError: string | undefined;
+  try {
+    runtimeEnv = await measureRuntimeEnvStartup(target);
+  } catch (err) {
+    runtimeEnvError = err instanceof Error ? err.message : String(err);
+  }
   const idleMs = SETTLE_S * 1000 - (performance.now() - loadEndedAt);
   if (idleMs > 0) await new Promise((r) => setTimeout(r, idleMs));
   const settledAfterS = Math.round((performance.now() - loadEndedAt) / 1000);
@@ -130,5 +141,7 @@ export async function measureStartup(target: FlotillaTarget, secondName = "hello
     pssMiB: pss,
     loadedReplicaPeakMiB,
     settledAfterS,
+    ...(runtimeEnv ? { runtimeEnv } : {}),
+    ...(runtimeEnvError ? { runtimeEnvError } : {}),
   };
 }

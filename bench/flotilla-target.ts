@@ -1,10 +1,14 @@
 /**
- * Flotilla as a user runs it: controller, router and one host (`--cpus 2`) as
- * CLI processes in a fresh namespace, and one replica of bench/app/hello.ts.
+ * Flotilla as a user runs it: controller, router and one host (`--cpus 2`,
+ * with an empty runtimeEnv cache of its own) as CLI processes in a fresh
+ * namespace, and one replica of bench/app/hello.ts.
  * Stopping deletes the deployments first, so that the host (whose SIGTERM
  * migrates replicas and would wait for another host) has nothing to move.
  */
 import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { buildStatus, type StatusReport } from "../src/client/cluster-status.js";
@@ -32,6 +36,8 @@ export interface FlotillaTarget extends Target {
   firstRolloutMs: number;
   /** Applies a deployment of `module` (default hello.ts) and waits until it is HEALTHY; resolves with the wall time it took. */
   deploy(name: string, module?: string): Promise<number>;
+  /** Deletes this deployment when the target stops (for deployments applied by other code). */
+  trackDeployment(name: string): void;
   status(): Promise<StatusReport>;
 }
 
@@ -40,14 +46,17 @@ export async function startFlotilla(redisUrl: string): Promise<FlotillaTarget> {
   const keys = new Keys(namespace);
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
   redis.on("error", () => undefined);
-  const cli = (name: string, args: string[], level: string): Proc =>
+  const cli = (name: string, args: string[], level: string, env: Record<string, string> = {}): Proc =>
     startProc(name, process.execPath, [...(process.env.BENCH_CLI_EXEC_ARGV ?? "").split(" ").filter(Boolean), CLI, "--redis", redisUrl, "--namespace", namespace, "--app-dir", APP_DIR, ...args], {
       FLOTILLA_LOG_PRETTY: "0",
       // info is needed for "router listening" and the replica start lines; nothing logs per request at info.
       FLOTILLA_LOG_LEVEL: process.env.FLOTILLA_LOG_LEVEL ?? level,
+      ...env,
     });
+  // A cold runtimeEnv cache, and npm offline: the packages' dependencies are local tarballs.
+  const cacheDir = mkdtempSync(path.join(os.tmpdir(), "flotilla-bench-cache-"));
   const controller = cli("flotilla-controller", ["controller", "--id", "c1"], "warn");
-  const host = cli("flotilla-host", ["host", "--id", "h1", "--cpus", "2"], "info");
+  const host = cli("flotilla-host", ["host", "--id", "h1", "--cpus", "2", "--cache-dir", cacheDir], "info", { npm_config_offline: "true", npm_config_update_notifier: "false" });
   const router = cli("flotilla-router", ["router", "--port", "0", "--bind", "127.0.0.1"], "info");
   const deployed: string[] = [];
   const status = async (): Promise<StatusReport> => buildStatus(namespace, await readClusterState(redis, keys));
@@ -86,6 +95,7 @@ export async function startFlotilla(redisUrl: string): Promise<FlotillaTarget> {
     for (const pid of trackReplicas()) {
       if (killIfStill(pid, REPLICA_MARK)) process.stderr.write(`bench: killed leftover replica process ${pid}\n`);
     }
+    rmSync(cacheDir, { recursive: true, force: true });
     redis.disconnect();
   };
 
@@ -98,7 +108,8 @@ export async function startFlotilla(redisUrl: string): Promise<FlotillaTarget> {
     const firstRolloutMs = await deploy("hello");
     const url = `http://127.0.0.1:${port}/hello`;
     await waitFor(`${url} to answer 200`, async () => (await probeHttp(url)) === 200, { timeoutMs: START_TIMEOUT_MS, intervalMs: 200 });
-    return { name: "flotilla", url, usesRedis: true, keyPatterns: keys.patterns, namespace, keys, redis, controller, host, router, firstRolloutMs, deploy, status, stop };
+    const trackDeployment = (name: string): void => void deployed.push(name);
+    return { name: "flotilla", url, usesRedis: true, keyPatterns: keys.patterns, namespace, keys, redis, controller, host, router, firstRolloutMs, deploy, trackDeployment, status, stop };
   } catch (err) {
     await stop();
     throw err;

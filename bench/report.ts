@@ -113,7 +113,16 @@ function renderStartup(report: BenchReport): string[] {
     `  replica memory: peak under load ${f.loadedReplicaPeakMiB ?? "?"} MiB (VmHWM); the rest read ${f.settledAfterS} s after the load`,
     `  RSS: ${rss}`,
     `  PSS (shared pages divided among processes): ${pss}`,
+    ...renderRuntimeEnv(f),
   ];
+}
+
+function renderRuntimeEnv(f: FlotillaStartup): string[] {
+  if (!f.runtimeEnv) return f.runtimeEnvError ? [`  runtimeEnv start-up: not measured (${f.runtimeEnvError})`] : [];
+  const line = (label: string, s: NonNullable<FlotillaStartup["runtimeEnv"]>["cold"]): string =>
+    `  ${label}: apply → HEALTHY ${s.applyToHealthyMs} ms (host prepares the package ${s.prepareMs === null ? "-" : `${s.prepareMs} ms`}; ` +
+    `spawn → running ${s.replica ? `${s.replica.spawnToRunningMs} ms` : "?"}); pack + upload before it ${s.packAndUploadMs} ms (${s.packageBytes} B)`;
+  return [line("runtimeEnv, cold host cache (download + unpack + npm ci of one dependency)", f.runtimeEnv.cold), line("runtimeEnv, warm host cache (same package)", f.runtimeEnv.warm)];
 }
 
 export function writeJson(report: BenchReport, file = path.resolve("bench-results", "latest.json")): string {

@@ -49,6 +49,13 @@ const program = new Command("flotilla")
   .addOption(new Option("--app-dir <dir>", "directory holding the deployments' modules").env("FLOTILLA_APP_DIR").default(process.cwd(), "the current directory"))
   .showHelpAfterError();
 
+/** `--cache-dir` and `--cache-max-gib`, for `host` and `up`. */
+function cacheOptions(command: Command): Command {
+  return command
+    .addOption(new Option("--cache-dir <dir>", "where runtimeEnv packages are unpacked and their dependencies installed (default: $XDG_CACHE_HOME/flotilla or ~/.cache/flotilla)").env("FLOTILLA_CACHE_DIR"))
+    .option("--cache-max-gib <n>", "evict unused runtimeEnv packages, least recently used first, above this size", number("--cache-max-gib", { min: 0.001 }), 10);
+}
+
 function adminOptions(opts: { adminPort: number; adminBind: string }): NonNullable<ControllerOptionsInput["admin"]> {
   const token = process.env.FLOTILLA_ADMIN_TOKEN;
   return { port: opts.adminPort, bind: opts.adminBind, ...(token ? { token } : {}) };
@@ -73,8 +80,7 @@ async function withRedis<T>(fn: (redis: ReturnType<typeof createRedis>, keys: Ke
   }
 }
 
-program
-  .command("up")
+cacheOptions(program.command("up"))
   .description("run a controller, a router and host(s) in one process: the laptop and CI default")
   .option("--config <file>", "deploy this YAML file once everything is up")
   .option("--port <port>", "router port", number("--port", { min: 0, integer: true }), ROUTER_DEFAULTS.port)
@@ -86,7 +92,7 @@ program
   .addOption(new Option("--admin-port <port>", "admin API port (0: any free port)").env("FLOTILLA_ADMIN_PORT").default(8265).argParser(number("--admin-port", { min: 0, integer: true })))
   .option("--admin-bind <addr>", "admin API bind address", "127.0.0.1")
   .option("--metrics-port <port>", "serve the router's Prometheus metrics at GET /metrics on this port, on --bind (0: any free port; default: off)", number("--metrics-port", { min: 0, integer: true }))
-  .action(async (opts: { config?: string; port: number; bind: string; hosts: number; cpus?: number; gpus?: number; prestart: number; adminPort: number; adminBind: string; metricsPort?: number }) => {
+  .action(async (opts: { config?: string; port: number; bind: string; hosts: number; cpus?: number; gpus?: number; prestart: number; adminPort: number; adminBind: string; metricsPort?: number; cacheDir?: string; cacheMaxGib: number }) => {
     const { runUp } = await import("./up-command.js");
     await runUp({ ...globals(), explicitRedis: program.getOptionValueSource("redis") !== "default", ...opts, admin: adminOptions(opts) });
   });
@@ -135,8 +141,7 @@ program
     stopOnSignal(log, () => router.stop());
   });
 
-program
-  .command("host")
+cacheOptions(program.command("host"))
   .description("run a host agent that runs the replicas assigned to it")
   .option("--id <name>", "host id (default: hostname-pid)")
   .option("--cpus <n>", "CPUs to offer (default: this machine's cores)", number("--cpus", { min: 0 }))
@@ -146,7 +151,7 @@ program
   .option("--prestart <n>", "replica processes to keep started ahead of need, so a new replica skips Node's start-up (0: none)", number("--prestart", { min: 0, integer: true }), 1)
   .option("--memory-mib <n>", "memory replicas may reserve with actorOptions.memoryMiB (default: this machine's total)", number("--memory-mib", { min: 0 }))
   .option("--log-max-lines <n>", "lines each deployment's log stream keeps", number("--log-max-lines", { min: 1, integer: true }), 10_000)
-  .action(async (opts: { id?: string; cpus?: number; gpus?: number; resources?: Record<string, number>; heartbeatTimeout: number; prestart: number; memoryMib?: number; logMaxLines: number }) => {
+  .action(async (opts: { id?: string; cpus?: number; gpus?: number; resources?: Record<string, number>; heartbeatTimeout: number; prestart: number; memoryMib?: number; logMaxLines: number; cacheDir?: string; cacheMaxGib: number }) => {
     const [{ HostAgent }, { parseHostOptions }] = await Promise.all([import("../host/host-agent.js"), import("../host/host-options.js")]);
     const g = globals();
     const hostOptions = parseHostOptions({
@@ -157,6 +162,8 @@ program
       prestart: opts.prestart,
       logMaxLines: opts.logMaxLines,
       ...(opts.memoryMib !== undefined ? { memoryMiB: opts.memoryMib } : {}),
+      cacheMaxGiB: opts.cacheMaxGib,
+      ...(opts.cacheDir !== undefined ? { cacheDir: opts.cacheDir } : {}),
       ...(opts.id !== undefined ? { id: opts.id } : {}),
       ...(opts.cpus !== undefined ? { cpus: opts.cpus } : {}),
       ...(opts.gpus !== undefined ? { gpus: opts.gpus } : {}),

@@ -6,6 +6,7 @@ import type { ReplicaView, StatusReport } from "../client/cluster-status.js";
 /** A replica's note: why it is pending, being replaced or failed, else its health checks when one failed lately. */
 function replicaNote(r: ReplicaView): string {
   if (r.pendingReason) return r.pendingReason;
+  if (r.note) return r.note;
   if (r.replacement) return `replacing: ${r.replacement.reason}`;
   if (r.error) return r.error;
   const h = r.health;
@@ -29,12 +30,18 @@ function replacementLines(report: StatusReport): string[] {
   return lines;
 }
 
+/** A table cell holds one line: an error with npm's output in it spans several. */
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, " ").trim();
+}
+
 export function renderStatus(report: StatusReport): string {
   const lines: string[] = [];
-  const deployments = new Table({ head: ["DEPLOYMENT", "STATUS", "VERSION", "REPLICAS", "QUEUE (wait/active)", "ROUTE", "MESSAGE"], style: { head: [], border: [] } });
+  const deployments = new Table({ head: ["DEPLOYMENT", "STATUS", "VERSION", "PACKAGE", "REPLICAS", "QUEUE (wait/active)", "ROUTE", "MESSAGE"], style: { head: [], border: [] } });
   for (const d of report.deployments) {
     const running = d.replicas.filter((r) => r.state === "running" || r.state === "reconfiguring").length;
-    deployments.push([d.name, d.status, d.version, `${running}/${d.targetReplicas}`, `${d.queue.waiting}/${d.queue.active}`, d.routePrefix ?? "-", d.message.slice(0, 80)]);
+    const pkg = d.runtimeEnv ? d.runtimeEnv.hash.slice(0, 12) : "-";
+    deployments.push([d.name, d.status, d.version, pkg, `${running}/${d.targetReplicas}`, `${d.queue.waiting}/${d.queue.active}`, d.routePrefix ?? "-", oneLine(d.message).slice(0, 80)]);
   }
   lines.push(report.deployments.length ? deployments.toString() : "no deployments");
 

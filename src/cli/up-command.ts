@@ -9,6 +9,7 @@ import { FlotillaError } from "../errors.js";
 import { Controller } from "../controller/controller.js";
 import { parseControllerOptions, type ControllerOptionsInput } from "../controller/controller-options.js";
 import { HostAgent } from "../host/host-agent.js";
+import { HostPackageCache } from "../host/host-package-cache.js";
 import { parseHostOptions } from "../host/host-options.js";
 import { Router } from "../router/router.js";
 import { parseRouterOptions } from "../router/router-options.js";
@@ -31,6 +32,10 @@ export interface UpOptions {
   cpus?: number;
   gpus?: number;
   prestart: number;
+  /** The hosts' runtimeEnv cache (one, shared by every host of this process). @default the user's cache directory */
+  cacheDir?: string;
+  /** @default 10 */
+  cacheMaxGib?: number;
   admin: NonNullable<ControllerOptionsInput["admin"]>;
   /** The router's metrics port; omitted: no metrics server. */
   metricsPort?: number;
@@ -67,6 +72,7 @@ export async function runUp(o: UpOptions): Promise<void> {
   const controller = new Controller({ ...controllerOptions, redisUrl }, createLogger("controller"));
   await controller.start();
   const hosts: HostAgent[] = [];
+  let packages: HostPackageCache | undefined;
   for (let i = 0; i < o.hosts; i++) {
     const options = parseHostOptions({
       id: `${os.hostname().replace(/[^A-Za-z0-9_.-]/g, "-").slice(0, 40)}-${process.pid}-${i + 1}`,
@@ -74,10 +80,14 @@ export async function runUp(o: UpOptions): Promise<void> {
       namespace: o.namespace,
       appDir: o.appDir,
       prestart: o.prestart,
+      ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
+      ...(o.cacheMaxGib !== undefined ? { cacheMaxGiB: o.cacheMaxGib } : {}),
       ...(o.cpus !== undefined ? { cpus: o.cpus } : {}),
       ...(o.gpus !== undefined ? { gpus: o.gpus } : {}),
     });
-    hosts.push(new HostAgent(options, createLogger("host", { host: options.id })));
+    // One cache for the process: its hosts share packages, installs and what is in use.
+    packages ??= new HostPackageCache(options, createLogger("host"));
+    hosts.push(new HostAgent(options, createLogger("host", { host: options.id }), Date.now, packages));
   }
   await Promise.all(hosts.map((h) => h.start()));
   const router = new Router(routerOptions, createLogger("router"));

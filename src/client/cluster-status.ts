@@ -19,6 +19,8 @@ export interface ReplicaView {
   pid: number | null;
   inflight: number;
   error?: string;
+  /** What a starting replica is doing before its process starts (fetching its package, installing dependencies). */
+  note?: string;
   pendingReason?: string;
   /** Its checkHealth() results: last check, consecutive failures, last error. */
   health?: ReplicaHealth;
@@ -34,6 +36,8 @@ export interface DeploymentView {
   message: string;
   targetReplicas: number;
   routePrefix: string | null;
+  /** The runtimeEnv package the deployment runs: its sha256 and size in bytes. */
+  runtimeEnv?: { hash: string; bytes: number };
   queue: { waiting: number; active: number };
   /** Replicas per code version, not counting stopped or failed ones. */
   versions: Record<string, number>;
@@ -95,6 +99,7 @@ export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusRep
       pid: s?.pid ?? null,
       inflight: s?.inflight ?? 0,
       ...(s?.error ? { error: s.error } : {}),
+      ...(s?.note && state === "starting" ? { note: s.note } : {}),
       ...(a.host === null && a.pendingReason ? { pendingReason: describePending(a.pendingReason) } : {}),
       ...(s?.health ? { health: s.health } : {}),
       ...(s?.replacement ? { replacement: s.replacement } : {}),
@@ -124,6 +129,7 @@ export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusRep
       message: current ? st.message : "waiting for a controller to apply the new spec",
       targetReplicas: st?.targetReplicas ?? record.spec.numReplicas ?? record.spec.autoscalingConfig?.initialReplicas ?? 0,
       routePrefix: record.spec.routePrefix,
+      ...(record.runtimeEnv ? { runtimeEnv: { hash: record.runtimeEnv.hash, bytes: record.runtimeEnv.bytes } } : {}),
       queue: { waiting: q.waiting, active: q.active },
       versions,
       ...(record.spec.autoscalingConfig && st?.autoscaling ? { autoscaling: { ...st.autoscaling, actual: running } } : {}),

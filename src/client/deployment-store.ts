@@ -102,6 +102,8 @@ export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly
       results.push({ name: spec.name, outcome: "unchanged", generation: before.generation, rollout: false, ...extras });
       continue;
     }
+    // The package the code ran before stays referenced (garbage collection keeps it for a rollback).
+    const previousRuntimeEnv = before?.runtimeEnv && before.runtimeEnv.hash !== runtimeEnv?.hash ? before.runtimeEnv : before?.previousRuntimeEnv;
     const record: DeploymentRecord = {
       spec,
       codeVersion,
@@ -109,6 +111,7 @@ export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly
       generation: (before?.generation ?? 0) + 1,
       deployedAt: now,
       ...(runtimeEnv ? { runtimeEnv } : {}),
+      ...(previousRuntimeEnv && previousRuntimeEnv.hash !== runtimeEnv?.hash ? { previousRuntimeEnv } : {}),
     };
     writes.push(spec.name, JSON.stringify(record));
     changed.push(record);

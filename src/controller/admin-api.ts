@@ -104,7 +104,16 @@ export class AdminApi {
         } catch (err) {
           throw new FlotillaError("INVALID_SPEC", `the body is not JSON: ${errorMessage(err)}`);
         }
-        const results = await applyDeployments(this.redis, this.keys, parseDeployFile(doc));
+        const specs = parseDeployFile(doc);
+        const shipped = specs.filter((spec) => spec.runtimeEnv).map((spec) => spec.name);
+        if (shipped.length > 0) {
+          // The working directory is on the caller's machine: only a client can pack and upload it.
+          throw new FlotillaError(
+            "INVALID_SPEC",
+            `invalid deployment spec: ${shipped.join(", ")}: runtimeEnv is not accepted by the admin API, because its workingDir must be packed and uploaded by a client; deploy it with \`flotilla deploy FILE\` or \`deployment().deploy()\` (REDIS_URL pointing at this cluster's Redis)`,
+          );
+        }
+        const results = await applyDeployments(this.redis, this.keys, specs);
         this.log.info({ results }, "deployments applied through the admin API");
         return json(res, 200, { results });
       }

@@ -26,6 +26,8 @@ const schema = z
     tickMs: z.number().int().min(10).max(60_000).default(500),
     leaseTtlMs: z.number().int().min(100).max(600_000).default(3000),
     admin: adminSchema.optional(),
+    packageGcIntervalMs: z.number().int().min(100).max(86_400_000).optional(),
+    packageGcGraceMs: z.number().int().min(0).max(30 * 86_400_000).optional(),
   })
   .refine((o) => o.leaseTtlMs > 2 * o.tickMs, { path: ["leaseTtlMs"], message: "must be more than twice tickMs, or the leader loses its lease between ticks" });
 
@@ -49,6 +51,10 @@ export interface ControllerOptions {
   leaseTtlMs: number;
   /** Serve the admin API; omitted: no admin API. */
   admin?: AdminApiOptions;
+  /** How often the leader removes runtimeEnv packages no record references. @default 60000 */
+  packageGcIntervalMs?: number;
+  /** A package uploaded or reused this recently is kept even when unreferenced (a deploy in progress). @default 3600000 */
+  packageGcGraceMs?: number;
 }
 
 export type ControllerOptionsInput = z.input<typeof schema>;

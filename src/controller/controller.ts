@@ -19,6 +19,7 @@ import { AdminApi } from "./admin-api.js";
 import type { ControllerOptions } from "./controller-options.js";
 import { decisionOps } from "./decision-ops.js";
 import { LeaderLease } from "./leader-lease.js";
+import { PackageGarbageCollector } from "./package-gc.js";
 import { QueueJanitor } from "./queue-janitor.js";
 import { reconcile } from "./reconcile.js";
 
@@ -29,6 +30,7 @@ export class Controller {
   private readonly lease: LeaderLease;
   private readonly janitor: QueueJanitor;
   private readonly ticker: Ticker;
+  private readonly packageGc: PackageGarbageCollector;
   private leader = false;
   private readonly startedAt = Date.now();
   private admin: AdminApi | undefined;
@@ -46,6 +48,10 @@ export class Controller {
     this.lease = new LeaderLease(this.redis, this.keys.leaderLease, options.id, options.leaseTtlMs);
     this.janitor = new QueueJanitor(this.redis, this.keys, log);
     this.ticker = new Ticker(() => this.tick(), () => options.tickMs);
+    this.packageGc = new PackageGarbageCollector(this.redis, this.keys, log, () => this.leader, {
+      ...(options.packageGcIntervalMs !== undefined ? { intervalMs: options.packageGcIntervalMs } : {}),
+      ...(options.packageGcGraceMs !== undefined ? { graceMs: options.packageGcGraceMs } : {}),
+    });
   }
 
   get id(): string {
@@ -68,6 +74,7 @@ export class Controller {
     });
     this.log.info({ controller: this.id }, "controller started");
     this.ticker.start();
+    this.packageGc.start();
   }
 
   private async register(): Promise<void> {
@@ -119,6 +126,7 @@ export class Controller {
   }
 
   async stop(): Promise<void> {
+    await this.packageGc.stop();
     await this.ticker.stop();
     try {
       if (this.leader) await this.lease.release();

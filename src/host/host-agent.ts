@@ -18,6 +18,9 @@ import { parseJsonHash } from "../shared/json-hash.js";
 import { Ticker } from "../shared/ticker.js";
 import { ReplicaProcess } from "./replica-process.js";
 import { PrestartedProcess } from "./prestarted-process.js";
+import { PackageStore } from "../runtime-env/package-store.js";
+import { HostPackageCache } from "./host-package-cache.js";
+import { RuntimeEnvPreparer } from "./runtime-env-preparer.js";
 import { handlerLoader, type HandlerLoader } from "../actors/module-scope.js";
 import { parseImportRef } from "../spec/import-ref.js";
 import type { HostOptions } from "./host-options.js";
@@ -67,12 +70,19 @@ export class HostAgent {
   private lastHandlerLoader: HandlerLoader;
   /** The replicas' output lines, on their way to their deployments' log streams. */
   private readonly logs: LogShipper;
+  /** The runtimeEnv cache: this process's one (shared by the agents of `up --hosts N`), or the agent's own. */
+  private readonly packages: HostPackageCache;
+  private readonly preparer: RuntimeEnvPreparer;
 
-  /** @param now the clock every decision reads @default Date.now */
+  /**
+   * @param now the clock every decision reads @default Date.now
+   * @param packages the process's runtimeEnv cache @default one of its own, from options.cacheDir
+   */
   constructor(
     readonly options: HostOptions,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    packages?: HostPackageCache,
   ) {
     this.keys = new Keys(options.namespace);
     this.startedAt = now();
@@ -81,6 +91,12 @@ export class HostAgent {
     this.redis = createRedis(options.redisUrl, { name: `flotilla-host-${options.id}` });
     this.sub = createRedis(options.redisUrl, { name: `flotilla-host-${options.id}-sub` });
     this.logs = new LogShipper(this.redis, this.keys, options.id, options.logMaxLines, log, now);
+    this.packages = packages ?? new HostPackageCache(options, log);
+    this.preparer = new RuntimeEnvPreparer(this.packages, new PackageStore(this.redis, this.keys), log, {
+      now,
+      onChange: () => this.scheduleFlush(),
+      onSettled: () => this.nudge(),
+    });
   }
 
   get id(): string {
@@ -97,7 +113,7 @@ export class HostAgent {
       startedAt: this.startedAt,
       lastHeartbeatAt: this.now(),
       draining: this.draining,
-      emptySince: this.procs.size === 0 ? this.emptySince : null,
+      emptySince: this.procs.size === 0 && this.preparer.size === 0 ? this.emptySince : null,
     };
   }
 
@@ -107,6 +123,7 @@ export class HostAgent {
    * takes to load.
    */
   async start(): Promise<void> {
+    this.packages.attach();
     this.apply(planHost(new Map(), new Map(), this.local(), this.now()), this.now());
     await settledWithin(Promise.all([...this.prestarted].map((p) => p.settled)), 10_000);
     await this.heartbeat();
@@ -154,6 +171,7 @@ export class HostAgent {
       replicas: this.procs,
       finished: new Set(this.finished.keys()),
       prestart: { target: this.options.prestart, pooled: this.prestarted.size, earlyExitAt: this.prestartEarlyExitAt },
+      runtimeEnvs: { ready: this.packages.ready(), preparing: this.preparer.view() },
     };
   }
 
@@ -161,7 +179,15 @@ export class HostAgent {
     for (const action of actions) {
       switch (action.type) {
         case "spawn":
-          this.spawn(action.assignment, action.record);
+          this.spawn(action.assignment, action.record, action.appDir);
+          break;
+        case "prepare":
+          this.preparer.begin(action.assignment, action.record);
+          this.scheduleFlush();
+          break;
+        case "fail-prepare":
+        case "abandon":
+          this.endPreparation(action.id, action.type === "abandon" ? "stopped" : "failed");
           break;
         case "drain":
           this.procs.get(action.id)?.drain();
@@ -233,11 +259,25 @@ export class HostAgent {
     return undefined;
   }
 
-  private spawn(a: ReplicaAssignment, record: DeploymentRecord): void {
+  /** A replica that never started: its status says how it ended, until the controller collects it. */
+  private endPreparation(id: string, outcome: "failed" | "stopped"): void {
+    const status = this.preparer.finish(id, outcome, this.id);
+    if (!status) return;
+    this.finished.set(id, status);
+    if (this.procs.size === 0 && this.preparer.size === 0) this.emptySince = this.now();
+    this.scheduleFlush();
+  }
+
+  /** `appDir`: the replica's prepared runtimeEnv package (held until the process ends). */
+  private spawn(a: ReplicaAssignment, record: DeploymentRecord, appDir = this.options.appDir): void {
     const spec = record.spec;
-    this.lastHandlerLoader = handlerLoader(path.resolve(this.options.appDir, parseImportRef(spec.import).modulePath));
+    if (record.runtimeEnv) {
+      this.preparer.finish(a.id, "start");
+      this.preparer.hold(a.id, record.runtimeEnv.hash);
+    }
+    this.lastHandlerLoader = handlerLoader(path.resolve(appDir, parseImportRef(spec.import).modulePath));
     const proc = new ReplicaProcess(
-      replicaConfig(a, record, this.options),
+      replicaConfig(a, record, this.options, appDir),
       replicaEnv(a, record, this.options),
       {
         now: this.now,
@@ -256,6 +296,7 @@ export class HostAgent {
 
   private async onExit(proc: ReplicaProcess, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
     this.procs.delete(proc.id);
+    this.preparer.release(proc.id, proc.state === "failed");
     if (this.procs.size === 0) this.emptySince = this.now();
     this.finished.set(proc.id, proc.status(this.id, this.now()));
     const expected = proc.drainRequested && proc.state === "stopped";
@@ -295,6 +336,7 @@ export class HostAgent {
     const entries: string[] = [];
     const now = this.now();
     for (const proc of this.procs.values()) entries.push(proc.id, JSON.stringify(proc.status(this.id, now)));
+    for (const status of this.preparer.statuses(this.id, now)) entries.push(status.id, JSON.stringify(status));
     for (const status of this.finished.values()) if (!this.procs.has(status.id)) entries.push(status.id, JSON.stringify(status));
     if (entries.length > 0) await this.redis.eval(WRITE_ASSIGNED_STATUSES, 2, this.keys.replicas, this.keys.replicaStatus, ...entries);
   }
@@ -322,11 +364,13 @@ export class HostAgent {
       }
     }
     this.stopping = true;
+    for (const status of this.preparer.stopAll(this.id)) this.finished.set(status.id, status);
     for (const spare of this.prestarted) spare.stop();
     for (const proc of this.procs.values()) proc.drain();
     await this.waitEmpty((maxGraceS + 5) * 1000);
     for (const proc of this.procs.values()) proc.kill();
     await this.ticker.stop();
+    await this.packages.detach();
     try {
       const ids = [...this.finished.keys()];
       const multi = this.redis.multi().del(this.keys.hostAlive(this.id)).hdel(this.keys.hosts, this.id);

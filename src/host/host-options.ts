@@ -1,12 +1,13 @@
 /**
  * Options of `flotilla host`, validated once: the capacity this host declares
- * and where it finds Redis and the app directory.
+ * and where it finds Redis, the app directory and its runtimeEnv cache.
  */
 import { execFileSync } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { FlotillaError } from "../errors.js";
+import { defaultCacheDir } from "../runtime-env/cache-options.js";
 import type { ResourceSet } from "../shared/records.js";
 import { DEFAULT_LOG_MAX_LINES } from "../shared/log-stream.js";
 import { MEMORY_RESOURCE } from "../spec/deployment-spec.js";
@@ -24,6 +25,10 @@ export interface HostOptions {
   prestart: number;
   /** Lines each deployment's log stream keeps (XADD MAXLEN ~). @default 10000 */
   logMaxLines: number;
+  /** Where runtimeEnv packages are unpacked and their dependencies installed. @default $XDG_CACHE_HOME/flotilla or ~/.cache/flotilla */
+  cacheDir: string;
+  /** Packages and dependency sets no replica here uses are evicted, least recently used first, above this. @default 10 */
+  cacheMaxGiB: number;
 }
 
 /** GPUs listed by `nvidia-smi -L`, or 0 when there is no driver. */
@@ -49,6 +54,8 @@ const rawSchema = z.strictObject({
   heartbeatTimeoutS: z.number().finite().min(1).max(3600).default(10),
   prestart: z.number().int().min(0).max(16).default(1),
   logMaxLines: z.number().int().min(1).max(10_000_000).default(DEFAULT_LOG_MAX_LINES),
+  cacheDir: z.string().min(1).max(4096).optional(),
+  cacheMaxGiB: z.number().finite().positive().max(1_000_000).default(10),
 });
 
 export function parseHostOptions(input: z.input<typeof rawSchema>): HostOptions {
@@ -76,5 +83,7 @@ export function parseHostOptions(input: z.input<typeof rawSchema>): HostOptions 
     heartbeatTimeoutS: o.heartbeatTimeoutS,
     prestart: o.prestart,
     logMaxLines: o.logMaxLines,
+    cacheDir: path.resolve(o.cacheDir ?? defaultCacheDir()),
+    cacheMaxGiB: o.cacheMaxGiB,
   };
 }

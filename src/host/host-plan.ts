@@ -71,13 +71,35 @@ export interface HostLocal {
     /** When a prestarted process last ended before it was ready. */
     readonly earlyExitAt: number | null;
   };
+  /** runtimeEnv packages on this host; omitted: none prepared and none being prepared. */
+  readonly runtimeEnvs?: LocalRuntimeEnvs;
+}
+
+/** A replica whose runtimeEnv package is being prepared before its process starts. */
+export interface PreparingReplica {
+  /** `prepared`: ready to start from `appDir`; `failed`: the package could not be prepared. */
+  readonly state: "preparing" | "prepared" | "failed";
+  readonly appDir?: string;
+}
+
+export interface LocalRuntimeEnvs {
+  /** Packages prepared on this host, whose replicas start at once: sha256 → app directory. */
+  readonly ready: ReadonlyMap<string, string>;
+  /** Replicas whose package is being prepared, or whose preparation ended, by replica id. */
+  readonly preparing: ReadonlyMap<string, PreparingReplica>;
 }
 
 export type DrainReason = "desired" | "stopping" | "unassigned";
 
 export type HostAction =
-  /** Start a replica process (from a prestarted one when one fits). */
-  | { type: "spawn"; assignment: ReplicaAssignment; record: DeploymentRecord }
+  /** Start a replica process (from a prestarted one when one fits); `appDir`: its prepared runtimeEnv package. */
+  | { type: "spawn"; assignment: ReplicaAssignment; record: DeploymentRecord; appDir?: string }
+  /** Fetch, unpack and install the record's runtimeEnv package, then plan again. */
+  | { type: "prepare"; assignment: ReplicaAssignment; record: DeploymentRecord }
+  /** The replica's package could not be prepared: it failed to start. */
+  | { type: "fail-prepare"; id: string }
+  /** A replica being prepared is no longer wanted here: it ends stopped, never started. */
+  | { type: "abandon"; id: string; reason: DrainReason }
   | { type: "drain"; id: string; reason: DrainReason }
   /** Spec fields a running replica picks up in place. */
   | { type: "settings"; id: string; settings: ReplicaSettings }
@@ -106,6 +128,11 @@ export function planHost(
     const reason = drainReason(assignments.get(proc.id), local);
     if (reason && !proc.drainRequested && !replace) actions.push({ type: "drain", id: proc.id, reason });
   }
+  const preparing = local.runtimeEnvs?.preparing ?? new Map<string, PreparingReplica>();
+  for (const id of preparing.keys()) {
+    const reason = drainReason(assignments.get(id), local);
+    if (reason) actions.push({ type: "abandon", id, reason });
+  }
   if (!local.stopping) {
     for (const a of assignments.values()) {
       if (a.host !== local.hostId || a.desired !== "run") continue;
@@ -114,7 +141,7 @@ export function planHost(
       const current = record?.codeVersion === a.codeVersion ? record : undefined;
       const proc = local.replicas.get(a.id);
       if (!proc) {
-        if (current && !local.finished.has(a.id)) actions.push({ type: "spawn", assignment: a, record: current });
+        if (current && !local.finished.has(a.id)) actions.push(...start(a, current, local));
       } else if (current && !killing.has(proc.id)) {
         actions.push(...updates(proc, current, now));
       }
@@ -152,6 +179,17 @@ function replacement(proc: LocalReplica, now: number): { kind: ReplacementKind; 
   return undefined;
 }
 
+/** Starts a replica: at once, or once its runtimeEnv package is prepared here. */
+function start(a: ReplicaAssignment, record: DeploymentRecord, local: HostLocal): HostAction[] {
+  if (!record.runtimeEnv) return [{ type: "spawn", assignment: a, record }];
+  const job = local.runtimeEnvs?.preparing.get(a.id);
+  if (job?.state === "failed") return [{ type: "fail-prepare", id: a.id }];
+  if (job?.state === "prepared" && job.appDir !== undefined) return [{ type: "spawn", assignment: a, record, appDir: job.appDir }];
+  if (job) return [];
+  const appDir = local.runtimeEnvs?.ready.get(record.runtimeEnv.hash);
+  return appDir !== undefined ? [{ type: "spawn", assignment: a, record, appDir }] : [{ type: "prepare", assignment: a, record }];
+}
+
 function drainReason(a: ReplicaAssignment | undefined, local: HostLocal): DrainReason | undefined {
   if (local.stopping) return "stopping";
   if (!a || a.host !== local.hostId) return "unassigned";
@@ -185,7 +223,8 @@ function prestartCount(local: HostLocal, actions: readonly HostAction[], now: nu
   if (local.stopping) return 0;
   const { target, pooled, earlyExitAt } = local.prestart;
   if (earlyExitAt !== null && now < earlyExitAt + PRESTART_BACKOFF_MS) return 0;
-  if (actions.some((a) => a.type === "spawn")) return 0;
+  if (actions.some((a) => a.type === "spawn" || a.type === "prepare")) return 0;
   for (const proc of local.replicas.values()) if (proc.state === "starting") return 0;
+  for (const job of local.runtimeEnvs?.preparing.values() ?? []) if (job.state === "preparing") return 0;
   return Math.max(0, target - pooled);
 }

@@ -5,7 +5,8 @@ import type { DeploymentRecord, ReplicaAssignment } from "../shared/records.js";
 import type { HostOptions } from "./host-options.js";
 import { REPLICA_MALLOC_ARENAS } from "./prestarted-process.js";
 
-export function replicaConfig(a: ReplicaAssignment, record: DeploymentRecord, host: HostOptions): ReplicaConfig {
+/** `appDir`: where `import` is resolved: the host's app directory, or the replica's prepared runtimeEnv package. */
+export function replicaConfig(a: ReplicaAssignment, record: DeploymentRecord, host: HostOptions, appDir = host.appDir): ReplicaConfig {
   const spec = record.spec;
   return {
     replicaId: a.id,
@@ -13,7 +14,7 @@ export function replicaConfig(a: ReplicaAssignment, record: DeploymentRecord, ho
     hostId: host.id,
     namespace: host.namespace,
     redisUrl: host.redisUrl,
-    appDir: host.appDir,
+    appDir,
     importRef: spec.import,
     codeVersion: record.codeVersion,
     version: a.version,

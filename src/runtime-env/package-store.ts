@@ -182,9 +182,12 @@ export function collectPackageGarbage(redis: Redis, keys: Keys, referenced: Read
   return new PackageStore(redis, keys).collectGarbage(referenced, options);
 }
 
-/** The package hashes some records reference: a deployment's current record, and the revisions kept for rollback. */
-export function packageHashesOf(records: Iterable<{ runtimeEnv?: { hash: string } | undefined }>): Set<string> {
+/** The package hashes some records reference: a deployment's current package and the one its previous code ran (for a rollback). */
+export function packageHashesOf(records: Iterable<{ runtimeEnv?: { hash: string } | undefined; previousRuntimeEnv?: { hash: string } | undefined }>): Set<string> {
   const hashes = new Set<string>();
-  for (const record of records) if (record.runtimeEnv) hashes.add(record.runtimeEnv.hash);
+  for (const record of records) {
+    if (record.runtimeEnv) hashes.add(record.runtimeEnv.hash);
+    if (record.previousRuntimeEnv) hashes.add(record.previousRuntimeEnv.hash);
+  }
   return hashes;
 }

@@ -26,6 +26,11 @@ export interface DeploymentRecord {
    * version is unchanged, so every replica of one codeVersion runs the same code.
    */
   runtimeEnv?: { hash: string; bytes: number };
+  /**
+   * The package the previous code version ran, kept referenced so garbage
+   * collection leaves it for a rollback (until a revisions store keeps them).
+   */
+  previousRuntimeEnv?: { hash: string; bytes: number };
   /** Increments on every applied change. */
   generation: number;
   deployedAt: number;
@@ -110,6 +115,8 @@ export interface ReplicaStatus {
   health?: ReplicaHealth;
   /** Set once its host decided to replace it (it drains, or is killed when its event loop is blocked). */
   replacement?: Replacement;
+  /** What a starting replica is doing before its process starts, e.g. "fetching package 1a2b3c4d5e6f (12.3 KiB)". */
+  note?: string;
   startedAt: number;
   updatedAt: number;
 }

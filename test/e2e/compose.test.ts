@@ -1,8 +1,9 @@
 /**
  * The Docker Compose file is valid and wires the cluster the way the docs say:
  * it must satisfy the Compose specification's JSON schema, and its resolved form
- * must have Redis with AOF, a router on :8000, scalable hosts with the app
- * directory mounted, and every Flotilla process pointed at the compose Redis.
+ * must have Redis with AOF, a router on :8000, scalable hosts with a runtimeEnv
+ * cache volume and nothing of the project mounted, a cli service that mounts
+ * the project it deploys, and every Flotilla process pointed at the compose Redis.
  * Needs no Docker: the file is read as Compose reads it (merge keys,
  * interpolation) and checked against the schema. Where the `docker-compose`
  * binary is on the PATH, `docker-compose config` must accept the file too, and
@@ -182,15 +183,33 @@ for (const { name, accepted, loadConfig } of readers) describe(name, () => {
     );
   });
 
-  it("keeps hosts scalable and mounts the examples at /app", () => {
+  it("keeps hosts scalable, with their runtimeEnv cache on a volume and nothing of the project mounted", () => {
     const config = loadConfig();
     const host = service(config, "host");
     assert.equal(host.container_name, undefined, "a container_name would stop `--scale host=N`");
     assert.deepEqual(publishedPorts(host), [], "fixed host ports would stop `--scale host=N`");
-    const app = mounts(host).find((m) => m.target === "/app");
-    assert.ok(app, `host volumes: ${JSON.stringify(host.volumes)}`);
-    assert.equal(path.resolve(root, app.source), path.join(root, "examples"));
     assert.ok(host.stop_grace_period, "hosts need time to drain their replicas on stop");
+    const cacheDir = /--cache-dir\s+(\S+)/.exec(commandLine(host))?.[1];
+    assert.ok(cacheDir, `the host command sets --cache-dir: ${commandLine(host)}`);
+    const cache = mounts(host).find((m) => m.target === cacheDir);
+    assert.ok(cache, `the cache is on a volume; host volumes: ${JSON.stringify(host.volumes)}`);
+    const volumes = (config as unknown as { volumes?: Record<string, unknown> }).volumes ?? {};
+    assert.ok(cache.source in volumes, `the cache volume '${cache.source}' is a named volume`);
+    assert.equal(cache.readOnly, false);
+    const binds = mounts(host).filter((m) => m.source.startsWith(".") || m.source.startsWith("/"));
+    assert.deepEqual(binds, [], "hosts get their code from deploys, not from a mount");
+  });
+
+  it("mounts the project into the cli service, which deploys from it, and publishes Redis on loopback only", () => {
+    const config = loadConfig();
+    const cli = service(config, "cli");
+    const project = mounts(cli).find((m) => m.target === cli.working_dir);
+    assert.ok(project, `the cli runs in its project mount; volumes ${JSON.stringify(cli.volumes)}, working_dir ${String(cli.working_dir)}`);
+    assert.equal(path.resolve(root, project.source), path.join(root, "examples"), "the examples by default (FLOTILLA_PROJECT unset)");
+    const redisPorts = publishedPorts(service(config, "redis"));
+    assert.deepEqual(redisPorts.map((p) => p.target), ["6379"]);
+    const ports = service(config, "redis").ports as unknown[];
+    assert.ok(ports.every((p) => (typeof p === "string" ? p.startsWith("127.0.0.1:") : (p as { host_ip?: string }).host_ip === "127.0.0.1")), `Redis only on 127.0.0.1: ${JSON.stringify(ports)}`);
   });
 
   it("points every Flotilla service at the compose Redis, after it is healthy", () => {

@@ -44,6 +44,10 @@ export interface HostSpec {
   memoryMiB?: number;
   /** Extra arguments of `flotilla host`. */
   args?: string[];
+  /** This host's app directory. @default the cluster's */
+  appDir?: string;
+  /** This host's runtimeEnv cache (`--cache-dir`). @default the user's cache directory */
+  cacheDir?: string;
 }
 
 export interface ClusterOptions {
@@ -94,8 +98,8 @@ export class TestCluster {
     return cluster;
   }
 
-  spawn(name: string, args: string[], env: Record<string, string> = {}): ProcessHandle {
-    const child = spawn(process.execPath, [CLI, "--redis", this.redisUrl, "--namespace", this.namespace, "--app-dir", this.appDir, ...args], {
+  spawn(name: string, args: string[], env: Record<string, string> = {}, appDir = this.appDir): ProcessHandle {
+    const child = spawn(process.execPath, [CLI, "--redis", this.redisUrl, "--namespace", this.namespace, "--app-dir", appDir, ...args], {
       env: { ...process.env, FLOTILLA_LOG_PRETTY: "0", FLOTILLA_LOG_LEVEL: process.env.FLOTILLA_LOG_LEVEL ?? "info", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -126,7 +130,8 @@ export class TestCluster {
     if (spec.resources) args.push("--resources", JSON.stringify(spec.resources));
     if (spec.heartbeatTimeoutS !== undefined) args.push("--heartbeat-timeout", String(spec.heartbeatTimeoutS));
     args.push("--memory-mib", String(spec.memoryMiB ?? 8192), ...(spec.args ?? []));
-    return this.spawn(`host-${id}`, args, spec.env ?? {});
+    if (spec.cacheDir !== undefined) args.push("--cache-dir", spec.cacheDir);
+    return this.spawn(`host-${id}`, args, spec.env ?? {}, spec.appDir);
   }
 
   async spawnRouter(extra: string[] = []): Promise<number> {
@@ -208,10 +213,11 @@ export class TestCluster {
   }
 
   /** Runs a CLI command to completion. */
-  async cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  async cli(args: string[], env: Record<string, string> = {}, options: { cwd?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
     const child = spawn(process.execPath, [CLI, "--redis", this.redisUrl, "--namespace", this.namespace, "--app-dir", this.appDir, ...args], {
       env: { ...process.env, FLOTILLA_LOG_PRETTY: "0", ...env },
       stdio: ["ignore", "pipe", "pipe"],
+      ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
     });
     let stdout = "";
     let stderr = "";
