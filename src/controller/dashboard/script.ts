@@ -154,7 +154,7 @@ export const DASHBOARD_SCRIPT = String.raw`
     var logs = state.logs[name];
     if (!logs || logs.available) {
       try {
-        var answer = await api("GET", "/api/deployments/" + encodeURIComponent(name) + "/logs");
+        var answer = await api("GET", "/api/deployments/" + encodeURIComponent(name) + "/logs?limit=200");
         state.logs[name] = { available: true, lines: logLines(answer) };
       } catch (err) {
         if (err.status === 401) throw err;
@@ -166,7 +166,12 @@ export const DASHBOARD_SCRIPT = String.raw`
   function logLines(answer) {
     var list = answer && (answer.lines || answer.logs || answer.entries);
     if (!Array.isArray(list)) return [JSON.stringify(answer, null, 2)];
-    return list.map(function (line) { return typeof line === "string" ? line : JSON.stringify(line); });
+    return list.map(function (entry) {
+      if (typeof entry === "string") return entry;
+      if (!entry || typeof entry.line !== "string") return JSON.stringify(entry);
+      var at = typeof entry.at === "number" ? new Date(entry.at).toISOString().slice(11, 19) + " " : "";
+      return at + (entry.host || "?") + " " + (entry.replica || "?") + " " + entry.line;
+    });
   }
 
   var running = false;
