@@ -6,7 +6,7 @@ import type { Redis } from "ioredis";
 import { restoreAutoscalerState, type AutoscalerState } from "../autoscaler/policy.js";
 import { parseJsonHash } from "../shared/json-hash.js";
 import type { Keys } from "../shared/keys.js";
-import { queueDepths } from "../shared/queue-ops.js";
+import { queueDepths } from "../queue/queue-depths.js";
 import type { ControllerInfo, DeploymentRecord, DeploymentStatusRecord, HostInfo, ReplicaAssignment, ReplicaStatus, RouterInfo } from "../shared/records.js";
 import type { ObservedState } from "./reconcile.js";
 

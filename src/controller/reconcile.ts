@@ -5,7 +5,7 @@
  * here depends on having seen an earlier event.
  */
 import { autoscale, initialAutoscalerState, type AutoscalerState } from "../autoscaler/policy.js";
-import type { QueueDepth } from "../shared/queue-ops.js";
+import type { QueueDepth } from "../queue/queue-depths.js";
 import type {
   DeploymentRecord,
   DeploymentStatusRecord,

@@ -12,7 +12,7 @@ import type { Logger } from "../shared/logger.js";
 import type { DeploymentRecord, HostInfo, ReplicaAssignment, ReplicaStatus } from "../shared/records.js";
 import { createRedis, closeRedis } from "../shared/redis.js";
 import { settledWithin } from "../shared/settled-within.js";
-import { releaseWorkerLocks } from "../shared/queue-ops.js";
+import { releaseWorkerLocks } from "../queue/worker-locks.js";
 import { parseJsonHash } from "../shared/json-hash.js";
 import { settingsKey, settingsOf, type ReplicaConfig } from "../actors/replica-config.js";
 import { PrestartedProcess, REPLICA_MALLOC_ARENAS, ReplicaProcess } from "./replica-process.js";

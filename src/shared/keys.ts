@@ -1,16 +1,13 @@
 /**
  * Every Redis key and channel Flotilla uses, in one place. Nothing else builds
- * key strings. Two families, both under the namespace:
+ * key strings. Three families, all under the namespace:
  * - control-plane keys `{<ns>}:<name>`: one hash tag, so the leader's fenced
  *   updates (one Lua script over several of them) work on a Redis Cluster too;
- * - each deployment's BullMQ queue `<ns>:q:{<ns>/<deployment>}:*`: its own hash
- *   tag, so deployments spread over a cluster's slots.
+ * - requesters' reply lists `<ns>:replies:{<requester>}`;
+ * - each deployment's queue `<ns>:q:{<ns>/<deployment>}:*`: its own hash tag,
+ *   so deployments spread over a cluster's slots. Those keys are the queue
+ *   layer's (src/queue/queue-keys.ts), the only code that knows their layout.
  */
-
-/** BullMQ refuses ':' in queue names; the hash tag keeps a deployment's keys on one slot. */
-export function deploymentTag(namespace: string, deployment: string): string {
-  return `{${namespace}/${deployment}}`;
-}
 
 export class Keys {
   constructor(readonly namespace: string) {
@@ -81,18 +78,6 @@ export class Keys {
   /** Every reply list starts with this; replicas push to no other key. */
   get repliesPrefix(): string {
     return `${this.namespace}:replies:`;
-  }
-  /** BullMQ prefix; with `queueName` it puts the queue's keys under the namespace. */
-  get queuePrefix(): string {
-    return `${this.namespace}:q`;
-  }
-  /** BullMQ queue name of a deployment: the deployment's hash tag. */
-  queueName(deployment: string): string {
-    return deploymentTag(this.namespace, deployment);
-  }
-  /** The Redis key of a BullMQ queue sub-key, e.g. `wait`, `active`, or a job id's lock. */
-  queueKey(deployment: string, suffix: string): string {
-    return `${this.queuePrefix}:${this.queueName(deployment)}:${suffix}`;
   }
   /** SCAN patterns matching every key of this namespace (for cleanup in tests). */
   get patterns(): string[] {

@@ -10,7 +10,7 @@ import { describe, it } from "node:test";
 import type { AutoscalerState } from "../../src/autoscaler/policy.js";
 import { backoffMs, reconcile, type Decisions, type ObservedState } from "../../src/controller/reconcile.js";
 import { minServing } from "../../src/controller/rollout-planner.js";
-import type { QueueDepth } from "../../src/shared/queue-ops.js";
+import type { QueueDepth } from "../../src/queue/queue-depths.js";
 import type { DeploymentRecord, DeploymentStatusRecord, HostInfo, ReplicaAssignment, ReplicaStatus } from "../../src/shared/records.js";
 import { parseDeploymentSpec, type DeploymentSpecInput } from "../../src/spec/deployment-spec.js";
 
