@@ -9,7 +9,7 @@ import { createActor, fromPromise, type Actor } from "xstate";
 import { errorMessage, FlotillaError } from "../errors.js";
 import type { Logger } from "../shared/logger.js";
 import { encodeResult, type HttpRequestData, type Reply, type RequestJob } from "../shared/protocol.js";
-import { queueJobData, replyAddress, requestJobData, type JobDataProblem } from "../shared/job-data.js";
+import type { JobDataProblem } from "../shared/job-data.js";
 import { errorReply, replyOrigin, type ReplyOrigin } from "../shared/reply.js";
 import { Semaphore } from "../shared/semaphore.js";
 import { Keys } from "../shared/keys.js";
@@ -20,6 +20,18 @@ import { ReplyLists } from "../queue/reply-lists.js";
 import { loadHandler, type LoadedHandler, type PrepareLoader } from "./handler-loader.js";
 import { replicaMachine, type ReplicaMachineState } from "./replica-machine.js";
 import type { ReplicaConfig, ReplicaSettings } from "./replica-config.js";
+
+type JobDataModule = typeof import("../shared/job-data.js");
+let jobDataModule: Promise<JobDataModule> | undefined;
+
+/**
+ * The job schema, loaded on first use: zod costs a replica's start-up about
+ * as much as the rest of the runtime together, so a replica loads it once it
+ * runs (or, prestarted, while it waits for an assignment).
+ */
+export function loadJobSchema(): Promise<JobDataModule> {
+  return (jobDataModule ??= import("../shared/job-data.js"));
+}
 
 export interface HttpRequest extends HttpRequestData {
   json<T = unknown>(): T;
@@ -108,6 +120,7 @@ export class ReplicaRunner {
     this.worker = worker;
     await worker.ready();
     this.log.info({ ms: Math.round(performance.now() - t0), kind: this.handler.kind }, "replica running");
+    void loadJobSchema();
   }
 
   /** New concurrency, timeouts and retry budget, applied to the running worker. */
@@ -168,6 +181,7 @@ export class ReplicaRunner {
    * is checked (and refused) on its own.
    */
   private async process(raw: unknown, jobSignal: AbortSignal | undefined): Promise<Reply | { status: number; batch?: number }> {
+    const { queueJobData, requestJobData } = await loadJobSchema();
     const data = queueJobData(raw);
     if (!data.ok) return this.refuse(raw, data.problem);
     if (data.value.kind !== "batch") return this.serve(data.value, jobSignal);
@@ -185,7 +199,7 @@ export class ReplicaRunner {
 
   /** Answers malformed request data with INVALID_REQUEST, on its reply list if it names one of this namespace. */
   private async refuse(raw: unknown, problem: JobDataProblem): Promise<Reply | { status: number }> {
-    const { replyTo, requestId } = replyAddress(raw);
+    const { replyTo, requestId } = (await loadJobSchema()).replyAddress(raw);
     this.warnThrottled("malformed job refused", problem.message);
     const reply = errorReply("INVALID_REQUEST", `job data does not match the job format: ${problem.message}`, this.origin(requestId), { field: problem.field });
     if (replyTo !== undefined && this.replyLists.accepts(replyTo)) {
