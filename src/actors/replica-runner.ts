@@ -22,7 +22,9 @@ import { replicaMachine, type ReplicaMachineState } from "./replica-machine.js";
 import type { ReplicaConfig, ReplicaSettings } from "./replica-config.js";
 
 type JobDataModule = typeof import("../shared/job-data.js");
-let jobDataModule: Promise<JobDataModule> | undefined;
+let loadingJobData: Promise<JobDataModule> | undefined;
+/** Set once loaded: jobs then use it without an await, which would delay their start by a turn. */
+let jobData: JobDataModule | undefined;
 
 /**
  * The job schema, loaded on first use: zod costs a replica's start-up about
@@ -30,7 +32,7 @@ let jobDataModule: Promise<JobDataModule> | undefined;
  * runs (or, prestarted, while it waits for an assignment).
  */
 export function loadJobSchema(): Promise<JobDataModule> {
-  return (jobDataModule ??= import("../shared/job-data.js"));
+  return (loadingJobData ??= import("../shared/job-data.js").then((m) => (jobData = m)));
 }
 
 export interface HttpRequest extends HttpRequestData {
@@ -181,7 +183,7 @@ export class ReplicaRunner {
    * is checked (and refused) on its own.
    */
   private async process(raw: unknown, jobSignal: AbortSignal | undefined): Promise<Reply | { status: number; batch?: number }> {
-    const { queueJobData, requestJobData } = await loadJobSchema();
+    const { queueJobData, requestJobData } = jobData ?? (await loadJobSchema());
     const data = queueJobData(raw);
     if (!data.ok) return this.refuse(raw, data.problem);
     if (data.value.kind !== "batch") return this.serve(data.value, jobSignal);
