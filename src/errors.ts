@@ -5,7 +5,7 @@
  */
 export const ERROR_CODES = {
   INVALID_SPEC: { status: 400, retryable: false, summary: "A deployment spec or deploy file failed validation." },
-  INVALID_REQUEST: { status: 400, retryable: false, summary: "An HTTP request could not be parsed (bad URL encoding, bad JSON body)." },
+  INVALID_REQUEST: { status: 400, retryable: false, summary: "A request could not be parsed: bad URL encoding, a body that is not JSON, or job data not in the job format (the message names the field)." },
   UNAUTHORIZED: { status: 401, retryable: false, summary: "The admin API needs `Authorization: Bearer <FLOTILLA_ADMIN_TOKEN>`." },
   NOT_FOUND: { status: 404, retryable: false, summary: "No deployment's routePrefix matches the path, or the named deployment does not exist." },
   PAYLOAD_TOO_LARGE: { status: 413, retryable: false, summary: "The request body is larger than the router's body limit." },

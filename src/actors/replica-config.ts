@@ -1,8 +1,7 @@
 /**
  * What a host tells a replica process at spawn (one JSON environment
- * variable), and the BullMQ worker options derived from it.
+ * variable).
  */
-import type { WorkerOptions } from "bullmq";
 import type { DeploymentSpec } from "../spec/deployment-spec.js";
 
 export const REPLICA_CONFIG_ENV = "FLOTILLA_REPLICA_CONFIG";
@@ -60,26 +59,6 @@ export interface ReplicaConfig extends ReplicaSettings {
   userConfig: unknown;
   /** actorOptions.memoryMiB: the resident memory above which its host replaces it. */
   memoryMiB?: number;
-}
-
-/**
- * Locks last 15 s (renewed every 7.5 s), so a job whose replica vanished
- * without its host noticing is retried after at most ~17 s; when the host does
- * notice (the usual case), it releases the locks at once and the stalled check,
- * which runs every second across the queue, requeues the job. A crash counts
- * against maxRetries.
- */
-export function workerOptions(config: ReplicaConfig): Omit<WorkerOptions, "connection"> {
-  return {
-    concurrency: config.maxConcurrentQueries,
-    lockDuration: 15_000,
-    stalledInterval: 1_000,
-    maxStalledCount: config.maxRetries,
-    removeOnComplete: { count: 0 },
-    // After a Redis outage, take jobs again within a second of Redis answering (BullMQ's default waits 15 s).
-    runRetryDelay: 1_000,
-    autorun: true,
-  };
 }
 
 export function readReplicaConfig(env: NodeJS.ProcessEnv = process.env): ReplicaConfig {

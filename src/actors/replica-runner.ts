@@ -1,39 +1,40 @@
 /**
  * The effects behind the replica machine, inside a replica process: load the
- * handler, consume the deployment's queue with a BullMQ worker, answer each
+ * handler, consume the deployment's queue, check each job's data, answer each
  * request on its requester's reply list, drain on request.
  */
-import type { Job } from "bullmq";
 import { setMaxListeners } from "node:events";
-import { tuneIdleWorker, Worker } from "../shared/bullmq-classes.js";
 import type { Redis } from "ioredis";
 import { createActor, fromPromise, type Actor } from "xstate";
-import { errorMessage } from "../errors.js";
+import { errorMessage, FlotillaError } from "../errors.js";
 import type { Logger } from "../shared/logger.js";
 import type { ReplicaReport } from "./replica-ipc.js";
-import { encodeResult, type HttpRequestData, type QueueJob, type Reply, type RequestJob } from "../shared/protocol.js";
+import { encodeResult, type HttpRequestData, type Reply, type RequestJob } from "../shared/protocol.js";
+import type { JobDataProblem } from "../shared/job-data.js";
+import { errorReply, replyOrigin, type ReplyOrigin } from "../shared/reply.js";
 import { Semaphore } from "../shared/semaphore.js";
 import { Keys } from "../shared/keys.js";
 import { Batcher } from "../shared/batcher.js";
 import { createRedis } from "../shared/redis.js";
+import { DeploymentWorker } from "../queue/deployment-worker.js";
+import { ReplyLists } from "../queue/reply-lists.js";
 import { loadHandler, type LoadedHandler, type PrepareLoader } from "./handler-loader.js";
 import { replicaMachine, type ReplicaMachineState } from "./replica-machine.js";
-import { workerOptions, type ReplicaConfig, type ReplicaSettings } from "./replica-config.js";
+import type { ReplicaConfig, ReplicaSettings } from "./replica-config.js";
 
-/** How long a reply list lives without its reader: a dead requester's replies expire. */
-const REPLY_TTL_MS = 120_000;
+type JobDataModule = typeof import("../shared/job-data.js");
+let loadingJobData: Promise<JobDataModule> | undefined;
+/** Set once loaded: jobs then use it without an await, which would delay their start by a turn. */
+let jobData: JobDataModule | undefined;
 
 /**
- * Lua: appends replies to a reply list and renews its TTL, as one command.
- * (An ioredis pipeline would be one write too, but building one on a
- * connection that carries BullMQ's scripts copies all of them each time.)
- * KEYS[1] = reply list; ARGV[1] = TTL in ms; ARGV[2..] = replies.
+ * The job schema, loaded on first use: zod costs a replica's start-up about
+ * as much as the rest of the runtime together, so a replica loads it once it
+ * runs (or, prestarted, while it waits for an assignment).
  */
-const PUSH_REPLIES = `
-local n = redis.call("RPUSH", KEYS[1], unpack(ARGV, 2))
-redis.call("PEXPIRE", KEYS[1], ARGV[1])
-return n
-`;
+export function loadJobSchema(): Promise<JobDataModule> {
+  return (loadingJobData ??= import("../shared/job-data.js").then((m) => (jobData = m)));
+}
 
 export interface HttpRequest extends HttpRequestData {
   json<T = unknown>(): T;
@@ -43,9 +44,10 @@ export interface HttpRequest extends HttpRequestData {
 export class ReplicaRunner {
   readonly actor: Actor<typeof replicaMachine>;
   private handler: LoadedHandler | undefined;
-  private worker: Worker | undefined;
+  private worker: DeploymentWorker | undefined;
   private readonly redis: Redis;
   private readonly keys: Keys;
+  private readonly replyLists: ReplyLists;
   private inflight = 0;
   private readonly controllers = new Set<AbortController>();
   /** maxConcurrentQueries counts requests, also when several arrive in one batch job. */
@@ -67,6 +69,7 @@ export class ReplicaRunner {
     this.slots = new Semaphore(config.maxConcurrentQueries);
     this.keys = new Keys(config.namespace);
     this.redis = createRedis(config.redisUrl, { name: `flotilla-replica-${config.replicaId}` });
+    this.replyLists = new ReplyLists(this.redis, this.keys);
     const machine = replicaMachine.provide({
       actors: {
         start: fromPromise(() => this.start()),
@@ -101,22 +104,21 @@ export class ReplicaRunner {
       await this.handler.reconfigure(structuredClone(this.config.userConfig));
     }
     await this.readiness?.(this.handler);
-    const worker = new Worker(this.keys.queueName(this.config.deployment), (job, _token, signal) => this.process(job, signal), {
-      ...workerOptions(this.config),
+    const worker = new DeploymentWorker({
       connection: this.redis,
-      prefix: this.keys.queuePrefix,
+      namespace: this.config.namespace,
+      deployment: this.config.deployment,
+      concurrency: this.config.maxConcurrentQueries,
+      maxRetries: this.config.maxRetries,
+      process: (data, signal) => this.process(data, signal),
+      isIdle: () => this.inflight === 0,
+      log: this.log,
     });
-    const { deployment } = this.config;
-    tuneIdleWorker(worker, () => this.inflight === 0, {
-      marker: this.keys.queueKey(deployment, "marker"),
-      wait: this.keys.queueKey(deployment, "wait"),
-      prioritized: this.keys.queueKey(deployment, "prioritized"),
-      delayed: this.keys.queueKey(deployment, "delayed"),
-    });
-    worker.on("error", (err) => this.warnThrottled(errorMessage(err)));
+    worker.onError((err) => this.warnThrottled("worker error", errorMessage(err)));
     this.worker = worker;
-    await worker.waitUntilReady();
+    await worker.ready();
     this.log.info({ ms: Math.round(performance.now() - t0), kind: this.handler.kind }, "replica running");
+    void loadJobSchema();
   }
 
   /** New concurrency, timeouts and retry budget, applied to the running worker. */
@@ -124,27 +126,28 @@ export class ReplicaRunner {
     Object.assign(this.config, settings);
     if (settings.requestTimeoutS === undefined) delete this.config.requestTimeoutS;
     if (this.worker) {
-      this.worker.concurrency = settings.maxConcurrentQueries;
+      this.worker.apply({ concurrency: settings.maxConcurrentQueries, maxRetries: settings.maxRetries });
       this.slots.setLimit(settings.maxConcurrentQueries);
-      this.worker.opts.maxStalledCount = settings.maxRetries;
     }
     this.actor.send({ type: "SETTINGS", gracefulShutdownTimeoutMs: settings.gracefulShutdownTimeoutS * 1000 });
     this.log.info(settings, "settings applied");
   }
 
-  private lastWarnAt = 0;
-  private suppressed = 0;
+  private readonly lastWarnAt = new Map<string, { at: number; suppressed: number }>();
 
-  /** Worker errors repeat every second during a Redis outage: log one, then at most one per 10 s with a count. */
-  private warnThrottled(message: string): void {
+  /**
+   * Worker errors repeat every second during a Redis outage, and a client may send malformed jobs by the
+   * thousand: per kind of warning, log one, then at most one per 10 s with a count.
+   */
+  private warnThrottled(what: string, message: string): void {
     const now = Date.now();
-    if (now - this.lastWarnAt < 10_000) {
-      this.suppressed++;
+    const last = this.lastWarnAt.get(what);
+    if (last && now - last.at < 10_000) {
+      last.suppressed++;
       return;
     }
-    this.log.warn({ err: message, ...(this.suppressed > 0 ? { suppressed: this.suppressed } : {}) }, "worker error");
-    this.lastWarnAt = now;
-    this.suppressed = 0;
+    this.log.warn({ err: message, ...(last && last.suppressed > 0 ? { suppressed: last.suppressed } : {}) }, what);
+    this.lastWarnAt.set(what, { at: now, suppressed: 0 });
   }
 
   private async reconfigure(userConfig: unknown): Promise<void> {
@@ -170,17 +173,38 @@ export class ReplicaRunner {
   /**
    * The job's return value: the whole reply for a job without a reply list (a
    * client that reads return values), just the status otherwise, so BullMQ's
-   * completion event does not copy every response body into its stream.
+   * completion event does not copy every response body into its stream. Data
+   * that does not match the job schema never reaches the handler: it is
+   * answered 400 INVALID_REQUEST naming the field. In a batch, each request
+   * is checked (and refused) on its own.
    */
-  private async process(job: Job, jobSignal: AbortSignal | undefined): Promise<Reply | { status: number; batch?: number }> {
-    const data = job.data as QueueJob;
-    if (data.kind === "batch") {
-      // Each request of the batch listens for the job's abort: more listeners than an AbortSignal's default warning limit.
-      if (jobSignal) setMaxListeners(data.requests.length + 10, jobSignal);
-      await Promise.all(data.requests.map((r) => this.serve(r, jobSignal)));
-      return { status: 200, batch: data.requests.length };
+  private async process(raw: unknown, jobSignal: AbortSignal | undefined): Promise<Reply | { status: number; batch?: number }> {
+    const { queueJobData, requestJobData } = jobData ?? (await loadJobSchema());
+    const data = queueJobData(raw);
+    if (!data.ok) return this.refuse(raw, data.problem);
+    if (data.value.kind !== "batch") return this.serve(data.value, jobSignal);
+    const { requests } = data.value;
+    // Each request of the batch listens for the job's abort: more listeners than an AbortSignal's default warning limit.
+    if (jobSignal) setMaxListeners(requests.length + 10, jobSignal);
+    await Promise.all(
+      requests.map((request, i) => {
+        const checked = requestJobData(request, `requests[${i}]`);
+        return checked.ok ? this.serve(checked.value, jobSignal) : this.refuse(request, checked.problem);
+      }),
+    );
+    return { status: 200, batch: requests.length };
+  }
+
+  /** Answers malformed request data with INVALID_REQUEST, on its reply list if it names one of this namespace. */
+  private async refuse(raw: unknown, problem: JobDataProblem): Promise<Reply | { status: number }> {
+    const { replyTo, requestId } = (await loadJobSchema()).replyAddress(raw);
+    this.warnThrottled("malformed job refused", problem.message);
+    const reply = errorReply("INVALID_REQUEST", `job data does not match the job format: ${problem.message}`, this.origin(requestId), { field: problem.field });
+    if (replyTo !== undefined && this.replyLists.accepts(replyTo)) {
+      await this.sendReply(replyTo, reply);
+      return { status: reply.status };
     }
-    return this.serve(data, jobSignal);
+    return reply;
   }
 
   private async serve(data: RequestJob, jobSignal: AbortSignal | undefined): Promise<Reply | { status: number }> {
@@ -212,7 +236,8 @@ export class ReplicaRunner {
               }),
             ])
           : await call;
-        reply = data.kind === "http" ? { ...encodeResult(result), ...this.origin(data) } : { status: 200, headers: {}, body: "", value: result ?? null, ...this.origin(data) };
+        const origin = this.origin(data.requestId);
+        reply = data.kind === "http" ? { ...encodeResult(result), ...origin } : { status: 200, headers: {}, body: "", value: result ?? null, ...origin };
       } catch (err) {
         reply = this.errorReply(data, err);
       }
@@ -232,35 +257,30 @@ export class ReplicaRunner {
     }
   }
 
-  private origin(data: RequestJob): { replica: string; version: string; requestId?: string } {
-    return { replica: this.config.replicaId, version: this.config.version, ...(data.requestId !== undefined ? { requestId: data.requestId } : {}) };
+  private origin(requestId: string | undefined): ReplyOrigin {
+    return replyOrigin(this.config.replicaId, this.config.version, requestId);
   }
 
+  /** A request the handler did not answer: it threw, ran past requestTimeoutS, or called json() on a body that is not JSON. */
   private errorReply(data: RequestJob, err: unknown): Reply {
-    const timeout = err instanceof RequestTimeout;
-    const code = timeout ? "TIMEOUT" : "HANDLER_ERROR";
+    const origin = this.origin(data.requestId);
+    if (err instanceof RequestTimeout) return errorReply("TIMEOUT", err.message, origin);
+    if (err instanceof BodyNotJson) return errorReply("INVALID_REQUEST", err.message, origin);
     const message = errorMessage(err);
-    if (!timeout) this.log.warn({ err: message, job: data.requestId }, "handler threw");
-    const error = { code, message };
-    return {
-      status: timeout ? 504 : 500,
-      headers: { "content-type": "application/json; charset=utf-8" },
-      body: JSON.stringify({ error }),
-      error,
-      ...this.origin(data),
-    };
+    this.log.warn({ err: message, job: data.requestId }, "handler threw");
+    return errorReply("HANDLER_ERROR", message, origin);
   }
 
   private async sendReply(replyTo: string, reply: Reply): Promise<void> {
-    if (!replyTo.startsWith(this.keys.repliesPrefix)) {
-      this.log.warn({ replyTo }, "refusing to reply to a key outside this namespace's reply lists");
+    if (!this.replyLists.accepts(replyTo)) {
+      this.warnThrottled("refusing to reply to a key outside this namespace's reply lists", replyTo);
       return;
     }
-    await this.replies.add(replyTo, JSON.stringify(reply), this.inflight === 1);
+    await this.replies.add(replyTo, JSON.stringify(reply), this.inflight <= 1);
   }
 
   private async pushReplies(key: string, values: string[]): Promise<void[]> {
-    await this.redis.eval(PUSH_REPLIES, 1, key, REPLY_TTL_MS, ...values);
+    await this.replyLists.push(key, values);
     return values.map(() => undefined);
   }
 
@@ -269,7 +289,12 @@ export class ReplicaRunner {
       ...http,
       signal,
       json<T>(): T {
-        return (http.body === "" ? null : JSON.parse(http.body)) as T;
+        if (http.body === "") return null as T;
+        try {
+          return JSON.parse(http.body) as T;
+        } catch (err) {
+          throw new BodyNotJson(errorMessage(err));
+        }
       },
     };
   }
@@ -278,5 +303,12 @@ export class ReplicaRunner {
 class RequestTimeout extends Error {
   constructor(seconds: number) {
     super(`the handler did not finish within requestTimeoutS (${seconds} s)`);
+  }
+}
+
+/** What `request.json()` throws on a body that is not JSON: the caller's mistake, answered 400, not the handler's. */
+class BodyNotJson extends FlotillaError {
+  constructor(reason: string) {
+    super("INVALID_REQUEST", `the request body is not valid JSON: ${reason}`);
   }
 }

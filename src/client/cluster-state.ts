@@ -5,7 +5,7 @@
 import type { Redis } from "ioredis";
 import { parseJsonHash } from "../shared/json-hash.js";
 import type { Keys } from "../shared/keys.js";
-import { queueDepths, type QueueDepth } from "../shared/queue-ops.js";
+import { queueDepths, type QueueDepth } from "../queue/queue-depths.js";
 import type {
   ControllerInfo,
   ControllerRecord,

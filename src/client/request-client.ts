@@ -1,10 +1,10 @@
 /**
  * Sends requests to deployments and waits for their answers: the request path
- * shared by routers and deployment handles. A request is a BullMQ job before
- * anyone waits on it; the answer comes back on this requester's own reply list,
- * so a requester reads only its own replies, never the queue's events.
+ * shared by routers and deployment handles. A request is a job in the
+ * deployment's queue before anyone waits on it; the answer comes back on this
+ * requester's own reply list, so a requester reads only its own replies, never
+ * the queue's events.
  */
-import { Queue, jobAdder, type JobAdder } from "../shared/bullmq-classes.js";
 import type { Redis } from "ioredis";
 import { v4 as uuidv4 } from "uuid";
 import { FlotillaError, errorMessage } from "../errors.js";
@@ -12,10 +12,8 @@ import { Keys } from "../shared/keys.js";
 import type { BatchJob, Reply, RequestJob } from "../shared/protocol.js";
 import { Batcher } from "../shared/batcher.js";
 import { closeRedis, createRedis, waitReady } from "../shared/redis.js";
-import { DemandReporter } from "../shared/requester-demand.js";
-
-/** Job options every request gets: no completed job kept; failed ones kept until the controller answers them. */
-export const REQUEST_JOB_OPTIONS = { removeOnComplete: true, removeOnFail: false } as const;
+import { DeploymentQueue } from "../queue/deployment-queue.js";
+import { DemandReporter } from "../queue/requester-demand.js";
 
 /**
  * Requests that arrive together go into one batch job when the deployment's
@@ -41,18 +39,13 @@ export interface SubmitOptions {
   maxQueued?: number;
 }
 
-/** A deployment's queue, with its adders of single requests and of batches. */
-interface DeploymentQueue {
-  queue: Queue;
-  requests: JobAdder;
-  batches: JobAdder;
-}
-
 interface Pending {
   deployment: string;
   resolve(reply: Reply): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
+  /** The job carrying the request, once added (a batch job carries several). */
+  jobId?: string;
 }
 
 export class RequestClient {
@@ -64,6 +57,8 @@ export class RequestClient {
   private readonly replyReader: Redis;
   private readonly queues = new Map<string, DeploymentQueue>();
   private readonly pending = new Map<string, Pending>();
+  /** Batch jobs: requests still pending in each. The last to time out withdraws the job. */
+  private readonly batchShares = new Map<string, number>();
   private readonly replyKey: string;
   private nextRequest = 0;
   /** Per deployment: moving average of the handler's time (ms), from the replies' `ms`. */
@@ -98,14 +93,12 @@ export class RequestClient {
   }
 
   private queue(deployment: string): DeploymentQueue {
-    let entry = this.queues.get(deployment);
-    if (!entry) {
-      const queue = new Queue(this.keys.queueName(deployment), { connection: this.redis, prefix: this.keys.queuePrefix });
-      queue.on("error", () => undefined);
-      entry = { queue, requests: jobAdder(queue, "request", REQUEST_JOB_OPTIONS), batches: jobAdder(queue, "batch", REQUEST_JOB_OPTIONS) };
-      this.queues.set(deployment, entry);
+    let queue = this.queues.get(deployment);
+    if (!queue) {
+      queue = new DeploymentQueue(this.redis, this.keys.namespace, deployment);
+      this.queues.set(deployment, queue);
     }
-    return entry;
+    return queue;
   }
 
   /** Enqueues one request and resolves with its reply. */
@@ -116,16 +109,18 @@ export class RequestClient {
     if (options.maxQueued === undefined) this.unbatched.delete(deployment);
     else {
       this.unbatched.add(deployment);
-      const waiting = await this.redis.llen(this.keys.queueKey(deployment, "wait"));
+      const waiting = await this.queue(deployment).waiting();
       if (waiting >= options.maxQueued) {
         throw new FlotillaError("BACKPRESSURE", `deployment '${deployment}' has ${waiting} requests waiting (maxQueuedRequests ${options.maxQueued})`);
       }
     }
     const requestId = String(this.nextRequest++);
     const timeoutMs = options.timeoutMs ?? 60_000;
+    let timedOut = false;
     const answer = new Promise<Reply>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.settle(requestId);
+        timedOut = true;
+        this.settle(requestId, true);
         reject(new FlotillaError("TIMEOUT", `no answer from deployment '${deployment}' within ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(requestId, { deployment, resolve, reject, timer });
@@ -139,12 +134,9 @@ export class RequestClient {
       answer.catch(() => undefined);
       throw new FlotillaError("REDIS_UNAVAILABLE", `could not enqueue the request: ${errorMessage(err)}`, { cause: err });
     }
-    try {
-      return await answer;
-    } catch (err) {
-      if (err instanceof FlotillaError && err.code === "TIMEOUT" && jobId) void this.withdraw(deployment, jobId);
-      throw err;
-    }
+    // Timed out before its job was even added: withdraw the job unless pending requests share it.
+    if (timedOut && jobId !== undefined && !this.batchShares.has(jobId)) void this.withdraw(deployment, jobId);
+    return answer;
   }
 
   /**
@@ -163,24 +155,42 @@ export class RequestClient {
 
   /**
    * Adds the requests of one turn: one job each, in one round trip; or, for a
-   * fast deployment, batch jobs. Resolves with each request's job id, or
-   * undefined for a request in a batch (it shares its job with others).
+   * fast deployment, batch jobs. Notes each pending request's job, so that a
+   * request that times out can withdraw it; resolves with each one's job id.
    */
   private async addJobs(deployment: string, jobs: RequestJob[]): Promise<Array<string | undefined>> {
-    const { requests, batches } = this.queue(deployment);
+    const queue = this.queue(deployment);
     if (jobs.length > 1 && !this.unbatched.has(deployment) && (this.serviceMs.get(deployment) ?? Infinity) < BATCH_BELOW_MS) {
       const data: BatchJob[] = [];
       for (let i = 0; i < jobs.length; i += MAX_BATCH) data.push({ kind: "batch", requests: jobs.slice(i, i + MAX_BATCH) });
-      await batches(data);
-      return jobs.map(() => undefined);
+      const ids = await queue.addBatches(data);
+      data.forEach((batch, b) => {
+        const id = ids[b];
+        const shares = id === undefined ? 0 : batch.requests.filter((r) => this.attach(r.requestId, id)).length;
+        if (id !== undefined && shares > 0) this.batchShares.set(id, shares);
+      });
+      return jobs.map((_, i) => ids[Math.floor(i / MAX_BATCH)]);
     }
-    return requests(jobs);
+    const ids = await queue.addRequests(jobs);
+    jobs.forEach((job, i) => this.attach(job.requestId, ids[i]));
+    return ids;
   }
 
-  /** A timed-out request that no replica has taken yet is removed, so nobody runs it for nobody. */
+  /** Notes the job of a request still pending; false if it was already answered or failed. */
+  private attach(requestId: string | undefined, jobId: string | undefined): boolean {
+    const entry = requestId === undefined ? undefined : this.pending.get(requestId);
+    if (!entry || jobId === undefined) return false;
+    entry.jobId = jobId;
+    return true;
+  }
+
+  /**
+   * A timed-out request's job, when no other pending request shares it, is removed entirely if no replica
+   * has taken it, so nobody runs it for nobody and nothing of it stays in Redis.
+   */
   private async withdraw(deployment: string, jobId: string): Promise<void> {
     try {
-      await this.redis.lrem(this.keys.queueKey(deployment, "wait"), 1, jobId);
+      await this.queue(deployment).remove(jobId);
     } catch {
       // Best effort: if it runs later, its reply expires unread.
     }
@@ -224,13 +234,21 @@ export class RequestClient {
     entry.resolve(reply);
   }
 
-  /** Forgets a request that was answered, failed or timed out. */
-  private settle(id: string): void {
+  /** Forgets a request that was answered, failed or (`timedOut`) timed out; the last to time out on a job withdraws it. */
+  private settle(id: string, timedOut = false): void {
     const entry = this.pending.get(id);
     if (!entry) return;
     clearTimeout(entry.timer);
     this.pending.delete(id);
     this.demand.change(entry.deployment, -1);
+    const { jobId } = entry;
+    if (jobId === undefined) return;
+    const left = (this.batchShares.get(jobId) ?? 1) - 1;
+    if (left > 0) this.batchShares.set(jobId, left);
+    else {
+      this.batchShares.delete(jobId);
+      if (timedOut) void this.withdraw(entry.deployment, jobId);
+    }
   }
 
   async close(): Promise<void> {
@@ -241,7 +259,7 @@ export class RequestClient {
       entry.reject(new FlotillaError("INTERNAL", "the request client closed before the answer came"));
     }
     await this.demand.stop();
-    await Promise.all([...this.queues.values()].map(({ queue }) => queue.close().catch(() => undefined)));
+    await Promise.all([...this.queues.values()].map((queue) => queue.close().catch(() => undefined)));
     this.replyReader.disconnect();
     await this.readerLoop?.catch(() => undefined);
     await closeRedis(this.redis);

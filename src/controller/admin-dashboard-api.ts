@@ -17,7 +17,7 @@ import { rollbackDeployment } from "../client/rollback.js";
 import { parseJsonHash } from "../shared/json-hash.js";
 import type { Keys } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
-import { jobsAdded } from "../shared/queue-counters.js";
+import { jobsAdded } from "../queue/queue-counters.js";
 import type { DeploymentRecord } from "../shared/records.js";
 import { readBody } from "../shared/http-body.js";
 import { DASHBOARD_HEADERS, DASHBOARD_HTML } from "./dashboard/page.js";
@@ -51,7 +51,7 @@ interface Context {
 export async function dashboardApiRoute(ctx: Context, req: IncomingMessage, method: string, pathname: string): Promise<unknown> {
   if (pathname === "/api/traffic" && method === "GET") {
     const names = [...parseJsonHash<DeploymentRecord>(await ctx.redis.hgetall(ctx.keys.deployments)).keys()];
-    return { at: Date.now(), deployments: await jobsAdded(ctx.redis, ctx.keys, names) };
+    return { at: Date.now(), deployments: await jobsAdded(ctx.redis, ctx.keys.namespace, names) };
   }
   const match = /^\/api\/deployments\/([^/]+)\/(history|rollback)$/.exec(pathname);
   if (!match) return undefined;

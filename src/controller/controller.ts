@@ -9,7 +9,7 @@ import { v4 as uuidv4 } from "uuid";
 import { errorMessage } from "../errors.js";
 import { Keys } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
-import { releaseWorkerLocks } from "../shared/queue-ops.js";
+import { releaseWorkerLocks } from "../queue/worker-locks.js";
 import type { ControllerInfo } from "../shared/records.js";
 import { closeRedis, createRedis } from "../shared/redis.js";
 import { Ticker } from "../shared/ticker.js";
@@ -119,6 +119,7 @@ export class Controller {
     for (const [name, depth] of state.queues) {
       if (depth.failed > 0) await this.janitor.answerFailed(name);
     }
+    await this.janitor.forgetDeadRequesters([...state.queues.keys()]);
     for (const name of decisions.forget) await this.janitor.retire(name);
     if (decisions.upsert.length > 0 || decisions.remove.length > 0) {
       await this.redis.publish(this.keys.changes, "replicas");

@@ -1,65 +1,59 @@
 /**
  * Answers requests that no replica will answer: jobs that failed because their
  * replica crashed more than maxRetries times, and requests still queued for a
- * deployment that was deleted. Then the deleted deployment's queue goes.
+ * deployment that was deleted. Then the deleted deployment's queue goes. Also
+ * deletes the demand counts of requesters that died.
  */
-import type { Job } from "bullmq";
-import { Queue } from "../shared/bullmq-classes.js";
 import type { Redis } from "ioredis";
-import { ERROR_CODES, errorMessage, type ErrorCode } from "../errors.js";
+import { errorMessage, type ErrorCode } from "../errors.js";
 import type { Keys } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
-import type { QueueJob, Reply, RequestJob } from "../shared/protocol.js";
+import { replyAddress, requestsOf } from "../shared/job-data.js";
+import { errorReply, replyOrigin } from "../shared/reply.js";
+import { DeploymentQueue } from "../queue/deployment-queue.js";
+import { ReplyLists } from "../queue/reply-lists.js";
+import { sweepStaleRequesters } from "../queue/requester-demand.js";
 
 export class QueueJanitor {
-  private readonly queues = new Map<string, Queue>();
+  private readonly queues = new Map<string, DeploymentQueue>();
+  private readonly replyLists: ReplyLists;
 
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.replyLists = new ReplyLists(redis, keys);
+  }
 
-  private queue(name: string): Queue {
+  private queue(name: string): DeploymentQueue {
     let q = this.queues.get(name);
     if (!q) {
-      q = new Queue(this.keys.queueName(name), { connection: this.redis, prefix: this.keys.queuePrefix });
-      q.on("error", () => undefined);
+      q = new DeploymentQueue(this.redis, this.keys.namespace, name);
       this.queues.set(name, q);
     }
     return q;
   }
 
-  /** Answers every request a job carries (one, or each of a batch). */
-  private async answer(job: Job, code: ErrorCode, message: string): Promise<void> {
-    const data = job.data as QueueJob | undefined;
-    const requests = data?.kind === "batch" ? data.requests : data ? [data] : [];
-    for (const request of requests) await this.answerOne(request, code, message);
-  }
-
-  private async answerOne(data: RequestJob, code: ErrorCode, message: string): Promise<void> {
-    if (!data?.replyTo?.startsWith(this.keys.repliesPrefix)) return;
-    const error = { code, message };
-    const reply: Reply = {
-      ...(data.requestId !== undefined ? { requestId: data.requestId } : {}),
-      status: ERROR_CODES[code].status,
-      headers: { "content-type": "application/json; charset=utf-8" },
-      body: JSON.stringify({ error }),
-      error,
-      replica: "",
-      version: "",
-    };
-    await this.redis.pipeline().rpush(data.replyTo, JSON.stringify(reply)).pexpire(data.replyTo, 120_000).exec();
+  /** Answers every request a job carries (one, or each of a batch), whatever shape its data has. */
+  private async answer(data: unknown, code: ErrorCode, message: string): Promise<void> {
+    for (const request of requestsOf(data)) {
+      const { replyTo, requestId } = replyAddress(request);
+      if (replyTo === undefined || !this.replyLists.accepts(replyTo)) continue;
+      const reply = errorReply(code, message, replyOrigin("", "", requestId));
+      await this.replyLists.push(replyTo, [JSON.stringify(reply)]);
+    }
   }
 
   /** Failed jobs get a REPLICA_CRASHED answer and are removed. */
   async answerFailed(name: string): Promise<void> {
     try {
-      const jobs = await this.queue(name).getFailed(0, 199);
+      const queue = this.queue(name);
+      const jobs = await queue.failed(200);
       for (const job of jobs) {
         const reason = job.failedReason || "the replica running it ended";
-        await this.answer(job, "REPLICA_CRASHED", `request ${job.id} of '${name}' failed: ${reason}`);
-        await job.remove().catch(() => undefined);
+        await this.answer(job.data, "REPLICA_CRASHED", `request ${job.id} of '${name}' failed: ${reason}`);
+        await queue.remove(job.id).catch(() => undefined);
       }
       if (jobs.length > 0) this.log.warn({ deployment: name, count: jobs.length }, "answered requests whose replicas kept crashing");
     } catch (err) {
@@ -71,14 +65,24 @@ export class QueueJanitor {
   async retire(name: string): Promise<void> {
     try {
       const queue = this.queue(name);
-      const waiting = await queue.getJobs(["wait", "prioritized", "delayed", "failed"], 0, -1);
-      for (const job of waiting) await this.answer(job, "NOT_FOUND", `deployment '${name}' was deleted before the request ran`);
-      await queue.obliterate({ force: true });
+      const waiting = await queue.unanswered();
+      for (const job of waiting) await this.answer(job.data, "NOT_FOUND", `deployment '${name}' was deleted before the request ran`);
+      await queue.obliterate();
       await queue.close();
       this.queues.delete(name);
       this.log.info({ deployment: name, answered: waiting.length }, "deployment deleted; queue removed");
     } catch (err) {
       this.log.warn({ deployment: name, err: errorMessage(err) }, "could not remove the deleted deployment's queue");
+    }
+  }
+
+  /** Deletes the demand counts of requesters that stopped refreshing them (they died), so no reader has to. */
+  async forgetDeadRequesters(names: readonly string[]): Promise<void> {
+    try {
+      const deleted = await sweepStaleRequesters(this.redis, this.keys, names);
+      if (deleted > 0) this.log.info({ deleted }, "deleted the demand counts of requesters that stopped");
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, "could not delete stale requester counts");
     }
   }
 

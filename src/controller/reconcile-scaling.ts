@@ -5,7 +5,7 @@
  * from one tick to the next in the ControllerRecord.
  */
 import { autoscale, initialAutoscalerState, type AutoscalerState } from "../autoscaler/policy.js";
-import type { QueueDepth } from "../shared/queue-ops.js";
+import type { QueueDepth } from "../queue/queue-depths.js";
 import type { AutoscalingView, ControllerRecord, DeploymentRecord } from "../shared/records.js";
 import type { ReconcileEvent } from "./reconcile-types.js";
 

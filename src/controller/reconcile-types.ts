@@ -4,7 +4,7 @@
  * decisions are decision-ops.ts.
  */
 import type { AutoscalerState } from "../autoscaler/policy.js";
-import type { QueueDepth } from "../shared/queue-ops.js";
+import type { QueueDepth } from "../queue/queue-depths.js";
 import type { ControllerRecord, DeploymentRecord, DeploymentStatusRecord, HostInfo, ReplicaAssignment, ReplicaStatus } from "../shared/records.js";
 
 export type ObservedHost = HostInfo & { alive: boolean };

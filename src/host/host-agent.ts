@@ -13,7 +13,7 @@ import type { Logger } from "../shared/logger.js";
 import type { DeploymentRecord, HostInfo, ReplicaAssignment, ReplicaStatus } from "../shared/records.js";
 import { createRedis, closeRedis } from "../shared/redis.js";
 import { settledWithin } from "../shared/settled-within.js";
-import { releaseWorkerLocks } from "../shared/queue-ops.js";
+import { releaseWorkerLocks } from "../queue/worker-locks.js";
 import { parseJsonHash } from "../shared/json-hash.js";
 import { Ticker } from "../shared/ticker.js";
 import { ReplicaProcess } from "./replica-process.js";

@@ -8,13 +8,14 @@ import type { AddressInfo } from "node:net";
 import os from "node:os";
 import type { Redis } from "ioredis";
 import { v4 as uuidv4 } from "uuid";
-import { FlotillaError, errorMessage } from "../errors.js";
+import { ERROR_CODES, FlotillaError, errorMessage } from "../errors.js";
 import { RequestClient } from "../client/request-client.js";
 import { readBody } from "../shared/http-body.js";
 import { parseJsonHash } from "../shared/json-hash.js";
 import { Keys } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
 import type { HttpRequestData, Reply } from "../shared/protocol.js";
+import { errorAnswer } from "../shared/reply.js";
 import type { DeploymentRecord, RouterInfo } from "../shared/records.js";
 import { closeRedis, createRedis } from "../shared/redis.js";
 import { settledWithin } from "../shared/settled-within.js";
@@ -175,26 +176,25 @@ export class Router {
   private fail(req: IncomingMessage, res: ServerResponse, err: unknown): number {
     const error = err instanceof FlotillaError ? err : new FlotillaError("INTERNAL", errorMessage(err), { cause: err });
     if (error.code === "INTERNAL") this.log.error({ err: errorMessage(err), url: req.url }, "router error");
-    const headers: Record<string, string> = { "content-type": "application/json; charset=utf-8" };
-    if (error.status === 503) headers["retry-after"] = "1";
+    const answer = errorAnswer(error);
     // No "connection: close": Node would destroy the socket right after the response, and the reset can erase the 413.
-    this.send(res, error.status, headers, JSON.stringify(error.toJSON()));
+    this.send(res, answer.status, answer.headers, answer.body);
     if (error.code === "PAYLOAD_TOO_LARGE") res.on("finish", () => lingeringClose(req));
-    return error.status;
+    return answer.status;
   }
 
   private send(res: ServerResponse, status: number, headers: Record<string, string>, body: string | Buffer): void {
     if (res.headersSent || res.destroyed) return;
     // Stopping: the connection ends after this answer, so no client sends another request on it. Not on a 413,
     // whose connection lingeringClose ends: "close" would reset it under the unread upload and can erase the answer.
-    const close = this.stopping && status !== 413;
+    const close = this.stopping && status !== ERROR_CODES.PAYLOAD_TOO_LARGE.status;
     res.writeHead(status, { ...headers, "content-length": String(Buffer.byteLength(body)), ...(close ? { connection: "close" } : {}) });
     res.end(body);
   }
 
   private healthz(res: ServerResponse): void {
     const ok = this.client.connection.status === "ready";
-    this.send(res, ok ? 200 : 503, { "content-type": "application/json" }, JSON.stringify({ ok, router: this.id, redis: this.client.connection.status }));
+    this.send(res, ok ? 200 : ERROR_CODES.REDIS_UNAVAILABLE.status, { "content-type": "application/json" }, JSON.stringify({ ok, router: this.id, redis: this.client.connection.status }));
   }
 
   get port(): number {

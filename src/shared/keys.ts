@@ -1,13 +1,18 @@
 /**
  * Every Redis key and channel Flotilla uses, in one place. Nothing else builds
- * key strings. Two families, both under the namespace:
+ * key strings. Three families, all under the namespace:
  * - control-plane keys `{<ns>}:<name>`: one hash tag, so the leader's fenced
  *   updates (one Lua script over several of them) work on a Redis Cluster too;
- * - each deployment's BullMQ queue `<ns>:q:{<ns>/<deployment>}:*`: its own hash
- *   tag, so deployments spread over a cluster's slots.
+ * - requesters' reply lists `<ns>:replies:{<requester>}`;
+ * - each deployment's queue `<ns>:q:{<ns>/<deployment>}:*`: its own hash tag,
+ *   so deployments spread over a cluster's slots. Those keys are the queue
+ *   layer's (src/queue/queue-keys.ts), the only code that knows their layout.
  */
 
-/** BullMQ refuses ':' in queue names; the hash tag keeps a deployment's keys on one slot. */
+/**
+ * A deployment's hash tag: its queue (BullMQ refuses ':' in queue names) and its
+ * other per-deployment keys share one slot of a Redis Cluster.
+ */
 export function deploymentTag(namespace: string, deployment: string): string {
   return `{${namespace}/${deployment}}`;
 }
@@ -110,18 +115,6 @@ export class Keys {
   /** Every reply list starts with this; replicas push to no other key. */
   get repliesPrefix(): string {
     return `${this.namespace}:replies:`;
-  }
-  /** BullMQ prefix; with `queueName` it puts the queue's keys under the namespace. */
-  get queuePrefix(): string {
-    return `${this.namespace}:q`;
-  }
-  /** BullMQ queue name of a deployment: the deployment's hash tag. */
-  queueName(deployment: string): string {
-    return deploymentTag(this.namespace, deployment);
-  }
-  /** The Redis key of a BullMQ queue sub-key, e.g. `wait`, `active`, or a job id's lock. */
-  queueKey(deployment: string, suffix: string): string {
-    return `${this.queuePrefix}:${this.queueName(deployment)}:${suffix}`;
   }
   /** Stream: the output lines of a deployment's replicas on every host, capped (see log-stream.ts). The deployment's hash tag. */
   logs(deployment: string): string {

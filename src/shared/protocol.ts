@@ -1,9 +1,11 @@
 /**
  * The wire format between requesters (routers, handles, any Redis client) and
- * replicas. A request is a BullMQ job in the deployment's queue; its data is a
- * RequestJob. The answer is a Reply: pushed onto the requester's reply list
- * when the job names one (`replyTo`), and always the job's return value.
+ * replicas. A request is a job in the deployment's queue; its data is a
+ * RequestJob (or a BatchJob of several), checked by the schema in job-data.ts.
+ * The answer is a Reply: pushed onto the requester's reply list when the job
+ * names one (`replyTo`), and always the job's return value.
  */
+import type { ErrorCode } from "../errors.js";
 
 /** An HTTP request as a handler sees it (without the `json()` helper, which replicas add). */
 export interface HttpRequestData {
@@ -39,7 +41,7 @@ export type QueueJob = RequestJob | BatchJob;
 export interface Reply {
   /** The requester's correlation id, copied from the job. */
   requestId?: string;
-  /** HTTP status: 2xx for success, 500 for a handler error, 504 for a replica-side timeout. */
+  /** HTTP status: the handler's on success; on an error, its code's status in the errors table. */
   status: number;
   headers: Record<string, string>;
   /** Response body; base64 when `base64` is true. */
@@ -47,8 +49,8 @@ export interface Reply {
   base64?: boolean;
   /** For `call` jobs: the handler's return value (JSON). */
   value?: unknown;
-  /** Set when the handler failed: a stable code and the handler's message. */
-  error?: { code: string; message: string };
+  /** Set when the request failed: a stable code, a message (the handler's, when it threw), and details such as the field in error. */
+  error?: { code: ErrorCode; message: string; details?: Record<string, unknown> };
   /** Which replica answered, and its code version. */
   replica: string;
   version: string;

@@ -104,6 +104,32 @@ describe("serving deployments end to end", () => {
     }
   });
 
+  it("answers a malformed job from a bare BullMQ client 400 INVALID_REQUEST naming the field, and keeps serving", async () => {
+    const redis = testRedis(cluster.redisUrl);
+    const queue = new Queue(`{${cluster.namespace}/internal}`, { connection: redis, prefix: `${cluster.namespace}:q` });
+    const result = async (data: unknown) => {
+      const job = await queue.add("request", data, { removeOnComplete: false });
+      const done = await waitFor("the job to complete", async () => ((await queue.getJobState(job.id as string)) === "completed" ? await queue.getJob(job.id as string) : undefined));
+      return done?.returnvalue;
+    };
+    try {
+      const bad = await result({ kind: "http", http: { method: 5, path: "/" } });
+      assert.equal(bad.status, 400);
+      assert.equal(bad.error.code, "INVALID_REQUEST");
+      assert.equal(bad.error.details.field, "http.method");
+      assert.equal((await result({ kind: "call", payload: 1 })).status, 200);
+    } finally {
+      await queue.close();
+      redis.disconnect();
+    }
+  });
+
+  it("answers 400 INVALID_REQUEST when a handler reads a body that is not JSON as JSON", async () => {
+    const res = await httpRequest(cluster.url("/echo/x"), { method: "POST", body: "{not json" });
+    assert.equal(res.status, 400, res.body);
+    assert.equal(JSON.parse(res.body).error.code, "INVALID_REQUEST");
+  });
+
   it("lets a handler call another deployment through its handle (model composition)", async () => {
     const res = await httpRequest(cluster.url("/composed"), { method: "POST", body: "abc" });
     assert.equal(res.status, 200, res.body);

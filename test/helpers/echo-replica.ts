@@ -1,19 +1,19 @@
-/** A replica of the fixture app's echo handler, run in the test's own process (its effects and state machine). */
+/** A replica of a fixture app handler (echo by default), run in the test's own process (its effects and state machine). */
 import { ReplicaRunner } from "../../src/actors/replica-runner.js";
 import { createLogger } from "../../src/shared/logger.js";
 import { FIXTURE_APP } from "./cluster.js";
 import { REDIS_URL } from "./redis.js";
 
-export function echoReplica(namespace: string, replicaId: string): ReplicaRunner {
+export function echoReplica(namespace: string, replicaId: string, handler: { deployment: string; importRef: string } = { deployment: "echo", importRef: "echo.ts" }): ReplicaRunner {
   return new ReplicaRunner(
     {
       replicaId,
-      deployment: "echo",
+      deployment: handler.deployment,
       hostId: "h",
       namespace,
       redisUrl: REDIS_URL,
       appDir: FIXTURE_APP,
-      importRef: "echo.ts",
+      importRef: handler.importRef,
       codeVersion: "c1",
       version: "1",
       configVersion: null,

@@ -1,12 +1,15 @@
 /** BullMQ queues of one suite on the real Redis, in a namespace of their own that is removed after the suite. */
 import { after } from "node:test";
 import type { Redis } from "ioredis";
-import { Queue } from "../../src/shared/bullmq-classes.js";
+import { Queue } from "../../src/queue/bullmq.js";
+import { QueueKeys } from "../../src/queue/queue-keys.js";
 import { Keys } from "../../src/shared/keys.js";
 import { cleanupNamespace, testNamespace, testRedis } from "./redis.js";
 
 export interface QueueFixture {
   keys: Keys;
+  /** The keys of the namespace's queues. */
+  queueKeys: QueueKeys;
   /** A connection for the suite's own commands (and its queues). */
   redis: Redis;
   /** Run after the suite, last registered first: close workers and their connections here. */
@@ -19,6 +22,7 @@ export interface QueueFixture {
 export function queueFixture(label: string): QueueFixture {
   const namespace = testNamespace(label);
   const keys = new Keys(namespace);
+  const queueKeys = new QueueKeys(namespace);
   const redis = testRedis();
   const closers: Array<() => Promise<unknown>> = [];
   after(async () => {
@@ -28,10 +32,11 @@ export function queueFixture(label: string): QueueFixture {
   });
   return {
     keys,
+    queueKeys,
     redis,
     closers,
     queue(name) {
-      const q = new Queue(keys.queueName(name), { connection: redis, prefix: keys.queuePrefix });
+      const q = new Queue(queueKeys.name(name), { connection: redis, prefix: queueKeys.prefix });
       closers.push(() => q.close());
       return q;
     },

@@ -7,18 +7,19 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { jobAdder, Worker } from "../../src/shared/bullmq-classes.js";
-import { REQUEST_JOB_OPTIONS } from "../../src/client/request-client.js";
+import { Worker } from "../../src/queue/bullmq.js";
+import { jobAdder } from "../../src/queue/job-adder.js";
+import { REQUEST_JOB_OPTIONS } from "../../src/queue/deployment-queue.js";
 import { queueFixture } from "../helpers/queues.js";
 import { testRedis } from "../helpers/redis.js";
 import { waitFor } from "../helpers/wait.js";
 
 describe("jobAdder", () => {
-  const { keys, redis, closers, queue } = queueFixture("adder");
+  const { queueKeys, redis, closers, queue } = queueFixture("adder");
 
   /** A stored job's hash without the fields that differ between any two jobs. */
   async function storedJob(name: string, id: string): Promise<Record<string, string>> {
-    const hash = await redis.hgetall(keys.queueKey(name, id));
+    const hash = await redis.hgetall(queueKeys.key(name, id));
     assert.ok(Object.keys(hash).length > 0, `job ${id} is stored`);
     assert.ok(Math.abs(Number(hash.timestamp) - Date.now()) < 60_000, `job ${id} has a current timestamp (${hash.timestamp})`);
     delete hash.timestamp;
@@ -39,7 +40,7 @@ describe("jobAdder", () => {
     const viaBulk = await q.addBulk([{ name: "request", data: { n: 2 }, opts: REQUEST_JOB_OPTIONS }]);
     assert.deepEqual(await storedJob("same", bulk[0] as string), await storedJob("same", viaBulk[0]?.id as string));
     // BullMQ's wait list: newest at the head, taken from the tail.
-    assert.deepEqual((await redis.lrange(keys.queueKey("same", "wait"), 0, -1)).reverse(), [viaQueue.id, lean, ...bulk, viaBulk[0]?.id]);
+    assert.deepEqual((await redis.lrange(queueKeys.key("same", "wait"), 0, -1)).reverse(), [viaQueue.id, lean, ...bulk, viaBulk[0]?.id]);
   });
 
   it("adds jobs a plain BullMQ worker runs once each, with their data, and removes on completion as asked", async () => {
@@ -48,12 +49,12 @@ describe("jobAdder", () => {
     const seen: Array<{ id: string; name: string; data: unknown; attempts: number | undefined }> = [];
     const connection = testRedis();
     const w = new Worker(
-      keys.queueName("run"),
+      queueKeys.name("run"),
       async (job) => {
         seen.push({ id: job.id as string, name: job.name, data: job.data, attempts: job.opts.attempts });
         return { ok: true };
       },
-      { connection, prefix: keys.queuePrefix, concurrency: 4 },
+      { connection, prefix: queueKeys.prefix, concurrency: 4 },
     );
     closers.push(async () => {
       await w.close();
@@ -70,7 +71,7 @@ describe("jobAdder", () => {
       [{ i: 0 }, { i: 1 }, { i: 2 }, null],
     );
     assert.ok(seen.every((s) => s.name === "request" && s.attempts === 0));
-    await waitFor("the completed jobs to be removed (removeOnComplete)", async () => (await redis.exists(...ids.map((id) => keys.queueKey("run", id)))) === 0);
+    await waitFor("the completed jobs to be removed (removeOnComplete)", async () => (await redis.exists(...ids.map((id) => queueKeys.key("run", id)))) === 0);
     assert.deepEqual(await q.getJobCounts("wait", "active", "completed", "failed"), { wait: 0, active: 0, completed: 0, failed: 0 });
   });
 

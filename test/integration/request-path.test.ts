@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { RequestClient } from "../../src/client/request-client.js";
 import { FlotillaError } from "../../src/errors.js";
-import { Keys } from "../../src/shared/keys.js";
+import { QueueKeys } from "../../src/queue/queue-keys.js";
 import { cleanupNamespace, REDIS_URL, testNamespace, testRedis } from "../helpers/redis.js";
 import { echoReplica } from "../helpers/echo-replica.js";
 import { waitFor } from "../helpers/wait.js";
@@ -15,7 +15,7 @@ process.env.FLOTILLA_LOG_LEVEL ??= "warn";
 
 describe("request path", () => {
   const namespace = testNamespace("reqpath");
-  const keys = new Keys(namespace);
+  const queueKeys = new QueueKeys(namespace);
   const redis = testRedis();
   const client = new RequestClient({ redisUrl: REDIS_URL, namespace });
   const runner = echoReplica(namespace, "echo-test");
@@ -42,12 +42,12 @@ describe("request path", () => {
     assert.deepEqual(JSON.parse(http.body).body, { a: 1 });
     const call = await client.submit("echo", { kind: "call", payload: [1, 2] });
     assert.deepEqual((call.value as { payload: unknown }).payload, [1, 2]);
-    assert.equal(await redis.llen(keys.queueKey("echo", "wait")), 0);
-    assert.equal(await redis.exists(keys.queueKey("echo", "completed")), 0, "completed jobs are not kept");
+    assert.equal(await redis.llen(queueKeys.key("echo", "wait")), 0);
+    assert.equal(await redis.exists(queueKeys.key("echo", "completed")), 0, "completed jobs are not kept");
   });
 
   it("puts requests that arrive together for a fast deployment into batch jobs, and answers each on its own", async () => {
-    const idKey = keys.queueKey("echo", "id");
+    const idKey = queueKeys.key("echo", "id");
     const warnings: string[] = [];
     const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`);
     process.on("warning", onWarning);
@@ -71,7 +71,7 @@ describe("request path", () => {
   });
 
   it("gives each request its own job when the deployment has maxQueuedRequests, so the limit counts requests", async () => {
-    const idKey = keys.queueKey("echo", "id");
+    const idKey = queueKeys.key("echo", "id");
     // The client knows echo is fast by now (the test above): without a limit these 50 would share jobs.
     const before = Number(await redis.get(idKey));
     const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => client.submit("echo", { kind: "call", payload: { m: i } }, { maxQueued: 10_000 })));
@@ -81,15 +81,15 @@ describe("request path", () => {
 
   it("times out a request nobody takes and withdraws it from the queue", async () => {
     await assert.rejects(client.submit("nobody", { kind: "call", payload: 1 }, { timeoutMs: 300 }), (err: unknown) => err instanceof FlotillaError && err.code === "TIMEOUT");
-    await waitFor("the job to leave the wait list", async () => (await redis.llen(keys.queueKey("nobody", "wait"))) === 0, { timeoutMs: 2000 });
+    await waitFor("the job to leave the wait list", async () => (await redis.llen(queueKeys.key("nobody", "wait"))) === 0, { timeoutMs: 2000 });
   });
 
   it("refuses with BACKPRESSURE once maxQueuedRequests wait, without enqueueing", async () => {
     const waiting = [client.submit("idle", { kind: "call", payload: 1 }, { timeoutMs: 2000 }), client.submit("idle", { kind: "call", payload: 2 }, { timeoutMs: 2000 })];
     for (const w of waiting) w.catch(() => undefined);
-    await waitFor("two requests waiting", async () => (await redis.llen(keys.queueKey("idle", "wait"))) === 2);
+    await waitFor("two requests waiting", async () => (await redis.llen(queueKeys.key("idle", "wait"))) === 2);
     await assert.rejects(client.submit("idle", { kind: "call", payload: 3 }, { maxQueued: 2 }), (err: unknown) => err instanceof FlotillaError && err.code === "BACKPRESSURE" && err.status === 503);
-    assert.equal(await redis.llen(keys.queueKey("idle", "wait")), 2);
+    assert.equal(await redis.llen(queueKeys.key("idle", "wait")), 2);
     await Promise.allSettled(waiting);
   });
 

@@ -1,16 +1,24 @@
 /**
  * The autoscaler's demand in requests, on the real Redis: requesters write the
  * requests they wait on next to the deployment's queue, however many of them
- * share a batch job, and the controller's queue read sums the live counts.
+ * share a batch job, and the controller's queue read sums the live counts. A
+ * read never writes: dead requesters' counts are the leader's to delete.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { RequestClient } from "../../src/client/request-client.js";
 import { FlotillaError } from "../../src/errors.js";
-import { Queue } from "../../src/shared/bullmq-classes.js";
+import { applyDeployments } from "../../src/client/deployment-store.js";
+import { Controller } from "../../src/controller/controller.js";
+import { parseControllerOptions } from "../../src/controller/controller-options.js";
+import { QueueJanitor } from "../../src/controller/queue-janitor.js";
+import { Queue } from "../../src/queue/bullmq.js";
+import { QueueKeys } from "../../src/queue/queue-keys.js";
+import { queueDepths, type QueueDepth } from "../../src/queue/queue-depths.js";
+import { deleteStale, requestersKey, sumRequested } from "../../src/queue/requester-demand.js";
 import { Keys } from "../../src/shared/keys.js";
-import { queueDepths, type QueueDepth } from "../../src/shared/queue-ops.js";
-import { deleteStale, requestersKey, sumRequested } from "../../src/shared/requester-demand.js";
+import { createLogger } from "../../src/shared/logger.js";
+import { parseDeploymentSpec } from "../../src/spec/deployment-spec.js";
 import { cleanupNamespace, REDIS_URL, testNamespace, testRedis } from "../helpers/redis.js";
 import { echoReplica } from "../helpers/echo-replica.js";
 import { waitFor } from "../helpers/wait.js";
@@ -20,6 +28,7 @@ process.env.FLOTILLA_LOG_LEVEL ??= "warn";
 describe("requester demand", () => {
   const namespace = testNamespace("demand");
   const keys = new Keys(namespace);
+  const queueKeys = new QueueKeys(namespace);
   const redis = testRedis();
   const client = new RequestClient({ redisUrl: REDIS_URL, namespace });
   const depth = async (deployment: string) => (await queueDepths(redis, keys, [deployment])).get(deployment);
@@ -33,7 +42,7 @@ describe("requester demand", () => {
   describe("with a fast deployment whose requests share batch jobs", () => {
     const runner = echoReplica(namespace, "echo-demand");
     /** Paused, the queue holds jobs back from the replica, so requests stay waiting for as long as the test looks. */
-    const queue = new Queue(keys.queueName("echo"), { connection: redis, prefix: keys.queuePrefix });
+    const queue = new Queue(queueKeys.name("echo"), { connection: redis, prefix: queueKeys.prefix });
 
     before(async () => {
       runner.actor.start();
@@ -82,12 +91,35 @@ describe("requester demand", () => {
     await waitFor("the count to go back to 0", async () => (await depth("unserved"))?.requested === 0);
   });
 
-  it("ignores and removes the count of a requester that stopped writing it, and keeps a live one", async () => {
+  it("ignores the count of a requester that stopped writing it and leaves it in place; the leader's pass removes it and keeps a live one", async () => {
     const key = requestersKey(keys, "ghosts");
     const nowS = Number((await redis.time())[0]);
     await redis.hset(key, "dead-router", `7:${nowS - 60}`, "live-router", `3:${nowS}`, "garbled", "x");
     assert.equal((await depth("ghosts"))?.requested, 3);
-    await waitFor("the dead and garbled counts to be removed", async () => (await redis.hkeys(key)).join(",") === "live-router");
+    // A command sent after the read, on the read's connection, runs after anything the read would have sent.
+    assert.deepEqual((await redis.hkeys(key)).sort(), ["dead-router", "garbled", "live-router"], "reading the depth wrote nothing");
+    const janitor = new QueueJanitor(redis, keys, createLogger("test-janitor"));
+    try {
+      await janitor.forgetDeadRequesters(["ghosts", "nothing-here"]);
+    } finally {
+      await janitor.close();
+    }
+    assert.deepEqual(await redis.hkeys(key), ["live-router"]);
+    assert.equal((await depth("ghosts"))?.requested, 3);
+  });
+
+  it("the leader controller deletes a dead requester's count of a deployment on its own, with no status read", async () => {
+    await applyDeployments(redis, keys, [parseDeploymentSpec({ name: "haunted", import: "echo.ts" })]);
+    const key = requestersKey(keys, "haunted");
+    const nowS = Number((await redis.time())[0]);
+    await redis.hset(key, "dead-router", `9:${nowS - 60}`, "live-router", `2:${nowS}`);
+    const controller = new Controller(parseControllerOptions({ id: "c-demand", redisUrl: REDIS_URL, namespace, tickMs: 100 }), createLogger("test-controller"));
+    await controller.start();
+    try {
+      await waitFor("the leader to delete the dead count", async () => (await redis.hkeys(key)).join(",") === "live-router", { timeoutMs: 10_000 });
+    } finally {
+      await controller.stop();
+    }
   });
 
   it("keeps a stale count whose requester wrote it again after it was read", async () => {

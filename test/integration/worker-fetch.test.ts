@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { describe, it } from "node:test";
 import type { Job } from "bullmq";
-import { tuneIdleWorker, Worker } from "../../src/shared/bullmq-classes.js";
+import { Worker } from "../../src/queue/bullmq.js";
+import { tuneIdleWorker } from "../../src/queue/tuned-worker.js";
 import { queueFixture } from "../helpers/queues.js";
 import { testRedis } from "../helpers/redis.js";
 import { waitFor } from "../helpers/wait.js";
@@ -18,14 +19,14 @@ import { waitFor } from "../helpers/wait.js";
 const PROMPT_MS = 1000;
 
 describe("replica worker fetching", () => {
-  const { keys, redis, closers, queue } = queueFixture("fetch");
+  const { queueKeys, redis, closers, queue } = queueFixture("fetch");
 
   /** A worker (tuned or not) whose fetches (moveToActive scripts sent to Redis) and blocking waits are counted. */
   async function worker(name: string, tuned: boolean, processor: (job: Job) => Promise<unknown>, concurrency: number) {
     let running = 0;
     const connection = testRedis();
     const w = new Worker(
-      keys.queueName(name),
+      queueKeys.name(name),
       async (job) => {
         running++;
         try {
@@ -34,7 +35,7 @@ describe("replica worker fetching", () => {
           running--;
         }
       },
-      { connection, prefix: keys.queuePrefix, concurrency, autorun: false },
+      { connection, prefix: queueKeys.prefix, concurrency, autorun: false },
     );
     const internals = w as unknown as {
       moveToActive(...args: unknown[]): Promise<unknown>;
@@ -61,10 +62,10 @@ describe("replica worker fetching", () => {
     };
     if (tuned) {
       tuneIdleWorker(w, () => running === 0, {
-        marker: keys.queueKey(name, "marker"),
-        wait: keys.queueKey(name, "wait"),
-        prioritized: keys.queueKey(name, "prioritized"),
-        delayed: keys.queueKey(name, "delayed"),
+        marker: queueKeys.key(name, "marker"),
+        wait: queueKeys.key(name, "wait"),
+        prioritized: queueKeys.key(name, "prioritized"),
+        delayed: queueKeys.key(name, "delayed"),
       });
     }
     closers.push(async () => {
@@ -227,6 +228,6 @@ describe("replica worker fetching", () => {
     const job = await q.add("after-close", {});
     // Redis runs a fetch queued behind a blocking pop as soon as the pop returns, before this read.
     assert.equal(await q.getJobState(job.id!), "waiting");
-    assert.equal(await redis.exists(keys.queueKey("closed", `${job.id}:lock`)), 0);
+    assert.equal(await redis.exists(queueKeys.key("closed", `${job.id}:lock`)), 0);
   });
 });

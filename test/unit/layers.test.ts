@@ -105,4 +105,14 @@ describe("layers", () => {
     });
     assert.deepEqual([...new Set(violations)], [], `imports against the layers:\n${violations.join("\n")}`);
   });
+
+  it("only src/queue/ knows BullMQ: no other file imports it, by name or by a path into it", () => {
+    const outside = allImports().filter((i) => i.to === undefined && /^bullmq(\/|$)/.test(i.specifier) && !i.from.startsWith("queue/"));
+    assert.deepEqual(outside.map((i) => `${i.from} imports ${i.specifier}`), []);
+    const mentions = sourceFiles(SRC)
+      .filter((file) => !path.relative(SRC, file).startsWith(`queue${path.sep}`))
+      .filter((file) => /["'`]bullmq[/"'`]/.test(readFileSync(file, "utf8")))
+      .map((file) => path.relative(SRC, file));
+    assert.deepEqual(mentions, [], "a require() or path of BullMQ outside src/queue/");
+  });
 });

@@ -12,7 +12,7 @@ import { decisionOps } from "../../src/controller/decision-ops.js";
 import { backoffMs, reconcile, type Decisions, type ObservedState } from "../../src/controller/reconcile.js";
 import { minServing } from "../../src/controller/rollout-planner.js";
 import { Keys } from "../../src/shared/keys.js";
-import type { QueueDepth } from "../../src/shared/queue-ops.js";
+import type { QueueDepth } from "../../src/queue/queue-depths.js";
 import type { ControllerRecord, DeploymentRecord, DeploymentStatusRecord, HostInfo, ReplicaAssignment, ReplicaStatus } from "../../src/shared/records.js";
 import { describePending } from "../../src/shared/resources.js";
 import { parseDeploymentSpec, type DeploymentSpecInput } from "../../src/spec/deployment-spec.js";

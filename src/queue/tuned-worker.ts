@@ -1,77 +1,12 @@
 /**
- * BullMQ's Worker and Queue classes, loaded on their own. The package index
- * loads every class it has (flows, schedulers, cron parsing, relays), which
- * doubles the start-up of a replica or router process. The paths are BullMQ's
- * compiled CommonJS build; if a release moves them, the index is the fallback.
+ * A BullMQ worker tuned for a replica that is mostly idle: fewer Redis round
+ * trips between a request's arrival and its start. See tuneIdleWorker.
  */
-import { createRequire } from "node:module";
-import type { Job as JobClass, JobsOptions, Queue as QueueClass, Worker as WorkerClass } from "bullmq";
+import type { Logger } from "../shared/logger.js";
+import type { Worker } from "./bullmq.js";
+import { missingMembers, warnFallbackOnce } from "./internals-check.js";
 
-const require = createRequire(import.meta.url);
-
-function load<T>(file: string, name: string): T {
-  try {
-    return (require(`bullmq/dist/cjs/classes/${file}`) as Record<string, T>)[name] as T;
-  } catch {
-    return (require("bullmq") as Record<string, T>)[name] as T;
-  }
-}
-
-export const Worker = load<typeof WorkerClass>("worker.js", "Worker");
-export type Worker = WorkerClass;
-export const Queue = load<typeof QueueClass>("queue.js", "Queue");
-export type Queue = QueueClass;
-const Job = load<typeof JobClass>("job.js", "Job");
-
-/** What BullMQ's queue backend stores for a new job (the fields of `Job.asJSON` its add scripts read). */
-interface NewJobData {
-  name: string;
-  data: string;
-  opts: JobsOptions;
-  timestamp: number;
-}
-type NoParent = { parentKey?: undefined; parentDependenciesKey: string };
-interface AddBackend {
-  addJob(job: NewJobData, jobId: undefined, parentKeyOpts: NoParent): Promise<string>;
-  addJobs(entries: Array<{ job: NewJobData; jobId: undefined; parentKeyOpts: NoParent }>): Promise<string[]>;
-}
-
-/** Adds jobs of one name and fixed options to a queue; resolves with their ids. */
-export type JobAdder = (data: unknown[]) => Promise<string[]>;
-
-/**
- * A leaner `queue.add`/`addBulk` for jobs that all share one name and one set
- * of options (no parent, delay, priority or custom id): it hands BullMQ's
- * backend the stored form of each job directly, without building a Job
- * object per job (which also serialises an empty result, error and stack
- * trace each time). The options are normalised and validated once, by a Job
- * built the usual way, so the stored job is the one `queue.add` stores. If a
- * BullMQ release moves the backend's methods, it is `queue.add` again.
- */
-export function jobAdder(queue: QueueClass, name: string, options: JobsOptions): JobAdder {
-  const merged: JobsOptions = { ...queue.defaultJobOptions, ...options };
-  const backend = (queue as unknown as { backend?: Partial<AddBackend> }).backend;
-  const { addJob, addJobs } = backend ?? {};
-  const template = new Job(queue, name, {}, merged) as unknown as { opts: JobsOptions; asJSON(): unknown; validateOptions?(json: unknown): void };
-  template.validateOptions?.(template.asJSON());
-  const special = Boolean(merged.parent || merged.delay || merged.priority || merged.jobId || merged.deduplication);
-  if (!backend || typeof addJob !== "function" || typeof addJobs !== "function" || special) {
-    return async (data) => {
-      if (data.length === 1) return [(await queue.add(name, data[0], merged)).id as string];
-      return (await queue.addBulk(data.map((d) => ({ name, data: d, opts: merged })))).map((j) => j.id as string);
-    };
-  }
-  const opts = template.opts;
-  const stored = (d: unknown): NewJobData => ({ name, data: JSON.stringify(d === undefined ? {} : d), opts, timestamp: Date.now() });
-  const noParent: NoParent = { parentDependenciesKey: "" };
-  return async (data) => {
-    if (data.length === 1) return [String(await addJob.call(backend, stored(data[0]), undefined, noParent))];
-    const ids = await addJobs.call(backend, data.map((d) => ({ job: stored(d), jobId: undefined, parentKeyOpts: noParent })));
-    return ids.map(String);
-  };
-}
-
-/** Keys of a queue the idle tuning reads. */
+/** Keys of a queue the idle tuning reads (a DeploymentKeys has them). */
 export interface MarkerKeys {
   marker: string;
   wait: string;
@@ -85,7 +20,8 @@ export interface MarkerKeys {
  * removed and delayed jobs exist, the marker for the next one is set in its
  * place (as BullMQ's own scripts do), and the wait learns when that job is due.
  * KEYS[1] = marker, KEYS[2] = wait list, KEYS[3] = prioritized set,
- * KEYS[4] = delayed set.
+ * KEYS[4] = delayed set; no ARGV. Returns 1 when it removed the base marker,
+ * 0 otherwise.
  */
 const CLEAR_STALE_MARKER = `
 if redis.call("LLEN", KEYS[2]) > 0 or redis.call("ZCARD", KEYS[3]) > 0 then
@@ -159,6 +95,30 @@ function onBlockingConnection<T>(facade: object, blockingClient: Promise<RedisCl
   }
 }
 
+/**
+ * What the tuning calls or replaces on a BullMQ Worker. The first five are
+ * needed for any tuning; the last two for the fetch that rides with the wait
+ * (without them the wait is BullMQ's own).
+ */
+const TUNING_INTERNALS = {
+  _getNextJob: "function",
+  moveToActive: "function",
+  drained: "boolean",
+  "backend.waitForJob": "function",
+  "backend.moveToActive": "function",
+  "backend.blockingClient": "object",
+  "backend.queue": "object",
+} as const;
+
+/** The internals of `worker` the tuning relies on that it lacks (empty: all there). */
+export function missingTuningInternals(worker: object): string[] {
+  const missing = missingMembers(worker, TUNING_INTERNALS);
+  const facade = (worker as { backend?: { queue?: object } }).backend?.queue;
+  const client = facade ? Object.getOwnPropertyDescriptor(facade, "client") : undefined;
+  if (facade && !(client?.configurable && client.get)) missing.push("backend.queue.client (a configurable getter)");
+  return missing;
+}
+
 const hasJob = (data: NextJobData | undefined): data is NextJobData => Array.isArray(data) && data[0] !== undefined && data[0] !== null;
 
 /**
@@ -186,10 +146,13 @@ const hasJob = (data: NextJobData | undefined): data is NextJobData => Array.isA
  *   if the worker does not ask for it (a delayed job's marker), a job it took
  *   is handed to the worker all the same.
  *
- * The methods are internal to BullMQ: if a release renames them, the worker is
- * left as it is.
+ * The methods are internal to BullMQ (see TUNING_INTERNALS): if a release
+ * lacks one, the worker is left as plain BullMQ, which is logged once, loudly.
+ * Returns whether the worker was tuned.
  */
-export function tuneIdleWorker(worker: WorkerClass, isIdle: () => boolean, keys: MarkerKeys): void {
+export function tuneIdleWorker(worker: Worker, isIdle: () => boolean, keys: MarkerKeys, log?: Logger): boolean {
+  const missing = missingTuningInternals(worker);
+  warnFallbackOnce("the idle worker tuning", missing, log);
   const target = worker as unknown as WorkerInternals;
   const { backend } = target;
   const fetchNext = target._getNextJob;
@@ -204,7 +167,7 @@ export function tuneIdleWorker(worker: WorkerClass, isIdle: () => boolean, keys:
     typeof backendMoveToActive !== "function" ||
     typeof target.drained !== "boolean"
   ) {
-    return;
+    return false;
   }
   let skipNextFetch = false;
   /** The token of the fetch in progress: the one a fetch sent with its wait must lock the job with. */
@@ -261,4 +224,5 @@ export function tuneIdleWorker(worker: WorkerClass, isIdle: () => boolean, keys:
     });
     return waiting;
   };
+  return true;
 }

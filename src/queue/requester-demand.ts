@@ -7,11 +7,13 @@
  * Each requester keeps its own count and writes it every REPORT_MS into a hash
  * next to the deployment's queue (same hash tag): field = requester id,
  * value = `<count>:<Redis time in s>`. A count back at 0 deletes the field. A
- * field not refreshed for STALE_S (its requester died) is ignored, and deleted
- * by the next reader unless its requester wrote it again meanwhile.
+ * field not refreshed for STALE_S (its requester died) is ignored by readers,
+ * and deleted by the leader controller's sweep unless its requester wrote it
+ * again meanwhile. Reading never writes.
  */
 import type { Redis } from "ioredis";
-import type { Keys } from "./keys.js";
+import type { Keys } from "../shared/keys.js";
+import { QueueKeys } from "./queue-keys.js";
 
 /** How often a requester writes its counts. */
 export const REPORT_MS = 500;
@@ -20,11 +22,12 @@ export const STALE_S = 5;
 /** The whole hash goes when no requester has written for this long. */
 const HASH_TTL_MS = 60_000;
 
-export const requestersKey = (keys: Keys, deployment: string): string => keys.queueKey(deployment, "requesters");
+export const requestersKey = (keys: Keys, deployment: string): string => new QueueKeys(keys.namespace).of(deployment).requesters;
 
 /**
  * Lua: KEYS[1] = requesters hash; ARGV[1] = requester id; ARGV[2] = count; ARGV[3] = hash TTL in ms.
  * Stamps the count with Redis's clock, so requesters and readers on other machines need not agree on time.
+ * Returns 1 when it wrote the count, or the number of fields deleted (0 or 1) for a count of 0.
  */
 const REPORT = `
 if ARGV[2] == "0" then return redis.call("HDEL", KEYS[1], ARGV[1]) end
@@ -48,7 +51,8 @@ export function sumRequested(hash: Record<string, string> | null | undefined, no
 /**
  * Lua: KEYS[1] = requesters hash; ARGV = field, value, field, value, ...
  * Deletes each field that still holds the value read, so that a requester
- * that wrote again since (it was only slow) keeps its count.
+ * that wrote again since (it was only slow) keeps its count. Returns the
+ * number of fields deleted.
  */
 const DELETE_STALE = `
 local n = 0
@@ -62,6 +66,24 @@ return n
 export async function deleteStale(redis: Redis, keys: Keys, deployment: string, stale: ReadonlyArray<readonly [string, string]>): Promise<number> {
   if (stale.length === 0) return 0;
   return Number(await redis.eval(DELETE_STALE, 1, requestersKey(keys, deployment), ...stale.flat()));
+}
+
+/**
+ * Deletes the counts of dead requesters of `deployments`: reads them all in
+ * one round trip and, only where some are stale, deletes those in a second.
+ * The leader controller runs it each tick. Resolves with how many went.
+ */
+export async function sweepStaleRequesters(redis: Redis, keys: Keys, deployments: readonly string[]): Promise<number> {
+  const read = await Promise.all(deployments.map((name) => redis.pipeline().hgetall(requestersKey(keys, name)).time().exec()));
+  const deleted = await Promise.all(
+    deployments.map((name, i) => {
+      const time = read[i]?.[1]?.[1] as Array<string | number> | undefined;
+      if (!time) return 0;
+      const { stale } = sumRequested(read[i]?.[0]?.[1] as Record<string, string> | undefined, Number(time[0]));
+      return deleteStale(redis, keys, name, stale);
+    }),
+  );
+  return deleted.reduce((a, b) => a + b, 0);
 }
 
 /** One requester's counts, kept in memory per request and written to Redis every REPORT_MS. */

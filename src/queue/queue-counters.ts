@@ -6,13 +6,14 @@
  * together for a fast deployment.
  */
 import type { Redis } from "ioredis";
-import type { Keys } from "./keys.js";
+import { QueueKeys } from "./queue-keys.js";
 
 /** Deployment → jobs ever added to its queue (0 for a queue that has none yet). */
-export async function jobsAdded(redis: Redis, keys: Keys, deployments: readonly string[]): Promise<Record<string, number>> {
+export async function jobsAdded(redis: Redis, namespace: string, deployments: readonly string[]): Promise<Record<string, number>> {
   if (deployments.length === 0) return {};
+  const queues = new QueueKeys(namespace);
   // One command per key: each deployment's keys have their own hash tag (Redis Cluster slots).
-  const values = await Promise.all(deployments.map((name) => redis.get(keys.queueKey(name, "id"))));
+  const values = await Promise.all(deployments.map((name) => redis.get(queues.of(name).id)));
   const out: Record<string, number> = {};
   deployments.forEach((name, i) => {
     out[name] = Number(values[i] ?? 0) || 0;

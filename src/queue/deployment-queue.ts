@@ -1,0 +1,87 @@
+/**
+ * One deployment's queue as requesters and the leader's janitor use it: add
+ * requests (one job each, or batch jobs), withdraw one nobody took, count what
+ * waits, and list, remove or drop the jobs no replica will answer.
+ */
+import type { Redis } from "ioredis";
+import type { BatchJob, RequestJob } from "../shared/protocol.js";
+import { Queue, type Job, type JobsOptions } from "./bullmq.js";
+import { jobAdder, type JobAdder } from "./job-adder.js";
+import { QueueKeys, type DeploymentKeys } from "./queue-keys.js";
+
+/** Job options every request gets: no completed job kept; failed ones kept until the controller answers them. */
+export const REQUEST_JOB_OPTIONS = { removeOnComplete: true, removeOnFail: false } as const satisfies JobsOptions;
+
+/** A job as the janitor sees it: its data as stored (not validated), and why it failed, if it did. */
+export interface StoredJob {
+  id: string;
+  data: unknown;
+  failedReason?: string;
+}
+
+const stored = (job: Job): StoredJob => ({ id: String(job.id), data: job.data as unknown, ...(job.failedReason ? { failedReason: job.failedReason } : {}) });
+
+export class DeploymentQueue {
+  private readonly queue: Queue;
+  private readonly connection: Redis;
+  private readonly keys: DeploymentKeys;
+  private readonly requests: JobAdder;
+  private readonly batches: JobAdder;
+
+  /** `connection` is shared, not owned: close() leaves it open. */
+  constructor(connection: Redis, namespace: string, deployment: string) {
+    this.connection = connection;
+    const queueKeys = new QueueKeys(namespace);
+    this.keys = queueKeys.of(deployment);
+    this.queue = new Queue(queueKeys.name(deployment), { connection, prefix: queueKeys.prefix });
+    // Command errors reach the caller of each method; the queue's own error events have no one to tell.
+    this.queue.on("error", () => undefined);
+    this.requests = jobAdder(this.queue, "request", REQUEST_JOB_OPTIONS);
+    this.batches = jobAdder(this.queue, "batch", REQUEST_JOB_OPTIONS);
+  }
+
+  /** Adds one job per request, in one round trip; resolves with their ids in order. */
+  addRequests(jobs: readonly RequestJob[]): Promise<string[]> {
+    return this.requests([...jobs]);
+  }
+
+  /** Adds batch jobs, in one round trip; resolves with their ids in order. */
+  addBatches(jobs: readonly BatchJob[]): Promise<string[]> {
+    return this.batches([...jobs]);
+  }
+
+  /** Jobs waiting to be taken (prioritized and delayed ones aside: requests have neither). */
+  async waiting(): Promise<number> {
+    return this.connection.llen(this.keys.wait);
+  }
+
+  /**
+   * Removes a job no replica holds (a request withdrawn, a failed job
+   * answered), wherever it waits, with everything BullMQ keeps of it: its
+   * hash, logs, and place in the wait list. A job a replica holds (locked)
+   * stays. One round trip; resolves with whether it was removed.
+   */
+  async remove(jobId: string): Promise<boolean> {
+    return (await this.queue.remove(jobId, { removeChildren: false })) === 1;
+  }
+
+  /** Jobs that failed for good (their replica died more than maxRetries times), oldest first, at most `limit`. */
+  async failed(limit: number): Promise<StoredJob[]> {
+    return (await this.queue.getFailed(0, limit - 1)).map(stored);
+  }
+
+  /** Every job not yet answered by a replica: waiting, delayed, prioritized or failed. */
+  async unanswered(): Promise<StoredJob[]> {
+    return (await this.queue.getJobs(["wait", "prioritized", "delayed", "failed"], 0, -1)).map(stored);
+  }
+
+  /** Deletes the queue's every key, jobs in progress included. */
+  async obliterate(): Promise<void> {
+    await this.queue.obliterate({ force: true });
+  }
+
+  /** Stops taking jobs' events; the shared connection stays open. */
+  async close(): Promise<void> {
+    await this.queue.close();
+  }
+}

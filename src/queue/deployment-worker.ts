@@ -1,0 +1,88 @@
+/**
+ * A replica's consumer of its deployment's queue: a BullMQ worker with the
+ * replica's options and the idle tuning, handing each job's data to the
+ * replica and storing what it returns as the job's return value.
+ */
+import type { Redis } from "ioredis";
+import type { Logger } from "../shared/logger.js";
+import { Worker, type WorkerOptions } from "./bullmq.js";
+import { QueueKeys } from "./queue-keys.js";
+import { tuneIdleWorker } from "./tuned-worker.js";
+
+/** What the worker may change while it runs. */
+export interface WorkerSettings {
+  /** Jobs run at once. */
+  concurrency: number;
+  /** Times a job whose replica died is run again before it fails. */
+  maxRetries: number;
+}
+
+export interface DeploymentWorkerOptions extends WorkerSettings {
+  /** Used by the worker only (BullMQ adds a blocking connection of its own). */
+  connection: Redis;
+  namespace: string;
+  deployment: string;
+  /** Runs one job: its data as stored (validate it), and a signal that fires when the worker is force-closed. */
+  process(data: unknown, signal: AbortSignal | undefined): Promise<unknown>;
+  /** True while the replica runs nothing: the idle tuning starts a job it has at once. */
+  isIdle(): boolean;
+  log: Logger;
+}
+
+/**
+ * Locks last 15 s (renewed every 7.5 s), so a job whose replica vanished
+ * without its host noticing is retried after at most ~17 s; when the host does
+ * notice (the usual case), it releases the locks at once and the stalled check,
+ * which runs every second across the queue, requeues the job. A crash counts
+ * against maxRetries.
+ */
+export function workerOptions(settings: WorkerSettings): Omit<WorkerOptions, "connection"> {
+  return {
+    concurrency: settings.concurrency,
+    lockDuration: 15_000,
+    stalledInterval: 1_000,
+    maxStalledCount: settings.maxRetries,
+    removeOnComplete: { count: 0 },
+    // After a Redis outage, take jobs again within a second of Redis answering (BullMQ's default waits 15 s).
+    runRetryDelay: 1_000,
+    autorun: true,
+  };
+}
+
+export class DeploymentWorker {
+  private readonly worker: Worker;
+
+  constructor(options: DeploymentWorkerOptions) {
+    const keys = new QueueKeys(options.namespace);
+    this.worker = new Worker(keys.name(options.deployment), (job, _token, signal) => options.process(job.data, signal), {
+      ...workerOptions(options),
+      connection: options.connection,
+      prefix: keys.prefix,
+    });
+    tuneIdleWorker(this.worker, options.isIdle, keys.of(options.deployment), options.log);
+  }
+
+  /** BullMQ's worker id: the job locks it holds start with it (see releaseWorkerLocks). */
+  get id(): string {
+    return this.worker.id;
+  }
+
+  /** Resolves once both of the worker's connections are ready. */
+  async ready(): Promise<void> {
+    await this.worker.waitUntilReady();
+  }
+
+  onError(listener: (err: Error) => void): void {
+    this.worker.on("error", listener);
+  }
+
+  apply(settings: WorkerSettings): void {
+    this.worker.concurrency = settings.concurrency;
+    this.worker.opts.maxStalledCount = settings.maxRetries;
+  }
+
+  /** Takes no new jobs; resolves once the running ones have finished, or at once with `force` (their locks lapse). */
+  close(force = false): Promise<void> {
+    return this.worker.close(force);
+  }
+}
