@@ -5,9 +5,9 @@
  * when HEALTHY, `failed` when UNHEALTHY), and, with rollbackOnFailure, judges
  * when the rollout failed and rolls it back (auto-rollback.ts).
  *
- * The revisions are read only for the deployments that need them, named by
- * `revisionsToRead` from the previous tick's records: the stage sees them one
- * tick after it asked. Every write is a compare-and-set on what was read.
+ * The revisions are read only for the deployments that may need them, named
+ * by `revisionsToRead` from the rollout records. Every write is a
+ * compare-and-set on what was read.
  */
 import { canonicalJson } from "../client/deployment-store.js";
 import { settledOutcome, type OutcomeChange, type RevisionSource, type RevisionState } from "../client/revision-policy.js";
@@ -47,11 +47,17 @@ function needsRollback(r: RolloutRecord): boolean {
   return r.failure !== undefined && r.noRollback === undefined && r.done === undefined;
 }
 
-/** The deployments whose revisions the next tick needs: an outcome to settle, or a failed rollout to roll back. */
+/**
+ * The deployments whose revisions a tick needs: those rolling out (a new
+ * generation, or one not yet HEALTHY), and those with an outcome still to
+ * settle or a failed rollout to roll back. A rolled out, settled deployment
+ * costs no read.
+ */
 export function revisionsToRead(deployments: ReadonlyMap<string, DeploymentRecord>, rollouts: ReadonlyMap<string, RolloutRecord>): string[] {
   const names: string[] = [];
-  for (const [name, r] of rollouts) {
-    if (deployments.get(name)?.generation === r.generation && (needsSettling(r) || needsRollback(r))) names.push(name);
+  for (const [name, record] of deployments) {
+    const r = rollouts.get(name);
+    if (r?.generation !== record.generation || r.done === undefined || needsSettling(r) || needsRollback(r)) names.push(name);
   }
   return names;
 }
@@ -85,7 +91,7 @@ export function watchRollout(input: WatchInput): WatchResult {
   const result: WatchResult = { rollout: next, changed: false, writes: [], events: [] };
   if (next.done === undefined) judge(next, input, result);
   const hash = input.revisions?.views.get(record.spec.name);
-  if (prev && hash) actOnRevisions(prev, next, hash, input, result);
+  if (hash) actOnRevisions(next, hash, input, result);
   result.changed = canonicalJson(next) !== canonicalJson(input.previous ?? null);
   return result;
 }
@@ -110,33 +116,34 @@ function judge(next: RolloutRecord, input: WatchInput, result: WatchResult): voi
   result.events.push({ deployment: input.record.spec.name, level: "warn", message: `rollout of generation ${input.record.generation} failed: ${failure}` });
 }
 
-/** With the revisions read for `prev`: rolls back a failed rollout, or settles the revision's outcome. */
-function actOnRevisions(prev: RolloutRecord, next: RolloutRecord, hash: Readonly<Record<string, string>>, input: WatchInput, result: WatchResult): void {
+/** With the revisions read: rolls back a failed rollout, or settles the revision's outcome from the health. */
+function actOnRevisions(next: RolloutRecord, hash: Readonly<Record<string, string>>, input: WatchInput, result: WatchResult): void {
   const { record, now } = input;
   const name = record.spec.name;
   let forced: OutcomeChange | undefined;
-  if (needsRollback(prev) && next.done === undefined && prev.failure !== undefined) {
-    const plan = planAutoRollback(record, hash, prev.failure, now, input.revisions?.source ?? { host: "unknown", user: "controller" });
+  if (needsRollback(next) && next.failure !== undefined) {
+    const plan = planAutoRollback(record, hash, next.failure, now, input.revisions?.source ?? { host: "unknown", user: "controller" });
     if ("write" in plan) {
       result.writes.push(plan.write);
-      result.events.push({ deployment: name, level: "warn", message: `rolling back to revision ${plan.write.record.rolledBack?.to}: ${prev.failure}` });
+      result.events.push({ deployment: name, level: "warn", message: `rolling back to revision ${plan.write.record.rolledBack?.to}: ${next.failure}` });
       return;
     }
     next.noRollback = plan.none;
-    result.events.push({ deployment: name, level: "warn", message: `rollout failed (${prev.failure}); not rolled back: ${plan.none}` });
-    forced = { outcome: "failed", error: prev.failure };
+    result.events.push({ deployment: name, level: "warn", message: `rollout failed (${next.failure}); not rolled back: ${plan.none}` });
+    forced = { outcome: "failed", error: next.failure };
   }
-  if (!needsSettling(prev) && !forced) return;
-  if (needsSettling(prev)) next.settled = prev.health;
-  const write = outcomeWrite(record, prev, hash, forced, input.backoff.lastError ?? "replica failed", now);
+  const settling = needsSettling(next);
+  if (!settling && !forced) return;
+  if (settling) next.settled = next.health;
+  const write = outcomeWrite(record, next, hash, forced, input.backoff.lastError ?? "replica failed", now);
   if (write) result.writes.push(write);
 }
 
 /** The change to the latest revision's outcome, if it is of this generation and has one to make. */
-function outcomeWrite(record: DeploymentRecord, prev: RolloutRecord, hash: Readonly<Record<string, string>>, forced: OutcomeChange | undefined, error: string, now: number): OutcomeWrite | undefined {
+function outcomeWrite(record: DeploymentRecord, rollout: RolloutRecord, hash: Readonly<Record<string, string>>, forced: OutcomeChange | undefined, error: string, now: number): OutcomeWrite | undefined {
   const latest = parseRevisions({ ...hash }).at(-1);
   if (!latest || latest.generation !== record.generation) return undefined;
-  const change = forced && latest.outcome === "rolling out" ? forced : settledOutcome({ generation: record.generation, status: prev.health, message: error, lastError: error }, latest);
+  const change = forced && latest.outcome === "rolling out" ? forced : settledOutcome({ generation: record.generation, status: rollout.health, message: error, lastError: error }, latest);
   if (!change) return undefined;
   const from = hash[`o:${latest.revision}`] as string;
   const state: RevisionState = change.outcome === "rolled out" ? { outcome: "rolled out", at: now, rolledOutAt: now } : { outcome: "failed", at: now, error: (change.error ?? error).slice(0, 2000) };

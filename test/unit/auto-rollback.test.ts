@@ -172,18 +172,20 @@ describe("stage: watch the rollout", () => {
     assert.deepEqual(done.rollout, { generation: 3, since: NOW, health: "HEALTHY", done: true });
   });
 
-  it("asks for the revisions only when an outcome is to settle or a failed rollout to roll back", () => {
-    const deployments = new Map([["web", record(3, "v3")], ["api", record(1, "a1")], ["old", record(7, "o7")]]);
+  it("reads the revisions only while a rollout runs or has an outcome to settle or a rollback to make", () => {
+    const deployments = new Map([["web", record(3, "v3")], ["api", record(1, "a1")], ["new", record(7, "n7")], ["busy", record(2, "b2")]]);
     const rollouts = new Map<string, RolloutRecord>([
       ["web", { generation: 3, since: 0, health: "HEALTHY", done: true }],
       ["api", { generation: 1, since: 0, health: "HEALTHY", done: true, settled: "HEALTHY" }],
-      ["old", { generation: 6, since: 0, health: "UNHEALTHY" }],
+      ["new", { generation: 6, since: 0, health: "HEALTHY", done: true, settled: "HEALTHY" }],
+      ["busy", { generation: 2, since: 0, health: "UPDATING" }],
+      ["gone", { generation: 1, since: 0, health: "UPDATING" }],
     ]);
-    assert.deepEqual(revisionsToRead(deployments, rollouts), ["web"]);
-    rollouts.set("api", { generation: 1, since: 0, health: "UPDATING", failure: "boom" });
-    assert.deepEqual(revisionsToRead(deployments, rollouts), ["web", "api"]);
-    rollouts.set("api", { generation: 1, since: 0, health: "UPDATING", failure: "boom", noRollback: "none" });
-    assert.deepEqual(revisionsToRead(deployments, rollouts), ["web"]);
+    assert.deepEqual(revisionsToRead(deployments, rollouts), ["web", "new", "busy"]);
+    rollouts.set("api", { generation: 1, since: 0, health: "UPDATING", done: true, settled: "HEALTHY" });
+    assert.deepEqual(revisionsToRead(deployments, rollouts), ["web", "new", "busy"], "rolled out and settled: autoscaling later costs no read");
+    rollouts.set("api", { generation: 1, since: 0, health: "UNHEALTHY", done: true, settled: "HEALTHY" });
+    assert.deepEqual(revisionsToRead(deployments, rollouts), ["web", "api", "new", "busy"], "a health to settle");
   });
 
   it("settles the revision of its generation from the health it saw, once", () => {
@@ -193,7 +195,7 @@ describe("stage: watch the rollout", () => {
     assert.deepEqual(w.writes, [{ kind: "outcome", deployment: "web", revision: 3, from: hash["o:3"], state: { outcome: "rolled out", at: NOW, rolledOutAt: NOW } }]);
     assert.equal(w.rollout.settled, "HEALTHY");
 
-    const failing = watchRollout(input({ previous: { generation: 3, since: 0, health: "UNHEALTHY" }, health: "UNHEALTHY", backoff: { failures: 1, retryAt: 0, lastError: "boom" }, revisions: { views: new Map([["web", hash]]), source: SOURCE } }));
+    const failing = watchRollout(input({ previous: { generation: 3, since: NOW - 1000, health: "UNHEALTHY" }, health: "UNHEALTHY", backoff: { failures: 1, retryAt: 0, lastError: "boom" }, revisions: { views: new Map([["web", hash]]), source: SOURCE } }));
     assert.deepEqual(failing.writes.map((x) => x.kind === "outcome" && x.state), [{ outcome: "failed", at: NOW, error: "boom" }]);
     const older = watchRollout(input({ record: record(4, "v4"), previous: { generation: 4, since: 0, health: "HEALTHY", done: true }, health: "HEALTHY", revisions: { views: new Map([["web", hash]]), source: SOURCE } }));
     assert.deepEqual(older.writes, [], "the latest revision is of another generation: nothing to settle");
@@ -211,6 +213,8 @@ describe("stage: watch the rollout", () => {
     const hash = hashOf([["v1", rolledOut], ["v2", rolledOut], ["v3", rolling]]);
     const back = watchRollout(input({ previous: judged.rollout, health: "UNHEALTHY", backoff: failing, revisions: { views: new Map([["web", hash]]), source: SOURCE } }));
     assert.deepEqual(back.writes.map((x) => x.kind), ["rollback"]);
+    const atOnce = watchRollout(input({ previous: { generation: 3, since: NOW - 9000, health: "UNHEALTHY" }, health: "UNHEALTHY", backoff: failing, revisions: { views: new Map([["web", hash]]), source: SOURCE } }));
+    assert.deepEqual(atOnce.writes.map((x) => x.kind), ["rollback"], "judged and rolled back in the same tick when the revisions are at hand");
 
     const recovered = watchRollout(input({ previous: judged.rollout, health: "HEALTHY", progress: { updated: 2, target: 2 }, revisions: { views: new Map([["web", hash]]), source: SOURCE } }));
     assert.deepEqual(recovered.writes.map((x) => x.kind), ["outcome"], "HEALTHY just now: settled, not rolled back");
