@@ -156,12 +156,18 @@ export async function waitForRollout(
 ): Promise<void> {
   const deadline = Date.now() + options.timeoutMs;
   let lastSeen: RolloutProgress[] = [];
+  const rollsBack = new Map<string, boolean>();
   for (;;) {
     const raw = await redis.hmget(keys.deploymentStatus, ...targets.map((t) => t.name));
     lastSeen = targets.map((t, i) => ({ name: t.name, generation: t.generation, status: raw[i] ? (JSON.parse(raw[i] as string) as DeploymentStatusRecord) : undefined }));
     options.onProgress?.(lastSeen);
     const current = (p: RolloutProgress): boolean => p.status !== undefined && p.status.generation >= p.generation;
-    const failed = lastSeen.find((p) => current(p) && p.status?.status === "UNHEALTHY");
+    const undone = lastSeen.find((p) => p.status?.rolledBack !== undefined && p.status.generation > p.generation && p.status.rolledBack.failedGeneration >= p.generation);
+    if (undone?.status?.rolledBack) {
+      const { to, failedRevision, error } = undone.status.rolledBack;
+      throw new FlotillaError("ROLLOUT_FAILED", `rollout of '${undone.name}' failed and was rolled back to revision ${to}: revision ${failedRevision} failed: ${error}`, { details: { deployment: undone.name, status: undone.status } });
+    }
+    const failed = await firstFailed(redis, keys, lastSeen.filter((p) => current(p) && p.status?.status === "UNHEALTHY"), rollsBack);
     const revisionOf = (p: RolloutProgress): number | undefined => targets.find((t) => t.name === p.name && t.generation === p.generation)?.revision;
     if (failed?.status) {
       const revision = revisionOf(failed);
@@ -182,4 +188,22 @@ export async function waitForRollout(
     }
     await new Promise((r) => setTimeout(r, options.pollMs ?? 200));
   }
+}
+
+/**
+ * The first UNHEALTHY rollout that has failed for good. One whose deployment
+ * has rollbackOnFailure is still deciding (the controller retries it, then
+ * rolls it back) unless its status says it will not be rolled back.
+ * `rollsBack` caches, per deployment, whether its record has rollbackOnFailure.
+ */
+async function firstFailed(redis: Redis, keys: Keys, unhealthy: readonly RolloutProgress[], rollsBack: Map<string, boolean>): Promise<RolloutProgress | undefined> {
+  for (const p of unhealthy) {
+    if (p.status?.rolloutFailed !== undefined) return p;
+    if (!rollsBack.has(p.name)) {
+      const record = await getDeployment(redis, keys, p.name);
+      rollsBack.set(p.name, record?.generation === p.generation && record.spec.rollbackOnFailure === true);
+    }
+    if (rollsBack.get(p.name) !== true) return p;
+  }
+  return undefined;
 }

@@ -21,7 +21,8 @@ import { decisionOps } from "./decision-ops.js";
 import { LeaderLease } from "./leader-lease.js";
 import { PackageGarbageCollector } from "./package-gc.js";
 import { QueueJanitor } from "./queue-janitor.js";
-import { reconcile } from "./reconcile.js";
+import { reconcile, type Decisions } from "./reconcile.js";
+import { applyRevisionWrites, readRolloutInputs } from "./revision-io.js";
 
 export class Controller {
   private readonly keys: Keys;
@@ -105,8 +106,10 @@ export class Controller {
   private async reconcileOnce(): Promise<void> {
     const snapshot = await readClusterState(this.redis, this.keys);
     const autoscaler = new Map([...snapshot.autoscaler].map(([name, raw]) => [name, restoreAutoscalerState(raw)]));
-    const state = { ...snapshot, autoscaler };
+    const rollouts = await readRolloutInputs(this.redis, this.keys, snapshot.deployments, { host: os.hostname(), user: `controller:${this.id}` });
+    const state = { ...snapshot, autoscaler, ...rollouts };
     const decisions = reconcile(state, (deployment) => `${deployment}-${uuidv4().slice(0, 8)}`);
+    if (!(await this.applyRevisions(decisions))) return;
     if (!(await this.lease.fencedApply(decisionOps(decisions, this.keys)))) {
       this.leader = false;
       this.log.warn("lost the leader lease before applying; nothing written");
@@ -124,6 +127,27 @@ export class Controller {
     if (decisions.upsert.length > 0 || decisions.remove.length > 0) {
       await this.redis.publish(this.keys.changes, "replicas");
     }
+  }
+
+  /**
+   * Writes revision outcomes and automatic rollbacks before the tick's other
+   * decisions (so the rollout records saying they are done never run ahead of
+   * them). False when the rest of the tick must not be applied: the lease is
+   * lost, or a rollback replaced a record the tick decided about (the next
+   * tick, at once, decides from the new one).
+   */
+  private async applyRevisions(decisions: Decisions): Promise<boolean> {
+    if (decisions.revisionWrites.length === 0) return true;
+    const result = await applyRevisionWrites(this.lease, this.redis, this.keys, decisions.revisionWrites);
+    if (result === "done") return true;
+    if (result === "not-leader") {
+      this.leader = false;
+      this.log.warn("lost the leader lease before applying; nothing written");
+      return false;
+    }
+    for (const e of decisions.events) this.log[e.level]({ deployment: e.deployment }, e.message);
+    this.ticker.nudge();
+    return false;
   }
 
   async stop(): Promise<void> {

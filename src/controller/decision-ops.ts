@@ -4,7 +4,8 @@
  * simulation applies them to its in-memory copy of the same hashes.
  */
 import type { Keys } from "../shared/keys.js";
-import type { RedisOp } from "./leader-lease.js";
+import type { RedisGuard, RedisOp } from "./leader-lease.js";
+import type { RevisionWrite } from "./reconcile-revisions.js";
 import type { Decisions } from "./reconcile-types.js";
 
 /** HSET of each entry as JSON, when there is any. */
@@ -25,9 +26,33 @@ export function decisionOps(d: Decisions, keys: Keys): RedisOp[] {
     ...hsetJson(keys.deploymentStatus, d.statuses.map((s) => [s.name, s] as const)),
     ...hsetJson(keys.controllerRecords, d.memory),
     ...hsetJson(keys.autoscaler, d.autoscaler),
+    ...hsetJson(keys.rollouts, [...d.rollouts].filter(([, r]) => r !== null)),
     ...hdel(keys.deploymentStatus, d.forget),
     ...hdel(keys.controllerRecords, d.forget),
     ...hdel(keys.autoscaler, d.forget),
+    ...hdel(keys.rollouts, [...d.rollouts].filter(([, r]) => r === null).map(([name]) => name)),
     ...hdel(keys.hosts, d.forgetHosts),
   ];
+}
+
+/**
+ * One revision write as a guarded fenced apply: an outcome changes only if
+ * the revision's state is still the one read; an automatic rollback writes
+ * the deployment record and its revisions together, only if no revision was
+ * added since they were read (no deploy, rollback or delete came between).
+ */
+export function revisionWriteOps(w: RevisionWrite, keys: Keys): { guards: RedisGuard[]; ops: RedisOp[] } {
+  const key = keys.revisions(w.deployment);
+  if (w.kind === "outcome") {
+    return { guards: [[key, `o:${w.revision}`, w.from]], ops: [["HSET", key, `o:${w.revision}`, JSON.stringify(w.state)]] };
+  }
+  const n = w.next + 1;
+  return {
+    guards: [[key, "next", String(w.next)]],
+    ops: [
+      ["HSET", keys.deployments, w.deployment, JSON.stringify(w.record)],
+      ["HSET", key, "next", String(n), `r:${n}`, JSON.stringify(w.revision), `o:${n}`, JSON.stringify(w.state), `o:${w.failed.revision}`, JSON.stringify(w.failed.state)],
+      ...hdel(key, w.drop),
+    ],
+  };
 }

@@ -28,13 +28,22 @@ return 0
 `;
 
 /**
- * KEYS[1] lease, KEYS[2..n] every key the ops touch; ARGV[1] my id, ARGV[2] the
- * ops as JSON `[[command, key, args...], ...]`. Runs the ops only while I hold
- * the lease. Returns 1 when applied, 0 when not the leader.
+ * KEYS[1] lease, KEYS[2..n] every key the ops and guards touch; ARGV[1] my id,
+ * ARGV[2] the ops as JSON `[[command, key, args...], ...]`, ARGV[3] (optional)
+ * guards as JSON `[[key, field, value], ...]`. Runs the ops only while I hold
+ * the lease and every guarded hash field holds its value. Returns 1 when
+ * applied, 0 when not the leader, 2 when a guard did not hold.
  */
 const FENCED_APPLY = `
 if redis.call("GET", KEYS[1]) ~= ARGV[1] then
   return 0
+end
+if ARGV[3] then
+  for _, guard in ipairs(cjson.decode(ARGV[3])) do
+    if redis.call("HGET", guard[1], guard[2]) ~= guard[3] then
+      return 2
+    end
+  end
 end
 local ops = cjson.decode(ARGV[2])
 for _, op in ipairs(ops) do
@@ -44,6 +53,12 @@ return 1
 `;
 
 export type RedisOp = [command: string, key: string, ...args: string[]];
+
+/** A condition for a fenced write: the hash field at `key` holds exactly `value`. */
+export type RedisGuard = [key: string, field: string, value: string];
+
+/** What a guarded fenced apply did: wrote, or not because another holds the lease, or not because a guard failed. */
+export type GuardedApply = "applied" | "not-leader" | "stale";
 
 export class LeaderLease {
   constructor(
@@ -71,5 +86,15 @@ export class LeaderLease {
     if (ops.length === 0) return true;
     const keys = [this.key, ...new Set(ops.map((op) => op[1]))];
     return Number(await this.redis.eval(FENCED_APPLY, keys.length, ...keys, this.holderId, JSON.stringify(ops))) === 1;
+  }
+
+  /**
+   * Applies ops atomically if this process still holds the lease and every
+   * guard holds (a compare-and-set: nothing was changed since it was read).
+   */
+  async fencedApplyIf(guards: readonly RedisGuard[], ops: readonly RedisOp[]): Promise<GuardedApply> {
+    const keys = [this.key, ...new Set([...ops.map((op) => op[1]), ...guards.map((g) => g[0])])];
+    const result = Number(await this.redis.eval(FENCED_APPLY, keys.length, ...keys, this.holderId, JSON.stringify(ops), JSON.stringify(guards)));
+    return result === 1 ? "applied" : result === 2 ? "stale" : "not-leader";
   }
 }

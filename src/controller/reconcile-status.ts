@@ -3,8 +3,9 @@
  * the status record users read. The status message is written here and only
  * here, from the health, the counts and the pending replicas' reasons.
  */
-import type { DeploymentStatusRecord, PendingReason } from "../shared/records.js";
+import type { AutoRollbackNote, DeploymentStatusRecord, PendingReason } from "../shared/records.js";
 import { describePending } from "../shared/resources.js";
+import { rollbackMessage } from "./auto-rollback.js";
 import type { Backoff } from "./reconcile-scaling.js";
 import type { Progress } from "./reconcile-rollout.js";
 
@@ -22,6 +23,10 @@ export interface StatusDraft {
   generation: number;
   backoff: Backoff;
   autoscaling?: DeploymentStatusRecord["autoscaling"];
+  /** The automatic rollback that wrote this generation. */
+  rolledBack?: AutoRollbackNote;
+  /** Why this generation's rollout failed and why it is not rolled back. */
+  rolloutFailed?: { failure: string; reason: string };
   now: number;
 }
 
@@ -60,7 +65,7 @@ export function statusRecord(draft: StatusDraft, pending: readonly PendingReason
   const status: DeploymentStatusRecord = {
     name: draft.name,
     status: draft.health.status,
-    message: statusMessage(draft.health, counts, pending),
+    message: withRolloutNotes(statusMessage(draft.health, counts, pending), draft),
     targetReplicas: counts.target,
     runningReplicas: counts.running,
     updatedReplicas: counts.updated,
@@ -73,7 +78,15 @@ export function statusRecord(draft: StatusDraft, pending: readonly PendingReason
   if (backoff.lastError) status.lastError = backoff.lastError;
   if (pending.length > 0) status.pendingReasons = uniqueTexts(pending);
   if (draft.autoscaling) status.autoscaling = draft.autoscaling;
+  if (draft.rolledBack) status.rolledBack = draft.rolledBack;
+  if (draft.rolloutFailed) status.rolloutFailed = `${draft.rolloutFailed.failure}; not rolled back: ${draft.rolloutFailed.reason}`;
   return status;
+}
+
+/** The message with what an automatic rollback did first, or why a failed rollout was not rolled back last. */
+function withRolloutNotes(message: string, draft: StatusDraft): string {
+  const failed = draft.rolloutFailed ? `${message}; rollout failed, not rolled back: ${draft.rolloutFailed.reason}` : message;
+  return draft.rolledBack ? `${rollbackMessage(draft.rolledBack)}; ${failed}` : failed;
 }
 
 function uniqueTexts(pending: readonly PendingReason[]): string[] {

@@ -5,7 +5,8 @@
  */
 import type { AutoscalerState } from "../autoscaler/policy.js";
 import type { QueueDepth } from "../queue/queue-depths.js";
-import type { ControllerRecord, DeploymentRecord, DeploymentStatusRecord, HostInfo, ReplicaAssignment, ReplicaStatus } from "../shared/records.js";
+import type { ControllerRecord, DeploymentRecord, DeploymentStatusRecord, HostInfo, ReplicaAssignment, ReplicaStatus, RolloutRecord } from "../shared/records.js";
+import type { RevisionInputs, RevisionWrite } from "./reconcile-revisions.js";
 
 export type ObservedHost = HostInfo & { alive: boolean };
 
@@ -19,6 +20,10 @@ export interface ObservedState {
   replicaStatus: ReadonlyMap<string, ReplicaStatus>;
   queues: ReadonlyMap<string, QueueDepth>;
   autoscaler: ReadonlyMap<string, AutoscalerState>;
+  /** The leader's record of each deployment's latest rollout. @default none remembered */
+  rollouts?: ReadonlyMap<string, RolloutRecord>;
+  /** The revisions of the deployments that need them this tick. @default none read */
+  revisions?: RevisionInputs;
 }
 
 export interface ReconcileEvent {
@@ -42,9 +47,13 @@ export interface Decisions {
   /** Hosts dead for long enough to be dropped from the host list. */
   forgetHosts: string[];
   autoscaler: Map<string, AutoscalerState>;
+  /** Rollout records that changed; null: a forgotten deployment's record goes. */
+  rollouts: Map<string, RolloutRecord | null>;
+  /** Revision outcomes and automatic rollbacks: each written on its own, only if what it read is unchanged. */
+  revisionWrites: RevisionWrite[];
   events: ReconcileEvent[];
 }
 
 export function noDecisions(): Decisions {
-  return { upsert: [], remove: [], releaseLocks: [], statuses: [], memory: new Map(), forget: [], forgetHosts: [], autoscaler: new Map(), events: [] };
+  return { upsert: [], remove: [], releaseLocks: [], statuses: [], memory: new Map(), forget: [], forgetHosts: [], autoscaler: new Map(), rollouts: new Map(), revisionWrites: [], events: [] };
 }

@@ -6,13 +6,15 @@
  *
  * A tick runs named stages, each pure and tested on its own: per deployment,
  * classify its replicas (reconcile-replicas.ts), scale and back off
- * (reconcile-scaling.ts), roll out (reconcile-rollout.ts); then, across all
- * deployments, place what waits for a host (reconcile-placement.ts) and write
- * each deployment's status (reconcile-status.ts).
+ * (reconcile-scaling.ts), roll out (reconcile-rollout.ts), watch the rollout
+ * (settle its revision, roll it back: reconcile-revisions.ts); then, across
+ * all deployments, place what waits for a host (reconcile-placement.ts) and
+ * write each deployment's status (reconcile-status.ts).
  */
 import type { ControllerRecord, DeploymentRecord, ReplicaAssignment } from "../shared/records.js";
 import { drainStranded, placeReplicas } from "./reconcile-placement.js";
 import { classifyReplicas, type ReplicaClasses } from "./reconcile-replicas.js";
+import { watchRollout, type WatchResult } from "./reconcile-revisions.js";
 import { progressOf, rolloutStep, type RolloutStep } from "./reconcile-rollout.js";
 import { backoffAfter, backoffSettled, scaleTarget, type Backoff, type Scaling } from "./reconcile-scaling.js";
 import { deletingDraft, healthOf, statusRecord, type StatusDraft } from "./reconcile-status.js";
@@ -99,6 +101,7 @@ function reconcileDeleted(tick: Tick, name: string, classes: ReplicaClasses): vo
   for (const a of live) if (a.desired !== "drain") tick.upserts.set(a.id, { ...a, desired: "drain" });
   if (live.length === 0) {
     tick.out.forget.push(name);
+    if (tick.state.rollouts?.has(name)) tick.out.rollouts.set(name, null);
     return;
   }
   const codeVersion = tick.state.memory.get(name)?.codeVersion ?? "";
@@ -129,17 +132,29 @@ function reconcileDeployed(tick: Tick, record: DeploymentRecord, classes: Replic
   applyStep(tick, step);
   const progress = progressOf(record, classes.planned, step.decision.drain, scaling.target);
   const backoff = backoffSettled(failed, progress.updated >= progress.target && !progress.oldLeft, classes.newFailures);
+  const health = healthOf(progress, backoff, now);
+  const replacing = classes.live.filter((a) => a.codeVersion === record.codeVersion && state.replicaStatus.get(a.id)?.replacement).map((a) => a.id);
+  const watch = watchRollout({ record, previous: state.rollouts?.get(name), health: health.status, backoff, progress, replacing, revisions: state.revisions, now });
+  keepWatch(tick, name, watch);
   tick.drafts.push({
     name,
-    health: healthOf(progress, backoff, now),
+    health,
     counts: progress,
     codeVersion: record.codeVersion,
     generation: record.generation,
     backoff,
     ...(scaling.autoscaling ? { autoscaling: scaling.autoscaling } : {}),
+    ...(record.rolledBack ? { rolledBack: record.rolledBack } : {}),
+    ...(watch.rollout.failure !== undefined && watch.rollout.noRollback !== undefined ? { rolloutFailed: { failure: watch.rollout.failure, reason: watch.rollout.noRollback } } : {}),
     now,
   });
   out.memory.set(name, memoryOf(record, backoff, scaling));
+}
+
+function keepWatch(tick: Tick, name: string, watch: WatchResult): void {
+  if (watch.changed) tick.out.rollouts.set(name, watch.rollout);
+  tick.out.revisionWrites.push(...watch.writes);
+  tick.out.events.push(...watch.events);
 }
 
 function applyStep(tick: Tick, step: RolloutStep): void {

@@ -45,6 +45,10 @@ export class Keys {
   get controllerRecords(): string {
     return `${this.control}:controller-records`;
   }
+  /** Hash: deployment name → RolloutRecord JSON (the leader's memory of each deployment's latest rollout). */
+  get rollouts(): string {
+    return `${this.control}:rollouts`;
+  }
   /**
    * Hash: one deployment's revisions (see client/revisions.ts): `next` (the last number given), `r:<n>` (the
    * revision as applied), `o:<n>` (its outcome). Under the control tag, so it is written in the same

@@ -34,6 +34,20 @@ export interface DeploymentRecord {
   /** Increments on every applied change. */
   generation: number;
   deployedAt: number;
+  /** Set when the leader controller wrote this record to roll back a failed rollout (rollbackOnFailure). */
+  rolledBack?: AutoRollbackNote;
+}
+
+/** What an automatic rollback undid, kept on the record it wrote and shown in its status. */
+export interface AutoRollbackNote {
+  /** The revision whose rollout failed (now `failed`), and its generation. */
+  failedRevision: number;
+  failedGeneration: number;
+  /** The revision whose spec was applied again. */
+  to: number;
+  /** Why the rollout counted as failed. */
+  error: string;
+  at: number;
 }
 
 /** Replica lifecycle states, as the replica's state machine names them. */
@@ -168,6 +182,10 @@ export interface DeploymentStatusRecord {
     desired: number;
     lastDecision?: { at: number; from: number; to: number; reason: string };
   };
+  /** The automatic rollback that wrote the current generation, when one did (the message says it too). */
+  rolledBack?: AutoRollbackNote;
+  /** Set when the current generation's rollout failed and is not rolled back automatically: why not. */
+  rolloutFailed?: string;
   updatedAt: number;
 }
 
@@ -190,6 +208,31 @@ export interface ControllerRecord {
   target: number;
   /** The autoscaler's last demand, desired count and decision, carried between samples. */
   autoscaling?: AutoscalingView;
+}
+
+/**
+ * The leader controller's memory of a deployment's latest rollout (one per
+ * deployment, see Keys.rollouts): how long it has run, how it went, and what
+ * it has settled on the revision, so the revisions are read only when that
+ * changes. Not shown to users.
+ */
+export interface RolloutRecord {
+  /** The deployment record's generation it is about: a new generation starts a new rollout. */
+  generation: number;
+  /** When the leader first saw that generation (ms). */
+  since: number;
+  /** The deployment's health after the leader's last tick. */
+  health: DeploymentHealth;
+  /** Set once it was HEALTHY: the rollout is over, and later trouble is not its failure. */
+  done?: true;
+  /** The health whose outcome was settled on the revision (HEALTHY or UNHEALTHY). */
+  settled?: DeploymentHealth;
+  /** Replicas of the new version replaced (health, liveness, memory) while it rolled out; at most the threshold. */
+  replaced?: string[];
+  /** Why the rollout counts as failed (only with rollbackOnFailure). */
+  failure?: string;
+  /** Why a failed rollout is not rolled back (no earlier revision rolled out, …): it is not tried again. */
+  noRollback?: string;
 }
 
 export interface ControllerInfo {

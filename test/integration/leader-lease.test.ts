@@ -37,4 +37,20 @@ describe("leader lease", () => {
     assert.deepEqual(await redis.hkeys(keys.replicas), ["r1"], "the non-leader's ops were not applied, not even partly");
     await a.release();
   });
+
+  it("applies guarded writes only while holding the lease and while every guard holds", async () => {
+    const a = new LeaderLease(redis, keys.leaderLease, "a", 5000);
+    const b = new LeaderLease(redis, keys.leaderLease, "b", 5000);
+    assert.equal(await a.tryAcquire(), true);
+    const key = keys.revisions("g");
+    await redis.hset(key, "next", "3");
+    assert.equal(await a.fencedApplyIf([[key, "next", "2"]], [["HSET", key, "next", "4"], ["HSET", keys.deployments, "g", "{}"]]), "stale");
+    assert.equal(await redis.hget(key, "next"), "3", "a stale guard writes nothing");
+    assert.equal(await redis.hexists(keys.deployments, "g"), 0);
+    assert.equal(await a.fencedApplyIf([[key, "missing", "x"]], [["HSET", key, "next", "4"]]), "stale", "an absent field holds no value");
+    assert.equal(await b.fencedApplyIf([[key, "next", "3"]], [["HSET", key, "next", "4"]]), "not-leader");
+    assert.equal(await a.fencedApplyIf([[key, "next", "3"]], [["HSET", key, "next", "4"], ["HSET", keys.deployments, "g", "{}"]]), "applied");
+    assert.deepEqual([await redis.hget(key, "next"), await redis.hget(keys.deployments, "g")], ["4", "{}"]);
+    await a.release();
+  });
 });

@@ -13,7 +13,7 @@ import { backoffMs, reconcile, type Decisions, type ObservedState } from "../../
 import { minServing } from "../../src/controller/rollout-planner.js";
 import { Keys } from "../../src/shared/keys.js";
 import type { QueueDepth } from "../../src/queue/queue-depths.js";
-import type { ControllerRecord, DeploymentRecord, DeploymentStatusRecord, HostInfo, ReplicaAssignment, ReplicaStatus } from "../../src/shared/records.js";
+import type { ControllerRecord, DeploymentRecord, DeploymentStatusRecord, HostInfo, ReplicaAssignment, ReplicaStatus, RolloutRecord } from "../../src/shared/records.js";
 import { describePending } from "../../src/shared/resources.js";
 import { parseDeploymentSpec, type DeploymentSpecInput } from "../../src/spec/deployment-spec.js";
 
@@ -31,6 +31,8 @@ class World {
   readonly autoscaler = new Map<string, AutoscalerState>();
   /** The controller's own memory (ControllerRecord per deployment). */
   readonly memory = new Map<string, ControllerRecord>();
+  /** The controller's record of each deployment's latest rollout. */
+  readonly rollouts = new Map<string, RolloutRecord>();
   /** Code versions whose replicas fail to start, with the error they report. */
   readonly failing = new Map<string, string>();
   private seq = 0;
@@ -79,6 +81,7 @@ class World {
       replicaStatus: this.replicaStatus,
       queues: this.queues,
       autoscaler: this.autoscaler,
+      rollouts: this.rollouts,
     });
   }
 
@@ -92,6 +95,7 @@ class World {
       [keys.controllerRecords, { map: this.memory, parse: JSON.parse }],
       [keys.autoscaler, { map: this.autoscaler, parse: (json) => restoreAutoscalerState(JSON.parse(json)) }],
       [keys.hosts, { map: this.hosts, parse: JSON.parse }],
+      [keys.rollouts, { map: this.rollouts, parse: JSON.parse }],
     ]);
     for (const [command, key, ...args] of decisionOps(d, keys)) {
       const hash = hashes.get(key);
