@@ -80,7 +80,7 @@ describe("flotilla logs", { timeout: 180_000 }, () => {
   });
 
   it("-f prints a line printed after it started, until Ctrl-C", async () => {
-    const child = spawn(process.execPath, [CLI, "--redis", cluster.redisUrl, "--namespace", cluster.namespace, "logs", "chatty", "-f", "--since", "1s"], {
+    const child = spawn(process.execPath, [CLI, "--redis", cluster.redisUrl, "--namespace", cluster.namespace, "logs", "chatty", "-f", "--since", "10m"], {
       env: { ...process.env, FLOTILLA_LOG_PRETTY: "0" },
       stdio: ["ignore", "pipe", "pipe"],
     });
