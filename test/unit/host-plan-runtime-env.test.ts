@@ -12,18 +12,10 @@ import { planHost, type HostAction, type HostLocal, type PreparingReplica } from
 import type { DeploymentRecord, ReplicaAssignment } from "../../src/shared/records.js";
 import { parseDeploymentSpec } from "../../src/spec/deployment-spec.js";
 import { mulberry32 } from "../helpers/prng.js";
-import type { ReplicaVitals } from "../../src/host/host-plan.js";
+import { quietVitals } from "../helpers/vitals.js";
 
-/** A replica whose health, pings and memory call for nothing: this world is about packages. */
-const QUIET_VITALS: ReplicaVitals = {
-  health: { lastCheckAt: null, consecutiveFailures: 0 },
-  pingSentAt: null,
-  rssMiB: [],
-  healthCheckFailureThreshold: 3,
-  healthCheckTimeoutS: 30,
-  memoryMiB: null,
-  replacement: null,
-};
+/** Its replicas' health, pings and memory call for nothing: this world is about packages. */
+const QUIET_VITALS = quietVitals();
 
 const HOST = "host-a";
 const T0 = 1_700_000_000_000;

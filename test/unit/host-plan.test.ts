@@ -14,6 +14,8 @@ import type { ReplicaProcessState } from "../../src/actors/replica-ipc.js";
 import { MEMORY_SAMPLES, planHost, PRESTART_BACKOFF_MS, RECONFIGURE_RETRY_MS, type HostAction, type HostLocal, type LocalReplica, type ReplicaVitals } from "../../src/host/host-plan.js";
 import type { DeploymentRecord, ReplicaAssignment } from "../../src/shared/records.js";
 import { parseDeploymentSpec, type DeploymentSpecInput } from "../../src/spec/deployment-spec.js";
+import { mulberry32 } from "../helpers/prng.js";
+import { quietVitals } from "../helpers/vitals.js";
 
 const HOST = "host-a";
 const T0 = 1_700_000_000_000;
@@ -28,18 +30,7 @@ function assignment(id: string, codeVersion: string, change: Partial<ReplicaAssi
 }
 
 /** A replica whose host has seen nothing wrong with it. */
-function healthy(change: Partial<ReplicaVitals> = {}): ReplicaVitals {
-  return {
-    health: { lastCheckAt: null, consecutiveFailures: 0 },
-    pingSentAt: null,
-    rssMiB: [],
-    healthCheckFailureThreshold: 3,
-    healthCheckTimeoutS: 30,
-    memoryMiB: null,
-    replacement: null,
-    ...change,
-  };
-}
+const healthy = quietVitals;
 
 function replica(id: string, rec: DeploymentRecord, change: Partial<LocalReplica> = {}): LocalReplica {
   return {
@@ -220,17 +211,6 @@ describe("planHost: replacing live replicas", () => {
 });
 
 // --- the simulated world -------------------------------------------------
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface FakeProcess {
   id: string;
