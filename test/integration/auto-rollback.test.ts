@@ -16,6 +16,7 @@ import { FlotillaError } from "../../src/errors.js";
 import { Keys } from "../../src/shared/keys.js";
 import type { DeploymentStatusRecord } from "../../src/shared/records.js";
 import { parseDeploymentSpec, type DeploymentSpecInput } from "../../src/spec/deployment-spec.js";
+import { writeStatus } from "../helpers/status-record.js";
 import { cleanupNamespace, REDIS_URL, testNamespace, testRedis } from "../helpers/redis.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -82,10 +83,8 @@ describe("waitForRollout with rollbackOnFailure", () => {
     await cleanupNamespace(namespace);
   });
 
-  async function setStatus(name: string, generation: number, status: DeploymentStatusRecord["status"], extra: Partial<DeploymentStatusRecord> = {}): Promise<void> {
-    const record: DeploymentStatusRecord = { name, status, message: `${status} message`, targetReplicas: 1, runningReplicas: 0, updatedReplicas: 0, codeVersion: "x", generation, failures: 1, retryAt: 0, updatedAt: Date.now(), ...extra };
-    await redis.hset(keys.deploymentStatus, name, JSON.stringify(record));
-  }
+  const setStatus = (name: string, generation: number, status: DeploymentStatusRecord["status"], extra: Partial<DeploymentStatusRecord> = {}): Promise<void> =>
+    writeStatus(redis, keys, name, generation, status, { failures: 1, ...extra });
 
   it("waits through UNHEALTHY while a rollback may still come, and fails once the status says none will", async () => {
     const [r] = await applyDeployments(redis, keys, [spec("a", { version: "1", rollbackOnFailure: true })]);

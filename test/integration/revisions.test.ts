@@ -14,6 +14,7 @@ import { FlotillaError } from "../../src/errors.js";
 import { Keys } from "../../src/shared/keys.js";
 import type { DeploymentStatusRecord } from "../../src/shared/records.js";
 import { parseDeploymentSpec, type DeploymentSpecInput } from "../../src/spec/deployment-spec.js";
+import { writeStatus } from "../helpers/status-record.js";
 import { cleanupNamespace, testNamespace, testRedis } from "../helpers/redis.js";
 
 const spec = (name: string, extra: Partial<DeploymentSpecInput> = {}) => parseDeploymentSpec({ name, import: "echo.ts", ...extra });
@@ -31,10 +32,8 @@ describe("revisions", () => {
     await cleanupNamespace(namespace);
   });
 
-  async function setStatus(name: string, generation: number, status: DeploymentStatusRecord["status"], extra: Partial<DeploymentStatusRecord> = {}): Promise<void> {
-    const record: DeploymentStatusRecord = { name, status, message: `${status} message`, targetReplicas: 1, runningReplicas: 0, updatedReplicas: 0, codeVersion: "x", generation, failures: 0, retryAt: 0, updatedAt: Date.now(), ...extra };
-    await redis.hset(keys.deploymentStatus, name, JSON.stringify(record));
-  }
+  const setStatus = (name: string, generation: number, status: DeploymentStatusRecord["status"], extra: Partial<DeploymentStatusRecord> = {}): Promise<void> =>
+    writeStatus(redis, keys, name, generation, status, extra);
 
   it("records one revision per change, numbered from 1, with source, version and the full spec; none for a no-op", async () => {
     const [r1] = await applyDeployments(redis, keys, [spec("a", { version: "1" })], 1000);
