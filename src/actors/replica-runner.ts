@@ -9,7 +9,11 @@ import { createActor, fromPromise, type Actor } from "xstate";
 import { errorMessage, FlotillaError } from "../errors.js";
 import type { Logger } from "../shared/logger.js";
 import type { ReplicaReport } from "./replica-ipc.js";
-import { encodeResult, type HttpRequestData, type Reply, type RequestJob } from "../shared/protocol.js";
+import { encodeResult, isHttpResponse, lowerKeys, type HttpRequestData, type Reply, type RequestJob } from "../shared/protocol.js";
+import { isStreamable } from "../shared/stream-protocol.js";
+import { StreamWriterChannel } from "../queue/stream-channel.js";
+import { CancelWatch } from "./cancel-watch.js";
+import { collectStream, StreamStopped, writeStream } from "./stream-writer.js";
 import type { JobDataProblem } from "../shared/job-data.js";
 import { errorReply, replyOrigin, type ReplyOrigin } from "../shared/reply.js";
 import { Semaphore } from "../shared/semaphore.js";
@@ -48,6 +52,10 @@ export class ReplicaRunner {
   private readonly redis: Redis;
   private readonly keys: Keys;
   private readonly replyLists: ReplyLists;
+  /** Subscribed to the deployment's cancel channel. */
+  private readonly sub: Redis;
+  private readonly cancels: CancelWatch;
+  private streamsStarted = 0;
   private inflight = 0;
   private readonly controllers = new Set<AbortController>();
   /** maxConcurrentQueries counts requests, also when several arrive in one batch job. */
@@ -70,6 +78,8 @@ export class ReplicaRunner {
     this.keys = new Keys(config.namespace);
     this.redis = createRedis(config.redisUrl, { name: `flotilla-replica-${config.replicaId}` });
     this.replyLists = new ReplyLists(this.redis, this.keys);
+    this.sub = createRedis(config.redisUrl, { name: `flotilla-replica-${config.replicaId}-cancels` });
+    this.cancels = new CancelWatch(this.sub, this.keys, config.deployment);
     const machine = replicaMachine.provide({
       actors: {
         start: fromPromise(() => this.start()),
@@ -104,6 +114,7 @@ export class ReplicaRunner {
       await this.handler.reconfigure(structuredClone(this.config.userConfig));
     }
     await this.readiness?.(this.handler);
+    await this.cancels.start();
     const worker = new DeploymentWorker({
       connection: this.redis,
       namespace: this.config.namespace,
@@ -125,6 +136,7 @@ export class ReplicaRunner {
   applySettings(settings: ReplicaSettings): void {
     Object.assign(this.config, settings);
     if (settings.requestTimeoutS === undefined) delete this.config.requestTimeoutS;
+    if (settings.streamTimeoutS === undefined) delete this.config.streamTimeoutS;
     if (this.worker) {
       this.worker.apply({ concurrency: settings.maxConcurrentQueries, maxRetries: settings.maxRetries });
       this.slots.setLimit(settings.maxConcurrentQueries);
@@ -167,6 +179,7 @@ export class ReplicaRunner {
   }
 
   async closeConnections(): Promise<void> {
+    await this.sub.quit().catch(() => this.sub.disconnect());
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 
@@ -216,6 +229,7 @@ export class ReplicaRunner {
     this.controllers.add(abort);
     const onJobAbort = (): void => abort.abort(jobSignal?.reason);
     jobSignal?.addEventListener("abort", onJobAbort, { once: true });
+    const unwatch = data.replyTo !== undefined && data.requestId !== undefined ? this.cancels.watch(data.replyTo, data.requestId, abort) : undefined;
     let timer: NodeJS.Timeout | undefined;
     try {
       let reply: Reply;
@@ -236,6 +250,9 @@ export class ReplicaRunner {
               }),
             ])
           : await call;
+        if (timer) clearTimeout(timer);
+        const streamed = await this.stream(data, result, abort, started);
+        if (streamed) return streamed;
         const origin = this.origin(data.requestId);
         reply = data.kind === "http" ? { ...encodeResult(result), ...origin } : { status: 200, headers: {}, body: "", value: result ?? null, ...origin };
       } catch (err) {
@@ -250,11 +267,42 @@ export class ReplicaRunner {
       return reply;
     } finally {
       if (timer) clearTimeout(timer);
+      unwatch?.();
       jobSignal?.removeEventListener("abort", onJobAbort);
       this.controllers.delete(abort);
       this.inflight--;
       this.slots.release();
     }
+  }
+
+  /**
+   * A result to stream (an async iterable, or a response() whose body is one): streamed to a requester with a
+   * reply list, gathered into one answer for one without. Undefined for any other result.
+   */
+  private async stream(data: RequestJob, result: unknown, abort: AbortController, started: number): Promise<{ status: number } | undefined> {
+    const body = isHttpResponse(result) ? result.body : result;
+    if (!isStreamable(body)) return undefined;
+    const { replyTo, requestId } = data;
+    if (replyTo === undefined || requestId === undefined || !this.replyLists.accepts(replyTo)) {
+      const values = await collectStream(body);
+      throw new CollectedStream(values);
+    }
+    const writer = `${this.config.replicaId}.${this.streamsStarted++}`;
+    const origin = this.origin(requestId);
+    const outcome = await writeStream({
+      iterable: body,
+      status: isHttpResponse(result) ? result.status : 200,
+      headers: isHttpResponse(result) ? lowerKeys(result.headers) : {},
+      channel: new StreamWriterChannel(this.redis, this.keys, { replyTo, requestId, writer }),
+      writer,
+      abort,
+      head: (fields) => ({ ...fields, body: "", ...origin, ms: Math.round((performance.now() - started) * 1000) / 1000 }),
+      ...(this.config.requestTimeoutS !== undefined ? { idleTimeoutS: this.config.requestTimeoutS } : {}),
+      ...(this.config.streamTimeoutS !== undefined ? { totalTimeoutS: this.config.streamTimeoutS } : {}),
+      log: this.log,
+    });
+    if (outcome.ended === "error") throw outcome.error;
+    return { status: outcome.status };
   }
 
   private origin(requestId: string | undefined): ReplyOrigin {
@@ -265,6 +313,10 @@ export class ReplicaRunner {
   private errorReply(data: RequestJob, err: unknown): Reply {
     const origin = this.origin(data.requestId);
     if (err instanceof RequestTimeout) return errorReply("TIMEOUT", err.message, origin);
+    if (err instanceof StreamStopped) return errorReply(err.timeout ? "TIMEOUT" : "HANDLER_ERROR", err.message, origin);
+    if (err instanceof CollectedStream) {
+      return data.kind === "http" ? { ...encodeResult(err.values), ...origin } : { status: 200, headers: {}, body: "", value: err.values, ...origin };
+    }
     if (err instanceof BodyNotJson) return errorReply("INVALID_REQUEST", err.message, origin);
     const message = errorMessage(err);
     this.log.warn({ err: message, job: data.requestId }, "handler threw");
@@ -297,6 +349,13 @@ export class ReplicaRunner {
         }
       },
     };
+  }
+}
+
+/** A streamed result gathered for a requester without a reply list: answered as the array of its chunks. */
+class CollectedStream extends Error {
+  constructor(readonly values: unknown[]) {
+    super("collected stream");
   }
 }
 
