@@ -143,6 +143,7 @@ export async function writeStream(run: StreamRun): Promise<StreamOutcome> {
     );
   }, STREAM_ALIVE_RENEW_MS);
 
+  let cancelled = false;
   try {
     flush();
     let done = first.done === true;
@@ -167,7 +168,10 @@ export async function writeStream(run: StreamRun): Promise<StreamOutcome> {
     if (!done) {
       stopIteration();
       const reason: unknown = abort.signal.reason;
-      if (reason instanceof StreamStopped && !reason.timeout) return { ended: "cancelled", status: run.status };
+      if (reason instanceof StreamStopped && !reason.timeout) {
+        cancelled = true;
+        return { ended: "cancelled", status: run.status };
+      }
       // A timeout ends the stream with TIMEOUT; a forced stop leaves it to the reader, which sees the writer gone.
       if (reason instanceof StreamStopped) pending.push(errorEntry("TIMEOUT", reason.message));
       else return { ended: "failed", status: run.status };
@@ -175,11 +179,14 @@ export async function writeStream(run: StreamRun): Promise<StreamOutcome> {
     while (flushing) await flushing;
     flush();
     while (flushing) await flushing;
-    if (failure !== undefined) return { ended: failure instanceof StreamStopped ? "cancelled" : "failed", status: run.status };
+    if (failure !== undefined) {
+      cancelled = failure instanceof StreamStopped;
+      return { ended: cancelled ? "cancelled" : "failed", status: run.status };
+    }
     return { ended: "complete", status: run.status };
   } finally {
     clearInterval(renewer);
-    await channel.close().catch(() => undefined);
+    await channel.close(cancelled).catch(() => undefined);
   }
 }
 

@@ -93,9 +93,10 @@ export class StreamWriterChannel {
     return ((await this.redis.eval(RENEW, 2, this.alive, this.cancel, this.address.writer, STREAM_ALIVE_TTL_MS)) as number) === 1;
   }
 
-  /** The stream ended: the writer is no longer alive (the list stays until read or expired). */
-  async close(): Promise<void> {
-    await this.redis.del(this.alive);
+  /** The stream ended: the writer is no longer alive. The list stays until read or expired, unless the reader cancelled. */
+  async close(cancelled: boolean): Promise<void> {
+    if (cancelled) await this.redis.del(this.alive, this.chunks);
+    else await this.redis.del(this.alive);
   }
 }
 

@@ -107,7 +107,11 @@ describe("streaming", () => {
 
   before(async () => {
     cluster = await TestCluster.start({ label: "streaming", hosts: [{ cpus: 4 }] });
-    await cluster.deploy([{ name: "streamer", import: "streamer.ts", version: "1", numReplicas: 2, actorOptions: { numCpus: 0.5 } }]);
+    await cluster.deploy([
+      { name: "streamer", import: "streamer.ts", version: "1", numReplicas: 2, actorOptions: { numCpus: 0.5 } },
+      { name: "patient", import: "patient.ts", version: "1", numReplicas: 1, actorOptions: { numCpus: 0.25 } },
+      { name: "rolling", import: "streamer.ts", version: "1", numReplicas: 2, actorOptions: { numCpus: 0.25 } },
+    ]);
     conn = new Connection({ redis: cluster.redisUrl, namespace: cluster.namespace });
   });
 
@@ -259,9 +263,11 @@ describe("streaming", () => {
     const pattern = `${cluster.keys.repliesPrefix}*:s:*`;
     const until = Date.now() + 1500;
     let sawFull = false;
+    const seen = new Set<string>();
     while (Date.now() < until) {
       const keys = (await cluster.redis.keys(pattern)).filter((k) => !k.endsWith(":alive") && !k.endsWith(":cancel"));
       for (const key of keys) {
+        seen.add(key);
         const len = await cluster.redis.llen(key);
         maxLen = Math.max(maxLen, len);
         if (len === STREAM_MAX_UNREAD) sawFull = true;
@@ -274,7 +280,36 @@ describe("streaming", () => {
     const res = await pending;
     assert.equal(res.ending, "end");
     assert.equal(res.chunks.map((c) => c.text).join("").split("\n").filter(Boolean).length, 400);
-    await waitFor("the stream's keys to go", async () => (await cluster.redis.keys(pattern)).filter((k) => !k.endsWith(":cancel")).length === 0, { timeoutMs: 5000 });
+    await waitFor("the stream's keys to go", async () => (await cluster.redis.exists(...[...seen].flatMap((k) => [k, `${k}:alive`]))) === 0, { timeoutMs: 5000 });
+  });
+
+  it("aborts a plain request's signal within 1 s when its HTTP client disconnects", async () => {
+    const file = recordFile("plain");
+    const req = http.get(cluster.url(`/patient?ms=20000&record=${encodeURIComponent(file)}`));
+    req.on("error", () => undefined);
+    await waitFor("the handler to start", () => records(file).some((r) => r.event === "started"), { timeoutMs: 10_000 });
+    req.destroy();
+    const leftAt = Date.now();
+    await waitFor("the handler to see its signal abort", () => records(file).some((r) => r.event === "aborted"), { timeoutMs: 5000 });
+    const aborted = records(file).find((r) => r.event === "aborted");
+    assert.ok(aborted && aborted.at - leftAt <= 1000, `signal aborted ${aborted ? aborted.at - leftAt : "?"} ms after the client left`);
+  });
+
+  it("cuts none of 20 streams running through a rolling update", async () => {
+    const started: number[] = [];
+    const streams = Array.from({ length: 20 }, (_, i) =>
+      streamGet(cluster.url("/rolling?n=20&ms=300"), { onChunk: (_res, n) => (n === 1 ? started.push(i) : undefined) }),
+    );
+    await waitFor("every stream to begin", () => started.length === 20, { timeoutMs: 15_000 });
+    await cluster.deploy([{ name: "rolling", import: "streamer.ts", version: "2", numReplicas: 2, actorOptions: { numCpus: 0.25 } }], { wait: false });
+    const results = await Promise.all(streams);
+    for (const res of results) {
+      assert.equal(res.ending, "end");
+      assert.deepEqual(
+        res.chunks.map((c) => c.text).join("").split("\n").filter(Boolean).map((l) => l.split(":")[0]),
+        Array.from({ length: 20 }, (_, i) => String(i)),
+      );
+    }
+    await waitFor("version 2 to serve", async () => (await cluster.deployment("rolling"))?.replicas.every((r) => r.version === "2"), { timeoutMs: 30_000 });
   });
 });
-
