@@ -312,4 +312,20 @@ describe("streaming", () => {
     }
     await waitFor("version 2 to serve", async () => (await cluster.deployment("rolling"))?.replicas.every((r) => r.version === "2"), { timeoutMs: 30_000 });
   });
+
+  it("finishes the streams a SIGTERMed router is writing before it exits", async () => {
+    await cluster.spawnRouter();
+    const index = cluster.routerPorts.length - 1;
+    const router = cluster.processes.find((p) => p.name === `router-${index + 1}`);
+    assert.ok(router);
+    let begun = 0;
+    const streams = Array.from({ length: 3 }, () => streamGet(cluster.url("/streamer?n=8&ms=200", index), { onChunk: (_res, n) => (n === 1 ? begun++ : undefined) }));
+    await waitFor("every stream to begin", () => begun === 3, { timeoutMs: 10_000 });
+    const exit = cluster.kill(router, "SIGTERM");
+    for (const res of await Promise.all(streams)) {
+      assert.equal(res.ending, "end");
+      assert.equal(res.chunks.map((c) => c.text).join("").split("\n").filter(Boolean).length, 8);
+    }
+    assert.equal((await exit).code, 0);
+  });
 });
