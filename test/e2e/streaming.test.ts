@@ -302,7 +302,19 @@ describe("streaming", () => {
     );
     await waitFor("every stream to begin", () => started.length === 20, { timeoutMs: 15_000 });
     await cluster.deploy([{ name: "rolling", import: "streamer.ts", version: "2", numReplicas: 2, actorOptions: { numCpus: 0.25 } }], { wait: false });
-    const results = await Promise.all(streams);
+    // The update must overlap the streams: a version-1 replica draining while they still run.
+    let open = true;
+    let drainedDuringStreams = false;
+    const watching = (async () => {
+      while (open) {
+        const view = await cluster.deployment("rolling");
+        if (open && view?.replicas.some((r) => r.version === "1" && r.state === "draining")) drainedDuringStreams = true;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    const results = await Promise.all(streams).finally(() => (open = false));
+    await watching;
+    assert.ok(drainedDuringStreams, "a version-1 replica drained while the streams ran");
     for (const res of results) {
       assert.equal(res.ending, "end");
       assert.deepEqual(
