@@ -252,9 +252,10 @@ export class ReplicaRunner {
           : await call;
         if (timer) clearTimeout(timer);
         const streamed = await this.stream(data, result, abort, started);
-        if (streamed) return streamed;
+        if (streamed && "status" in streamed) return streamed;
+        const value = streamed ? streamed.gathered : result;
         const origin = this.origin(data.requestId);
-        reply = data.kind === "http" ? { ...encodeResult(result), ...origin } : { status: 200, headers: {}, body: "", value: result ?? null, ...origin };
+        reply = data.kind === "http" ? { ...encodeResult(value), ...origin } : { status: 200, headers: {}, body: "", value: value ?? null, ...origin };
       } catch (err) {
         reply = this.errorReply(data, err);
       }
@@ -279,13 +280,13 @@ export class ReplicaRunner {
    * A result to stream (an async iterable, or a response() whose body is one): streamed to a requester with a
    * reply list, gathered into one answer for one without. Undefined for any other result.
    */
-  private async stream(data: RequestJob, result: unknown, abort: AbortController, started: number): Promise<{ status: number } | undefined> {
+  private async stream(data: RequestJob, result: unknown, abort: AbortController, started: number): Promise<{ status: number } | { gathered: unknown } | undefined> {
     const body = isHttpResponse(result) ? result.body : result;
     if (!isStreamable(body)) return undefined;
     const { replyTo, requestId } = data;
     if (replyTo === undefined || requestId === undefined || !this.replyLists.accepts(replyTo)) {
       const values = await collectStream(body);
-      throw new CollectedStream(values);
+      return { gathered: isHttpResponse(result) ? { ...result, body: values } : values };
     }
     const writer = `${this.config.replicaId}.${this.streamsStarted++}`;
     const origin = this.origin(requestId);
@@ -314,9 +315,6 @@ export class ReplicaRunner {
     const origin = this.origin(data.requestId);
     if (err instanceof RequestTimeout) return errorReply("TIMEOUT", err.message, origin);
     if (err instanceof StreamStopped) return errorReply(err.timeout ? "TIMEOUT" : "HANDLER_ERROR", err.message, origin);
-    if (err instanceof CollectedStream) {
-      return data.kind === "http" ? { ...encodeResult(err.values), ...origin } : { status: 200, headers: {}, body: "", value: err.values, ...origin };
-    }
     if (err instanceof BodyNotJson) return errorReply("INVALID_REQUEST", err.message, origin);
     const message = errorMessage(err);
     this.log.warn({ err: message, job: data.requestId }, "handler threw");
@@ -349,13 +347,6 @@ export class ReplicaRunner {
         }
       },
     };
-  }
-}
-
-/** A streamed result gathered for a requester without a reply list: answered as the array of its chunks. */
-class CollectedStream extends Error {
-  constructor(readonly values: unknown[]) {
-    super("collected stream");
   }
 }
 
