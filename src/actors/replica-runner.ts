@@ -9,11 +9,10 @@ import { createActor, fromPromise, type Actor } from "xstate";
 import { errorMessage, FlotillaError } from "../errors.js";
 import type { Logger } from "../shared/logger.js";
 import type { ReplicaReport } from "./replica-ipc.js";
-import { encodeResult, isHttpResponse, lowerKeys, type HttpRequestData, type Reply, type RequestJob } from "../shared/protocol.js";
-import { isStreamable } from "../shared/stream-protocol.js";
-import { StreamWriterChannel } from "../queue/stream-channel.js";
+import { encodeResult, type HttpRequestData, type Reply, type RequestJob } from "../shared/protocol.js";
 import { CancelWatch } from "./cancel-watch.js";
-import { collectStream, StreamStopped, writeStream } from "./stream-writer.js";
+import { streamResult } from "./stream-result.js";
+import { StreamStopped } from "./stream-writer.js";
 import type { JobDataProblem } from "../shared/job-data.js";
 import { errorReply, replyOrigin, type ReplyOrigin } from "../shared/reply.js";
 import { Semaphore } from "../shared/semaphore.js";
@@ -276,34 +275,20 @@ export class ReplicaRunner {
     }
   }
 
-  /**
-   * A result to stream (an async iterable, or a response() whose body is one): streamed to a requester with a
-   * reply list, gathered into one answer for one without. Undefined for any other result.
-   */
-  private async stream(data: RequestJob, result: unknown, abort: AbortController, started: number): Promise<{ status: number } | { gathered: unknown } | undefined> {
-    const body = isHttpResponse(result) ? result.body : result;
-    if (!isStreamable(body)) return undefined;
-    const { replyTo, requestId } = data;
-    if (replyTo === undefined || requestId === undefined || !this.replyLists.accepts(replyTo)) {
-      const values = await collectStream(body);
-      return { gathered: isHttpResponse(result) ? { ...result, body: values } : values };
-    }
-    const writer = `${this.config.replicaId}.${this.streamsStarted++}`;
-    const origin = this.origin(requestId);
-    const outcome = await writeStream({
-      iterable: body,
-      status: isHttpResponse(result) ? result.status : 200,
-      headers: isHttpResponse(result) ? lowerKeys(result.headers) : {},
-      channel: new StreamWriterChannel(this.redis, this.keys, { replyTo, requestId, writer }),
-      writer,
-      abort,
-      head: (fields) => ({ ...fields, body: "", ...origin, ms: Math.round((performance.now() - started) * 1000) / 1000 }),
-      ...(this.config.requestTimeoutS !== undefined ? { idleTimeoutS: this.config.requestTimeoutS } : {}),
-      ...(this.config.streamTimeoutS !== undefined ? { totalTimeoutS: this.config.streamTimeoutS } : {}),
+  /** A result that streams, streamed or gathered (stream-result.ts); undefined for any other. */
+  private stream(data: RequestJob, result: unknown, abort: AbortController, started: number): ReturnType<typeof streamResult> {
+    const { requestTimeoutS, streamTimeoutS } = this.config;
+    const deps = {
+      redis: this.redis,
+      keys: this.keys,
       log: this.log,
-    });
-    if (outcome.ended === "error") throw outcome.error;
-    return { status: outcome.status };
+      accepts: (key: string) => this.replyLists.accepts(key),
+      nextWriter: () => `${this.config.replicaId}.${this.streamsStarted++}`,
+      origin: (requestId: string) => this.origin(requestId),
+      ...(requestTimeoutS !== undefined ? { requestTimeoutS } : {}),
+      ...(streamTimeoutS !== undefined ? { streamTimeoutS } : {}),
+    };
+    return streamResult(deps, data, result, abort, started);
   }
 
   private origin(requestId: string | undefined): ReplyOrigin {

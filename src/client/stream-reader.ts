@@ -33,6 +33,7 @@ export class StreamReader implements AsyncIterable<StreamChunk> {
   private cancelled = false;
   private ended = false;
   private iterating = false;
+  private chunks = 0;
 
   constructor(private readonly options: StreamReaderOptions) {}
 
@@ -43,8 +44,6 @@ export class StreamReader implements AsyncIterable<StreamChunk> {
     void this.options.channel.cancel(this.options.control, this.options.deployment).catch(() => undefined);
     if (!this.iterating) this.end("cancelled", 0);
   }
-
-  private chunks = 0;
 
   private end(outcome: "complete" | "error" | "cancelled", chunks: number): void {
     if (this.ended) return;
@@ -96,7 +95,7 @@ export class StreamReader implements AsyncIterable<StreamChunk> {
         }
       }
     } finally {
-      if (!clean && outcome !== "complete") {
+      if (!clean) {
         // Stopped early, failed or crashed: make sure no attempt at the request goes on writing.
         this.cancelled = true;
         await channel.cancel(this.options.control, this.options.deployment).catch(() => undefined);
