@@ -5,6 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import Table from "cli-table3";
 import { renderBatching, type BatchingResult } from "./batching.js";
+import { renderStreaming, type StreamingResult } from "./streaming.js";
 import type { FlotillaStartup } from "./flotilla-startup.js";
 import type { LoadResult } from "./load.js";
 import type { RedisCost } from "./redis-stats.js";
@@ -38,6 +39,8 @@ export interface BenchReport {
   planners?: PlannerTiming[];
   batching?: BatchingResult;
   batchingError?: string;
+  streaming?: StreamingResult;
+  streamingError?: string;
 }
 
 export function machineInfo(): BenchReport["machine"] {
@@ -92,6 +95,7 @@ export function renderTables(report: BenchReport): string {
   }
   out.push(...renderStartup(report));
   out.push(...renderBatching(report.batching, report.batchingError));
+  out.push(...renderStreaming(report.streaming, report.streamingError));
   return out.join("\n");
 }
 

@@ -9,11 +9,13 @@
  *   npm run bench                          # 10 s cells
  *   BENCH_DURATION_S=3 npm run bench       # a quick run
  *   BENCH_TARGETS=batching npm run bench   # only the batching cell
+ *   BENCH_TARGETS=streaming npm run bench  # only the streaming cell
  *
  * Settings: see bench/config.ts. BENCH_VERBOSE=1 echoes the children's logs.
  */
 import { startNaiveBullmq, startRawHttp } from "./baseline-targets.js";
 import { measureBatching } from "./batching.js";
+import { measureStreaming } from "./streaming.js";
 import { readConfig, type BenchConfig } from "./config.js";
 import { measureStartup } from "./flotilla-startup.js";
 import { benchPlanners } from "./planners.js";
@@ -119,6 +121,22 @@ async function benchBatching(config: BenchConfig, report: BenchReport): Promise<
   }
 }
 
+/** The streaming cell, in a Flotilla cluster of its own. */
+async function benchStreaming(config: BenchConfig, report: BenchReport): Promise<void> {
+  let target: FlotillaTarget | undefined;
+  try {
+    log("starting flotilla for the streaming cell");
+    target = await startFlotilla((benchRedis as BenchRedis).url);
+    for (const p of target.keyPatterns) dirtyPatterns.add(p);
+    report.streaming = await measureStreaming(target, config, log);
+  } catch (err) {
+    report.streamingError = message(err);
+    log(`streaming failed: ${report.streamingError}`);
+  } finally {
+    if (target) await stopTarget("flotilla (streaming)", target);
+  }
+}
+
 async function main(): Promise<number> {
   const config = readConfig();
   const watchdog = setTimeout(() => void abort(`the run exceeded BENCH_MAX_S (${config.maxS} s)`, 1), config.maxS * 1000);
@@ -144,6 +162,7 @@ async function main(): Promise<number> {
   try {
     for (const name of config.targets) {
       if (name === "batching") await benchBatching(config, report);
+      else if (name === "streaming") await benchStreaming(config, report);
       else await benchTarget(name, config, report);
     }
   } finally {
@@ -156,7 +175,7 @@ async function main(): Promise<number> {
   process.stdout.write("\ncontrol plane: one controller tick (pure reconcile) for 1,000 deployments × 10 replicas on 100 hosts, after 5 warm-up ticks\n");
   for (const t of report.planners) process.stdout.write(`  ${t.scenario}: median ${t.medianMs} ms, max ${t.maxMs} ms; first tick ${t.firstMs} ms (${t.decisions} decisions)\n`);
   log(`wrote ${writeJson(report)}`);
-  return report.targets.some((t) => t.error) || report.flotillaError || report.batchingError ? 1 : 0;
+  return report.targets.some((t) => t.error) || report.flotillaError || report.batchingError || report.streamingError ? 1 : 0;
 }
 
 let aborting = false;

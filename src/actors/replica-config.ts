@@ -13,6 +13,7 @@ export interface ReplicaSettings {
   maxConcurrentQueries: number;
   gracefulShutdownTimeoutS: number;
   requestTimeoutS?: number;
+  streamTimeoutS?: number;
   maxRetries: number;
   healthCheckPeriodS: number;
   healthCheckTimeoutS: number;
@@ -24,6 +25,7 @@ export function settingsOf(spec: DeploymentSpec): ReplicaSettings {
     maxConcurrentQueries: spec.maxConcurrentQueries,
     gracefulShutdownTimeoutS: spec.gracefulShutdownTimeoutS,
     ...(spec.requestTimeoutS !== undefined ? { requestTimeoutS: spec.requestTimeoutS } : {}),
+    ...(spec.streamTimeoutS !== undefined ? { streamTimeoutS: spec.streamTimeoutS } : {}),
     maxRetries: spec.maxRetries,
     healthCheckPeriodS: spec.healthCheckPeriodS,
     healthCheckTimeoutS: spec.healthCheckTimeoutS,
@@ -41,6 +43,8 @@ export function settingsKey(s: ReplicaSettings): string {
     s.healthCheckPeriodS,
     s.healthCheckTimeoutS,
     s.healthCheckFailureThreshold,
+    // Only when set, so settings from before streamTimeoutS existed compare equal.
+    ...(s.streamTimeoutS !== undefined ? [s.streamTimeoutS] : []),
   ]);
 }
 

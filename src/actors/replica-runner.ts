@@ -10,6 +10,9 @@ import { errorMessage, FlotillaError } from "../errors.js";
 import type { Logger } from "../shared/logger.js";
 import type { ReplicaReport } from "./replica-ipc.js";
 import { encodeResult, type HttpRequestData, type Reply, type RequestJob } from "../shared/protocol.js";
+import { CancelWatch } from "./cancel-watch.js";
+import { streamResult } from "./stream-result.js";
+import { StreamStopped } from "./stream-writer.js";
 import type { JobDataProblem } from "../shared/job-data.js";
 import { errorReply, replyOrigin, type ReplyOrigin } from "../shared/reply.js";
 import { Semaphore } from "../shared/semaphore.js";
@@ -48,6 +51,10 @@ export class ReplicaRunner {
   private readonly redis: Redis;
   private readonly keys: Keys;
   private readonly replyLists: ReplyLists;
+  /** Subscribed to the deployment's cancel channel. */
+  private readonly sub: Redis;
+  private readonly cancels: CancelWatch;
+  private streamsStarted = 0;
   private inflight = 0;
   private readonly controllers = new Set<AbortController>();
   /** maxConcurrentQueries counts requests, also when several arrive in one batch job. */
@@ -70,6 +77,8 @@ export class ReplicaRunner {
     this.keys = new Keys(config.namespace);
     this.redis = createRedis(config.redisUrl, { name: `flotilla-replica-${config.replicaId}` });
     this.replyLists = new ReplyLists(this.redis, this.keys);
+    this.sub = createRedis(config.redisUrl, { name: `flotilla-replica-${config.replicaId}-cancels` });
+    this.cancels = new CancelWatch(this.sub, this.keys, config.deployment);
     const machine = replicaMachine.provide({
       actors: {
         start: fromPromise(() => this.start()),
@@ -104,6 +113,7 @@ export class ReplicaRunner {
       await this.handler.reconfigure(structuredClone(this.config.userConfig));
     }
     await this.readiness?.(this.handler);
+    await this.cancels.start();
     const worker = new DeploymentWorker({
       connection: this.redis,
       namespace: this.config.namespace,
@@ -125,6 +135,7 @@ export class ReplicaRunner {
   applySettings(settings: ReplicaSettings): void {
     Object.assign(this.config, settings);
     if (settings.requestTimeoutS === undefined) delete this.config.requestTimeoutS;
+    if (settings.streamTimeoutS === undefined) delete this.config.streamTimeoutS;
     if (this.worker) {
       this.worker.apply({ concurrency: settings.maxConcurrentQueries, maxRetries: settings.maxRetries });
       this.slots.setLimit(settings.maxConcurrentQueries);
@@ -167,6 +178,7 @@ export class ReplicaRunner {
   }
 
   async closeConnections(): Promise<void> {
+    await this.sub.quit().catch(() => this.sub.disconnect());
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 
@@ -216,6 +228,7 @@ export class ReplicaRunner {
     this.controllers.add(abort);
     const onJobAbort = (): void => abort.abort(jobSignal?.reason);
     jobSignal?.addEventListener("abort", onJobAbort, { once: true });
+    const unwatch = data.replyTo !== undefined && data.requestId !== undefined ? this.cancels.watch(data.replyTo, data.requestId, abort) : undefined;
     let timer: NodeJS.Timeout | undefined;
     try {
       let reply: Reply;
@@ -236,8 +249,12 @@ export class ReplicaRunner {
               }),
             ])
           : await call;
+        if (timer) clearTimeout(timer);
+        const streamed = await this.stream(data, result, abort, started);
+        if (streamed && "status" in streamed) return streamed;
+        const value = streamed ? streamed.gathered : result;
         const origin = this.origin(data.requestId);
-        reply = data.kind === "http" ? { ...encodeResult(result), ...origin } : { status: 200, headers: {}, body: "", value: result ?? null, ...origin };
+        reply = data.kind === "http" ? { ...encodeResult(value), ...origin } : { status: 200, headers: {}, body: "", value: value ?? null, ...origin };
       } catch (err) {
         reply = this.errorReply(data, err);
       }
@@ -250,11 +267,28 @@ export class ReplicaRunner {
       return reply;
     } finally {
       if (timer) clearTimeout(timer);
+      unwatch?.();
       jobSignal?.removeEventListener("abort", onJobAbort);
       this.controllers.delete(abort);
       this.inflight--;
       this.slots.release();
     }
+  }
+
+  /** A result that streams, streamed or gathered (stream-result.ts); undefined for any other. */
+  private stream(data: RequestJob, result: unknown, abort: AbortController, started: number): ReturnType<typeof streamResult> {
+    const { requestTimeoutS, streamTimeoutS } = this.config;
+    const deps = {
+      redis: this.redis,
+      keys: this.keys,
+      log: this.log,
+      accepts: (key: string) => this.replyLists.accepts(key),
+      nextWriter: () => `${this.config.replicaId}.${this.streamsStarted++}`,
+      origin: (requestId: string) => this.origin(requestId),
+      ...(requestTimeoutS !== undefined ? { requestTimeoutS } : {}),
+      ...(streamTimeoutS !== undefined ? { streamTimeoutS } : {}),
+    };
+    return streamResult(deps, data, result, abort, started);
   }
 
   private origin(requestId: string | undefined): ReplyOrigin {
@@ -265,6 +299,7 @@ export class ReplicaRunner {
   private errorReply(data: RequestJob, err: unknown): Reply {
     const origin = this.origin(data.requestId);
     if (err instanceof RequestTimeout) return errorReply("TIMEOUT", err.message, origin);
+    if (err instanceof StreamStopped) return errorReply(err.timeout ? "TIMEOUT" : "HANDLER_ERROR", err.message, origin);
     if (err instanceof BodyNotJson) return errorReply("INVALID_REQUEST", err.message, origin);
     const message = errorMessage(err);
     this.log.warn({ err: message, job: data.requestId }, "handler threw");

@@ -39,11 +39,43 @@ export class DeploymentHandle {
   /** Sends `payload` to the deployment's `call()`; resolves with its return value, rejects with its error. */
   async call<T = unknown>(payload?: unknown, options: CallOptions = {}): Promise<T> {
     const reply = await this.callRaw(payload, options);
-    if (reply.error) {
-      const code = reply.error.code === "TIMEOUT" || reply.error.code === "REPLICA_CRASHED" || reply.error.code === "NOT_FOUND" ? reply.error.code : "HANDLER_ERROR";
-      throw new FlotillaError(code, reply.error.message, { details: { deployment: this.name, replica: reply.replica } });
+    if (reply.error) throw this.replyError(reply);
+    if (reply.stream) {
+      // A streaming handler called with call(): its values, gathered.
+      const values: unknown[] = [];
+      for await (const chunk of this.connection().requestClient.openStream(this.name, reply, options.timeoutMs !== undefined ? { idleTimeoutMs: options.timeoutMs } : {})) {
+        values.push(chunk.kind === "text" ? chunk.text : chunk.kind === "bytes" ? new Uint8Array(chunk.bytes) : chunk.value);
+      }
+      return values as T;
     }
     return reply.value as T;
+  }
+
+  /**
+   * Sends `payload` to a deployment whose `call()` streams (returns an async iterable): the values it
+   * yields, in order, each as soon as it is yielded. Breaking out of the loop cancels the stream (the
+   * handler's signal fires); a stream that fails rejects with a FlotillaError (REPLICA_CRASHED,
+   * HANDLER_ERROR, TIMEOUT). A handler that returns a plain value yields it once.
+   * `timeoutMs` limits the wait for the first value and then between values.
+   */
+  async *stream<T = unknown>(payload?: unknown, options: CallOptions = {}): AsyncGenerator<T, void, undefined> {
+    const client = this.connection().requestClient;
+    const reply = await client.submit(this.name, { kind: "call", payload: payload ?? null }, options);
+    if (reply.error) throw this.replyError(reply);
+    if (!reply.stream) {
+      yield reply.value as T;
+      return;
+    }
+    const reader = client.openStream(this.name, reply, options.timeoutMs !== undefined ? { idleTimeoutMs: options.timeoutMs } : {});
+    for await (const chunk of reader) {
+      yield (chunk.kind === "text" ? chunk.text : chunk.kind === "bytes" ? new Uint8Array(chunk.bytes) : chunk.value) as T;
+    }
+  }
+
+  private replyError(reply: Reply): FlotillaError {
+    const error = reply.error;
+    const code = error?.code === "TIMEOUT" || error?.code === "REPLICA_CRASHED" || error?.code === "NOT_FOUND" ? error.code : "HANDLER_ERROR";
+    return new FlotillaError(code, error?.message ?? "the request failed", { details: { deployment: this.name, replica: reply.replica } });
   }
 
   /** The whole reply: value or error, plus which replica and version answered. */

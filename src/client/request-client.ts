@@ -14,6 +14,9 @@ import { Batcher } from "../shared/batcher.js";
 import { closeRedis, createRedis, waitReady } from "../shared/redis.js";
 import { DeploymentQueue } from "../queue/deployment-queue.js";
 import { DemandReporter } from "../queue/requester-demand.js";
+import { publishCancel, StreamReaderChannel } from "../queue/stream-channel.js";
+import { BlockingPool } from "./blocking-pool.js";
+import { StreamReader, type StreamReaderOptions } from "./stream-reader.js";
 
 /**
  * Requests that arrive together go into one batch job when the deployment's
@@ -37,6 +40,14 @@ export interface SubmitOptions {
   timeoutMs?: number;
   /** Refuse with BACKPRESSURE when this many requests already wait. @default unlimited */
   maxQueued?: number;
+  /** The caller went away: the request is withdrawn if no replica took it, else its handler's signal fires. Rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+export interface OpenStreamOptions {
+  /** Rejects with TIMEOUT when no chunk comes for this long. @default 60000 */
+  idleTimeoutMs?: number;
+  onEnd?: StreamReaderOptions["onEnd"];
 }
 
 interface Pending {
@@ -72,6 +83,8 @@ export class RequestClient {
   private closed = false;
   private everReady = false;
   private readerLoop: Promise<void> | undefined;
+  /** Connections for reading streamed answers. */
+  private readonly streamConnections: BlockingPool;
 
   constructor(options: RequestClientOptions) {
     this.id = options.id ?? `client-${uuidv4()}`;
@@ -79,6 +92,7 @@ export class RequestClient {
     this.redis = createRedis(options.redisUrl, { mode: "failFast", name: `flotilla-${this.id}` });
     this.replyReader = createRedis(options.redisUrl, { name: `flotilla-${this.id}-replies` });
     this.replyKey = this.keys.replies(this.id);
+    this.streamConnections = new BlockingPool(options.redisUrl, `flotilla-${this.id}`);
     this.redis.once("ready", () => (this.everReady = true));
     this.demand = new DemandReporter(this.redis, this.keys, this.id);
   }
@@ -126,6 +140,25 @@ export class RequestClient {
       this.pending.set(requestId, { deployment, resolve, reject, timer });
       this.demand.change(deployment, 1);
     });
+    if (options.signal) {
+      const signal = options.signal;
+      const onAbort = (): void => {
+        const entry = this.pending.get(requestId);
+        if (!entry) return;
+        timedOut = true;
+        this.settle(requestId, true);
+        entry.reject(signal.reason);
+        void publishCancel(this.redis, this.keys, deployment, this.replyKey, requestId).catch(() => undefined);
+      };
+      if (signal.aborted) queueMicrotask(onAbort);
+      else {
+        signal.addEventListener("abort", onAbort, { once: true });
+        void answer.then(
+          () => signal.removeEventListener("abort", onAbort),
+          () => signal.removeEventListener("abort", onAbort),
+        );
+      }
+    }
     let jobId: string | undefined;
     try {
       jobId = await this.adds.add(deployment, { ...job, replyTo: this.replyKey, requestId }, this.pending.size === 1);
@@ -137,6 +170,20 @@ export class RequestClient {
     // Timed out before its job was even added: withdraw the job unless pending requests share it.
     if (timedOut && jobId !== undefined && !this.batchShares.has(jobId)) void this.withdraw(deployment, jobId);
     return answer;
+  }
+
+  /** The chunks of a streamed answer, given its head (a reply with `stream`); read once. */
+  openStream(deployment: string, head: Reply, options: OpenStreamOptions = {}): StreamReader {
+    if (!head.stream || head.requestId === undefined) throw new FlotillaError("INTERNAL", "openStream needs the head of a streamed answer");
+    return new StreamReader({
+      deployment,
+      channel: new StreamReaderChannel(this.keys, { replyTo: this.replyKey, requestId: head.requestId, writer: head.stream.writer }),
+      control: this.redis,
+      acquire: () => this.streamConnections.acquire(),
+      release: (conn) => this.streamConnections.release(conn),
+      idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
+      ...(options.onEnd ? { onEnd: options.onEnd } : {}),
+    });
   }
 
   /**
@@ -261,6 +308,7 @@ export class RequestClient {
     await this.demand.stop();
     await Promise.all([...this.queues.values()].map((queue) => queue.close().catch(() => undefined)));
     this.replyReader.disconnect();
+    this.streamConnections.close();
     await this.readerLoop?.catch(() => undefined);
     await closeRedis(this.redis);
   }

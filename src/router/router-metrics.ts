@@ -32,6 +32,19 @@ export class RouterMetrics {
     buckets: DURATION_BUCKETS,
     registers: [this.registry],
   });
+  private readonly firstChunkSeconds = new Histogram({
+    name: "flotilla_router_stream_first_chunk_seconds",
+    help: "Time from a streamed request's arrival to its first chunk written",
+    labelNames: ["deployment"],
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly chunks = new Counter({
+    name: "flotilla_router_stream_chunks_total",
+    help: "Chunks of streamed answers written to clients, by deployment",
+    labelNames: ["deployment"],
+    registers: [this.registry],
+  });
   private readonly inFlight = new Gauge({ name: "flotilla_router_requests_in_flight", help: "Requests being handled now", registers: [this.registry] });
   private readonly series = new Map<string, Series>();
   private readonly server = http.createServer({ headersTimeout: 20_000, requestTimeout: 30_000 }, (req, res) => {
@@ -69,6 +82,16 @@ export class RouterMetrics {
     }
     counter.inc();
     series.duration.observe(seconds);
+  }
+
+  /** A streamed answer's first chunk was written. */
+  firstChunk(deployment: string, seconds: number): void {
+    this.firstChunkSeconds.labels(deployment).observe(seconds);
+  }
+
+  /** A streamed answer ended after this many chunks. */
+  chunksSent(deployment: string, chunks: number): void {
+    this.chunks.labels(deployment).inc(chunks);
   }
 
   /** Resolves with the bound port. */

@@ -21,6 +21,7 @@ import { closeRedis, createRedis } from "../shared/redis.js";
 import { settledWithin } from "../shared/settled-within.js";
 import { Ticker } from "../shared/ticker.js";
 import { RouteTable } from "./route-table.js";
+import { writeStreamResponse } from "./stream-response.js";
 import type { RouterMetrics } from "./router-metrics.js";
 import type { RouterOptions } from "./router-options.js";
 
@@ -46,6 +47,8 @@ export class Router {
   private stopping = false;
   private readonly startedAt = Date.now();
   private metrics: RouterMetrics | undefined;
+  /** Streamed answers being written: a stopping router finishes them too. */
+  private openStreams = 0;
   /** The metrics server's port once listening. */
   metricsPort: number | undefined;
 
@@ -154,16 +157,42 @@ export class Router {
         headers: headerObject(req),
         body,
       };
-      const reply = await this.client.submit(route.deployment, { kind: "http", http: request }, {
-        timeoutMs: this.options.requestTimeoutS * 1000,
-        ...(route.maxQueuedRequests !== undefined ? { maxQueued: route.maxQueuedRequests } : {}),
-      });
-      this.answer(res, reply);
+      // A client that goes away withdraws its request, or aborts its handler's signal.
+      const gone = new AbortController();
+      const onGone = (): void => {
+        if (!res.writableEnded) gone.abort(new FlotillaError("INVALID_REQUEST", "the client went away"));
+      };
+      res.once("close", onGone);
+      const reply = await this.client
+        .submit(route.deployment, { kind: "http", http: request }, {
+          timeoutMs: this.options.requestTimeoutS * 1000,
+          signal: gone.signal,
+          ...(route.maxQueuedRequests !== undefined ? { maxQueued: route.maxQueuedRequests } : {}),
+        })
+        .finally(() => res.off("close", onGone));
       status = reply.status;
+      if (reply.stream) await this.stream(req, res, route.deployment, reply, startedAt);
+      else this.answer(res, reply);
     } catch (err) {
       status = this.fail(req, res, err);
     } finally {
       this.metrics?.end(deployment, status, (performance.now() - startedAt) / 1000);
+    }
+  }
+
+  private async stream(req: IncomingMessage, res: ServerResponse, deployment: string, head: Reply, startedAt: number): Promise<void> {
+    this.openStreams++;
+    try {
+      const reader = this.client.openStream(deployment, head, {
+        idleTimeoutMs: this.options.requestTimeoutS * 1000,
+        onEnd: (_outcome, chunks) => this.metrics?.chunksSent(deployment, chunks),
+      });
+      await writeStreamResponse(req, res, head, reader, {
+        close: this.stopping,
+        onFirstChunk: () => this.metrics?.firstChunk(deployment, (performance.now() - startedAt) / 1000),
+      });
+    } finally {
+      this.openStreams--;
     }
   }
 
@@ -209,7 +238,7 @@ export class Router {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     const deadline = Date.now() + this.options.requestTimeoutS * 1000;
-    while (this.client.inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    while (this.client.inflight + this.openStreams > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     this.server.closeAllConnections();
     await closed;
     // Deregister if Redis answers soon; otherwise the registration expires by itself (routerAlive has a TTL).

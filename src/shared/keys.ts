@@ -117,6 +117,19 @@ export class Keys {
     return `${this.repliesPrefix}{${requesterId}}`;
   }
   /** Every reply list starts with this; replicas push to no other key. */
+  /**
+   * A streamed answer's keys, beside its requester's reply list (same hash tag):
+   * the chunk list one writer (a replica's attempt) fills, and the keys saying
+   * that writer is alive and that the requester stopped reading.
+   */
+  streamKeys(replyTo: string, requestId: string, writer: string): { chunks: string; alive: string; cancel: string } {
+    const base = `${replyTo}:s:${requestId}`;
+    return { chunks: `${base}:${writer}`, alive: `${base}:${writer}:alive`, cancel: `${base}:cancel` };
+  }
+  /** Channel: requests whose requester went away (`<replyTo>\n<requestId>`), heard by the deployment's replicas. */
+  cancels(deployment: string): string {
+    return `${this.namespace}:cancels:${deploymentTag(this.namespace, deployment)}`;
+  }
   get repliesPrefix(): string {
     return `${this.namespace}:replies:`;
   }

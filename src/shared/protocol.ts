@@ -56,6 +56,8 @@ export interface Reply {
   version: string;
   /** How long the handler took (ms): lets requesters see how fast the deployment answers. */
   ms?: number;
+  /** Set on the head of a streamed answer: the body comes as chunks (stream-protocol.ts) from this writer. */
+  stream?: { writer: string };
 }
 
 /** The response object a handler may return to set status and headers. */
@@ -63,22 +65,22 @@ export interface HttpResponse {
   readonly __flotillaResponse: true;
   status: number;
   headers: Record<string, string>;
-  body: string | Uint8Array | object | null;
+  body: string | Uint8Array | object | AsyncIterable<unknown> | null;
 }
 
 /**
  * Build an explicit HTTP response from a handler.
  * @example return response({ status: 201, headers: { location: "/items/1" }, body: { id: 1 } });
  */
-export function response(init: { status?: number; headers?: Record<string, string>; body?: string | Uint8Array | object | null }): HttpResponse {
+export function response(init: { status?: number; headers?: Record<string, string>; body?: string | Uint8Array | object | AsyncIterable<unknown> | null }): HttpResponse {
   return { __flotillaResponse: true, status: init.status ?? 200, headers: init.headers ?? {}, body: init.body ?? null };
 }
 
-function isHttpResponse(value: unknown): value is HttpResponse {
+export function isHttpResponse(value: unknown): value is HttpResponse {
   return typeof value === "object" && value !== null && (value as { __flotillaResponse?: unknown }).__flotillaResponse === true;
 }
 
-function lowerKeys(headers: Record<string, string>): Record<string, string> {
+export function lowerKeys(headers: Record<string, string>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(headers)) out[k.toLowerCase()] = String(v);
   return out;

@@ -161,6 +161,8 @@ const rawSpecSchema = z.strictObject({
   gracefulShutdownTimeoutS: z.number().finite().positive().max(3600).default(20),
   /** Replica-side limit on one request; the handler's AbortSignal fires and the caller gets 504. @default none */
   requestTimeoutS: z.number().finite().positive().max(86_400).optional(),
+  /** Replica-side cap on a whole streamed answer (requestTimeoutS then limits the time between chunks). @default none */
+  streamTimeoutS: z.number().finite().positive().max(86_400).optional(),
   /** Requests allowed to wait in the queue before new ones get 503. @default unlimited */
   maxQueuedRequests: z.number().int().positive().max(100_000_000).optional(),
   /** Times a request is retried after its replica process died while running it. @default 3 */

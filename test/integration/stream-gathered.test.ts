@@ -1,0 +1,54 @@
+/**
+ * A streaming handler called by a client that reads no reply list (a bare
+ * BullMQ client, reading return values): the chunks come back gathered, as one
+ * array, from a real replica in this process.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { Queue } from "bullmq";
+import { QueueKeys } from "../../src/queue/queue-keys.js";
+import type { Reply } from "../../src/shared/protocol.js";
+import { echoReplica } from "../helpers/echo-replica.js";
+import { cleanupNamespace, testNamespace, testRedis } from "../helpers/redis.js";
+import { waitFor } from "../helpers/wait.js";
+
+process.env.FLOTILLA_LOG_LEVEL ??= "error";
+
+describe("a streamed answer without a reply list", () => {
+  const namespace = testNamespace("stream-gathered");
+  const queueKeys = new QueueKeys(namespace);
+  const redis = testRedis();
+  const runner = echoReplica(namespace, "st-1", { deployment: "st", importRef: "streamer.ts" });
+  const queue = new Queue(queueKeys.name("st"), { connection: redis, prefix: queueKeys.prefix });
+
+  before(async () => {
+    runner.actor.start();
+    await waitFor("the replica to run", () => runner.report().state === "running");
+  });
+
+  after(async () => {
+    await queue.close();
+    runner.actor.send({ type: "DRAIN" });
+    await waitFor("the replica to stop", () => runner.report().state === "stopped");
+    await runner.closeConnections();
+    redis.disconnect();
+    await cleanupNamespace(namespace);
+  });
+
+  async function run(data: unknown): Promise<Reply> {
+    const job = await queue.add("request", data, { removeOnComplete: false });
+    const done = await waitFor(`job ${job.id} to complete`, async () => ((await queue.getJobState(job.id!)) === "completed" ? await queue.getJob(job.id!) : undefined));
+    return done.returnvalue as Reply;
+  }
+
+  it("answers a call job with the array of yielded values", async () => {
+    const reply = await run({ kind: "call", payload: { n: 3, ms: 0, kind: "json" } });
+    assert.deepEqual((reply.value as Array<{ i: number }>).map((v) => v.i), [0, 1, 2]);
+  });
+
+  it("answers an http job with the chunks as a JSON array", async () => {
+    const reply = await run({ kind: "http", http: { method: "GET", path: "/st", query: { n: "2", ms: "0" } } });
+    assert.equal(reply.status, 200);
+    assert.equal((JSON.parse(reply.body) as string[]).length, 2);
+  });
+});
