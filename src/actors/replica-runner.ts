@@ -6,7 +6,7 @@
 import { setMaxListeners } from "node:events";
 import type { Redis } from "ioredis";
 import { createActor, fromPromise, type Actor } from "xstate";
-import { errorMessage, FlotillaError } from "../errors.js";
+import { ERROR_CODES, errorMessage, FlotillaError } from "../errors.js";
 import type { Logger } from "../shared/logger.js";
 import type { ReplicaReport } from "./replica-ipc.js";
 import { encodeResult, type HttpRequestData, type Reply, type RequestJob } from "../shared/protocol.js";
@@ -18,6 +18,7 @@ import { Batcher } from "../shared/batcher.js";
 import { createRedis } from "../shared/redis.js";
 import { DeploymentWorker } from "../queue/deployment-worker.js";
 import { ReplyLists } from "../queue/reply-lists.js";
+import { AsyncJobs, type AsyncRun } from "./async-jobs.js";
 import { loadHandler, type LoadedHandler, type PrepareLoader } from "./handler-loader.js";
 import { replicaMachine, type ReplicaMachineState } from "./replica-machine.js";
 import type { ReplicaConfig, ReplicaSettings } from "./replica-config.js";
@@ -48,6 +49,7 @@ export class ReplicaRunner {
   private readonly redis: Redis;
   private readonly keys: Keys;
   private readonly replyLists: ReplyLists;
+  private readonly asyncJobs: AsyncJobs;
   private inflight = 0;
   private readonly controllers = new Set<AbortController>();
   /** maxConcurrentQueries counts requests, also when several arrive in one batch job. */
@@ -70,6 +72,7 @@ export class ReplicaRunner {
     this.keys = new Keys(config.namespace);
     this.redis = createRedis(config.redisUrl, { name: `flotilla-replica-${config.replicaId}` });
     this.replyLists = new ReplyLists(this.redis, this.keys);
+    this.asyncJobs = new AsyncJobs(this.redis, config.redisUrl, this.keys, config.deployment, log);
     const machine = replicaMachine.provide({
       actors: {
         start: fromPromise(() => this.start()),
@@ -167,6 +170,7 @@ export class ReplicaRunner {
   }
 
   async closeConnections(): Promise<void> {
+    await this.asyncJobs.close();
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 
@@ -217,12 +221,20 @@ export class ReplicaRunner {
     const onJobAbort = (): void => abort.abort(jobSignal?.reason);
     jobSignal?.addEventListener("abort", onJobAbort, { once: true });
     let timer: NodeJS.Timeout | undefined;
+    let run: AsyncRun | undefined;
     try {
+      if (data.asyncId !== undefined) {
+        run = await this.asyncJobs.begin(data.asyncId);
+        if (!run) return { status: ERROR_CODES.CANCELLED.status };
+        const cancelled = run.cancelled;
+        if (cancelled.aborted) abort.abort(cancelled.reason);
+        else cancelled.addEventListener("abort", () => abort.abort(cancelled.reason), { once: true });
+      }
       let reply: Reply;
       try {
         if (!handler) throw new Error("handler not loaded");
         const arg = data.kind === "http" ? this.httpRequest(data.http, abort.signal) : data.payload;
-        const call = Promise.resolve(handler.call(arg, { signal: abort.signal }));
+        const call = Promise.resolve(handler.call(arg, { signal: abort.signal, progress: run ? run.progress : noProgress }));
         const timeoutS = this.config.requestTimeoutS;
         const result = timeoutS
           ? await Promise.race([
@@ -243,6 +255,7 @@ export class ReplicaRunner {
       }
       reply.ms = Math.round((performance.now() - started) * 1000) / 1000;
       // The reply is in Redis before the job completes: a crash in between retries the request, never loses it.
+      if (data.asyncId !== undefined) await this.asyncJobs.end(data.asyncId, reply);
       if (data.replyTo) {
         await this.sendReply(data.replyTo, reply);
         return { status: reply.status };
@@ -299,6 +312,9 @@ export class ReplicaRunner {
     };
   }
 }
+
+/** The progress() of a request that is not async: nothing to report to. */
+const noProgress = (): Promise<void> => Promise.resolve();
 
 class RequestTimeout extends Error {
   constructor(seconds: number) {
