@@ -6,7 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
+import { Worker } from "bullmq";
 import { AsyncRequestClient } from "../../src/client/async-request-client.js";
+import { QueueJanitor } from "../../src/controller/queue-janitor.js";
+import { createLogger } from "../../src/shared/logger.js";
 import { FlotillaError } from "../../src/errors.js";
 import { AsyncRecords } from "../../src/queue/async-requests.js";
 import { DeploymentQueue } from "../../src/queue/deployment-queue.js";
@@ -124,6 +127,32 @@ describe("async request records", () => {
   it("refuses with BACKPRESSURE when maxQueued requests wait, leaving no record", async () => {
     const waiting = await redis.llen(wait);
     await assert.rejects(client.submit("d", { kind: "call", payload: null }, { resultTtlS: 60, maxQueued: Math.max(1, waiting) }), (err: unknown) => err instanceof FlotillaError && err.code === "BACKPRESSURE");
+  });
+
+  it("a request whose job failed for good (its replicas kept dying) ends failed with REPLICA_CRASHED", async () => {
+    const queueKeys = new QueueKeys(namespace);
+    const id = await client.submit("crashy", { kind: "call", payload: null }, { resultTtlS: 60 });
+    const workerRedis = testRedis();
+    const worker = new Worker(queueKeys.name("crashy"), async () => {
+      await records.start(id);
+      throw new Error("the replica running it ended");
+    }, { connection: workerRedis, prefix: queueKeys.prefix });
+    const crashy = new DeploymentQueue(redis, namespace, "crashy");
+    try {
+      await waitFor("the job to fail", async () => (await crashy.failed(10)).length === 1);
+    } finally {
+      await worker.close();
+      workerRedis.disconnect();
+    }
+    const janitor = new QueueJanitor(redis, keys, createLogger("test-janitor"));
+    await janitor.answerFailed("crashy");
+    await janitor.close();
+    await crashy.close();
+    const view = await client.get(id);
+    assert.equal(view.status, "failed");
+    assert.equal(view.result?.status, 502);
+    assert.equal(view.result?.error?.code, "REPLICA_CRASHED");
+    assert.ok((await redis.ttl(keys.asyncRequest(id))) > 0, "its result expires like any other");
   });
 
   it("counts requests by the status they reached", async () => {
