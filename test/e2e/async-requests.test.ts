@@ -185,4 +185,13 @@ describe("async requests end to end", () => {
     await assert.rejects(handle.result("6f1c3a1e-3c1b-4b6a-9d5e-2b7e4c1a0f00"), (err: unknown) => err instanceof FlotillaError && err.code === "NOT_FOUND");
     await assert.rejects(getHandle("missing", conn).submit(1), (err: unknown) => err instanceof FlotillaError && err.code === "NOT_FOUND");
   });
+
+  it("counts async requests by status for the cluster's metrics", async () => {
+    const job = await cluster.deployment("job");
+    const single = await cluster.deployment("single");
+    assert.ok(job?.asyncCounts && single?.asyncCounts, "the status report has the counts");
+    assert.ok(job.asyncCounts.queued >= 5 && job.asyncCounts.succeeded >= 4 && job.asyncCounts.cancelled >= 1, JSON.stringify(job.asyncCounts));
+    assert.equal(single.asyncCounts.cancelled, 2, JSON.stringify(single.asyncCounts));
+    assert.equal(single.asyncCounts.succeeded, 1, JSON.stringify(single.asyncCounts));
+  });
 });
