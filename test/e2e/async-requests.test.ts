@@ -190,7 +190,7 @@ describe("async requests end to end", () => {
     const job = await cluster.deployment("job");
     const single = await cluster.deployment("single");
     assert.ok(job?.asyncCounts && single?.asyncCounts, "the status report has the counts");
-    assert.ok(job.asyncCounts.queued >= 5 && job.asyncCounts.succeeded >= 4 && job.asyncCounts.cancelled >= 1, JSON.stringify(job.asyncCounts));
+    assert.ok(job.asyncCounts.queued >= 5 && job.asyncCounts.succeeded >= 3 && job.asyncCounts.cancelled >= 1, JSON.stringify(job.asyncCounts));
     assert.equal(single.asyncCounts.cancelled, 2, JSON.stringify(single.asyncCounts));
     assert.equal(single.asyncCounts.succeeded, 1, JSON.stringify(single.asyncCounts));
   });
