@@ -29,12 +29,13 @@ describe("async requests end to end", () => {
   before(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), "flotilla-async-"));
     log = path.join(dir, "calls.log");
-    cluster = await TestCluster.start({ label: "async", hosts: [{ cpus: 4 }], routers: 2 });
+    cluster = await TestCluster.start({ label: "async", hosts: [{ cpus: 5 }], routers: 2 });
     conn = new Connection({ redis: cluster.redisUrl, namespace: cluster.namespace });
     await cluster.deploy([
       { name: "job", import: "async-job.ts#default", numReplicas: 1, maxConcurrentQueries: 8, actorOptions: { numCpus: 1 } },
       { name: "single", import: "async-job.ts#default", numReplicas: 1, maxConcurrentQueries: 1, maxQueuedRequests: 1, actorOptions: { numCpus: 1 } },
       { name: "brief", import: "async-job.ts#default", numReplicas: 1, asyncResultTtlS: 2, actorOptions: { numCpus: 1 } },
+      { name: "batched", import: "batched.ts#Batched", userConfig: { maxBatchSize: 8 }, maxConcurrentQueries: 100, actorOptions: { numCpus: 0.5 } },
     ]);
   });
 
@@ -200,6 +201,22 @@ describe("async requests end to end", () => {
     await assert.rejects(handle.result(long), (err: unknown) => err instanceof FlotillaError && err.code === "CANCELLED");
     await assert.rejects(handle.result("6f1c3a1e-3c1b-4b6a-9d5e-2b7e4c1a0f00"), (err: unknown) => err instanceof FlotillaError && err.code === "NOT_FOUND");
     await assert.rejects(getHandle("missing", conn).submit(1), (err: unknown) => err instanceof FlotillaError && err.code === "NOT_FOUND");
+  });
+
+  it("async requests to a batched handler run in batches, each with its own answer", async () => {
+    const inputs = Array.from({ length: 24 }, (_, i) => 100 + i);
+    const ids = await Promise.all(
+      inputs.map(async (n) => {
+        const res = await httpRequest(cluster.url("/batched"), { method: "POST", headers: { ...ASYNC, "content-type": "application/json" }, body: JSON.stringify({ n }) });
+        assert.equal(res.status, 202, res.body);
+        return (JSON.parse(res.body) as { id: string }).id;
+      }),
+    );
+    const answers = await Promise.all(ids.map(async (id) => JSON.parse((await until(id, "to succeed", (v) => v.status === "succeeded")).result?.body ?? "{}") as { input: number; batchSize: number }));
+    assert.deepEqual(answers.map((a) => a.input), inputs, "each request got the answer to its own input");
+    const sizes = answers.map((a) => a.batchSize);
+    assert.ok(Math.max(...sizes) <= 8, sizes.join(","));
+    assert.ok(Math.max(...sizes) > 1, `async requests were batched: ${sizes.join(",")}`);
   });
 
   it("counts async requests by status for the cluster's metrics", async () => {
