@@ -7,7 +7,7 @@ export const ERROR_CODES = {
   INVALID_SPEC: { status: 400, retryable: false, summary: "A deployment spec or deploy file failed validation." },
   INVALID_REQUEST: { status: 400, retryable: false, summary: "A request could not be parsed: bad URL encoding, a body that is not JSON, or job data not in the job format (the message names the field)." },
   UNAUTHORIZED: { status: 401, retryable: false, summary: "The admin API needs `Authorization: Bearer <FLOTILLA_ADMIN_TOKEN>`." },
-  NOT_FOUND: { status: 404, retryable: false, summary: "No deployment's routePrefix matches the path, or the named deployment does not exist." },
+  NOT_FOUND: { status: 404, retryable: false, summary: "No deployment's routePrefix matches the path, the named deployment does not exist, or no async request has the id (unknown, malformed, or its result expired)." },
   PAYLOAD_TOO_LARGE: { status: 413, retryable: false, summary: "The request body is larger than the router's body limit." },
   HANDLER_ERROR: { status: 500, retryable: false, summary: "The deployment's handler threw; the message is the handler's." },
   REPLICA_CRASHED: { status: 502, retryable: true, summary: "Every attempt at the request ended with its replica process dying (maxRetries exhausted)." },
@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   PACKAGE_INVALID: { status: 400, retryable: false, summary: "A runtimeEnv package was refused: a symlink leaves workingDir, or an archive entry is unsafe (absolute path, `..`, a link out, a device file)." },
   PACKAGE_FETCH_FAILED: { status: 502, retryable: true, summary: "A host could not fetch a runtimeEnv package: it is not stored, or its bytes do not match its sha256." },
   INSTALL_FAILED: { status: 500, retryable: false, summary: "Installing a runtimeEnv package's dependencies (`npm ci`) failed; the message ends with npm's output." },
+  CANCELLED: { status: 409, retryable: false, summary: "The async request was cancelled (`DELETE /-/requests/<id>`) before it finished." },
   INTERNAL: { status: 500, retryable: false, summary: "A bug in Flotilla itself; the message says where." },
 } as const;
 

@@ -12,7 +12,8 @@
  * await echo.delete();
  */
 export { connect, disconnect, Connection, type ConnectOptions } from "./api/connection.js";
-export { deployment, getHandle, Deployment, DeploymentHandle, type DeployOptions, type CallOptions } from "./api/deployment.js";
+export { deployment, getHandle, Deployment, DeploymentHandle, type DeployOptions, type CallOptions, type ResultOptions } from "./api/deployment.js";
+export type { AsyncRequestView, AsyncResult, AsyncStatus } from "./queue/async-requests.js";
 export { response, type HttpResponse, type HttpRequestData, type Reply, type RequestJob } from "./shared/protocol.js";
 export type { HttpRequest } from "./actors/replica-runner.js";
 export type { RequestContext } from "./actors/handler-loader.js";

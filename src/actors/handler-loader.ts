@@ -11,8 +11,13 @@ import { importRefProblem, parseImportRef } from "../spec/import-ref.js";
 import { handlerLoader, type HandlerLoader } from "./module-scope.js";
 
 export interface RequestContext {
-  /** Fires when the request's requestTimeoutS passes or the replica is forced to stop. */
+  /** Fires when the request's requestTimeoutS passes, the replica is forced to stop, or an async request is cancelled. */
   signal: AbortSignal;
+  /**
+   * Reports an async request's progress (a number or a JSON value of at most 4 KiB), shown by its poll;
+   * resolves once stored. For other requests it does nothing.
+   */
+  progress(value: unknown): Promise<void>;
 }
 
 /** A loaded deployment: a function, or an instance of the exported class. */

@@ -6,7 +6,7 @@
 import { setMaxListeners } from "node:events";
 import type { Redis } from "ioredis";
 import { createActor, fromPromise, type Actor } from "xstate";
-import { errorMessage, FlotillaError } from "../errors.js";
+import { ERROR_CODES, errorMessage, FlotillaError } from "../errors.js";
 import type { Logger } from "../shared/logger.js";
 import type { ReplicaReport } from "./replica-ipc.js";
 import { encodeResult, type HttpRequestData, type Reply, type RequestJob } from "../shared/protocol.js";
@@ -21,6 +21,7 @@ import { Batcher } from "../shared/batcher.js";
 import { createRedis } from "../shared/redis.js";
 import { DeploymentWorker } from "../queue/deployment-worker.js";
 import { ReplyLists } from "../queue/reply-lists.js";
+import { AsyncJobs, type AsyncRun } from "./async-jobs.js";
 import { loadHandler, type LoadedHandler, type PrepareLoader } from "./handler-loader.js";
 import { replicaMachine, type ReplicaMachineState } from "./replica-machine.js";
 import type { ReplicaConfig, ReplicaSettings } from "./replica-config.js";
@@ -55,6 +56,7 @@ export class ReplicaRunner {
   private readonly sub: Redis;
   private readonly cancels: CancelWatch;
   private streamsStarted = 0;
+  private readonly asyncJobs: AsyncJobs;
   private inflight = 0;
   private readonly controllers = new Set<AbortController>();
   /** maxConcurrentQueries counts requests, also when several arrive in one batch job. */
@@ -79,6 +81,7 @@ export class ReplicaRunner {
     this.replyLists = new ReplyLists(this.redis, this.keys);
     this.sub = createRedis(config.redisUrl, { name: `flotilla-replica-${config.replicaId}-cancels` });
     this.cancels = new CancelWatch(this.sub, this.keys, config.deployment);
+    this.asyncJobs = new AsyncJobs(this.redis, config.redisUrl, this.keys, config.deployment, log);
     const machine = replicaMachine.provide({
       actors: {
         start: fromPromise(() => this.start()),
@@ -179,6 +182,7 @@ export class ReplicaRunner {
 
   async closeConnections(): Promise<void> {
     await this.sub.quit().catch(() => this.sub.disconnect());
+    await this.asyncJobs.close();
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 
@@ -230,12 +234,20 @@ export class ReplicaRunner {
     jobSignal?.addEventListener("abort", onJobAbort, { once: true });
     const unwatch = data.replyTo !== undefined && data.requestId !== undefined ? this.cancels.watch(data.replyTo, data.requestId, abort) : undefined;
     let timer: NodeJS.Timeout | undefined;
+    let run: AsyncRun | undefined;
     try {
+      if (data.asyncId !== undefined) {
+        run = await this.asyncJobs.begin(data.asyncId);
+        if (!run) return { status: ERROR_CODES.CANCELLED.status };
+        const cancelled = run.cancelled;
+        if (cancelled.aborted) abort.abort(cancelled.reason);
+        else cancelled.addEventListener("abort", () => abort.abort(cancelled.reason), { once: true });
+      }
       let reply: Reply;
       try {
         if (!handler) throw new Error("handler not loaded");
         const arg = data.kind === "http" ? this.httpRequest(data.http, abort.signal) : data.payload;
-        const call = Promise.resolve(handler.call(arg, { signal: abort.signal }));
+        const call = Promise.resolve(handler.call(arg, { signal: abort.signal, progress: run ? run.progress : noProgress }));
         const timeoutS = this.config.requestTimeoutS;
         const result = timeoutS
           ? await Promise.race([
@@ -260,6 +272,7 @@ export class ReplicaRunner {
       }
       reply.ms = Math.round((performance.now() - started) * 1000) / 1000;
       // The reply is in Redis before the job completes: a crash in between retries the request, never loses it.
+      if (data.asyncId !== undefined) await this.asyncJobs.end(data.asyncId, reply);
       if (data.replyTo) {
         await this.sendReply(data.replyTo, reply);
         return { status: reply.status };
@@ -334,6 +347,9 @@ export class ReplicaRunner {
     };
   }
 }
+
+/** The progress() of a request that is not async: nothing to report to. */
+const noProgress = (): Promise<void> => Promise.resolve();
 
 class RequestTimeout extends Error {
   constructor(seconds: number) {

@@ -3,6 +3,7 @@
  * programmatic API uses to deploy, call and inspect deployments.
  */
 import type { Redis } from "ioredis";
+import { AsyncRequestClient } from "../client/async-request-client.js";
 import { RequestClient } from "../client/request-client.js";
 import { Keys } from "../shared/keys.js";
 import { closeRedis, createRedis, defaultNamespace, defaultRedisUrl } from "../shared/redis.js";
@@ -20,6 +21,7 @@ export class Connection {
   readonly keys: Keys;
   private redisConn: Redis | undefined;
   private requests: RequestClient | undefined;
+  private asyncRequests: AsyncRequestClient | undefined;
 
   constructor(options: ConnectOptions = {}) {
     this.redisUrl = options.redis ?? defaultRedisUrl();
@@ -39,8 +41,16 @@ export class Connection {
     return this.requests;
   }
 
+  /** Async requests: submit, read, cancel (on the control-plane connection). */
+  get asyncClient(): AsyncRequestClient {
+    this.asyncRequests ??= new AsyncRequestClient(this.redis, this.keys);
+    return this.asyncRequests;
+  }
+
   /** Closes the connections; pending calls are rejected. */
   async close(): Promise<void> {
+    await this.asyncRequests?.close();
+    this.asyncRequests = undefined;
     const requests = this.requests;
     const redis = this.redisConn;
     this.requests = undefined;

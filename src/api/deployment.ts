@@ -7,12 +7,12 @@
  *   const answer = await d.handle().call({ text: "hi" });
  *   await d.delete();
  */
-import { FlotillaError } from "../errors.js";
+import { ERROR_CODES, FlotillaError, type ErrorCode } from "../errors.js";
 import { applyDeployments, deleteDeployment, waitForRollout, type ApplyResult } from "../client/deployment-store.js";
 import { packAndUpload } from "../client/package-upload.js";
 import type { Reply } from "../shared/protocol.js";
-import type { DeploymentStatusRecord } from "../shared/records.js";
-import { parseDeploymentSpec, type DeploymentSpec, type DeploymentSpecInput } from "../spec/deployment-spec.js";
+import type { DeploymentRecord, DeploymentStatusRecord } from "../shared/records.js";
+import { DEFAULT_ASYNC_RESULT_TTL_S, parseDeploymentSpec, type DeploymentSpec, type DeploymentSpecInput } from "../spec/deployment-spec.js";
 import { currentConnection, type Connection } from "./connection.js";
 
 export interface DeployOptions {
@@ -27,6 +27,11 @@ export interface DeployOptions {
 export interface CallOptions {
   /** Reject with TIMEOUT after this long. @default 60000 */
   timeoutMs?: number;
+}
+
+export interface ResultOptions {
+  /** Seconds to wait for the request to finish. @default 0 (read it as it stands) */
+  wait?: number;
 }
 
 /** Calls one deployment through its queue; usable from anywhere, including inside another deployment's handler. */
@@ -76,6 +81,46 @@ export class DeploymentHandle {
     const error = reply.error;
     const code = error?.code === "TIMEOUT" || error?.code === "REPLICA_CRASHED" || error?.code === "NOT_FOUND" ? error.code : "HANDLER_ERROR";
     return new FlotillaError(code, error?.message ?? "the request failed", { details: { deployment: this.name, replica: reply.replica } });
+  }
+
+  /**
+   * Queues `payload` as an async request and resolves with its id at once (see README, "Async requests"):
+   * read it with `result(id)` or `GET /-/requests/<id>` on any router. Rejects with NOT_FOUND when the
+   * deployment does not exist, BACKPRESSURE when its queue holds maxQueuedRequests already.
+   */
+  async submit(payload?: unknown): Promise<string> {
+    const conn = this.connection();
+    const raw = await conn.redis.hget(conn.keys.deployments, this.name);
+    if (raw === null) throw new FlotillaError("NOT_FOUND", `deployment '${this.name}' does not exist`);
+    const { spec } = JSON.parse(raw) as DeploymentRecord;
+    return conn.asyncClient.submit(this.name, { kind: "call", payload: payload ?? null }, {
+      resultTtlS: spec.asyncResultTtlS ?? DEFAULT_ASYNC_RESULT_TTL_S,
+      ...(spec.maxQueuedRequests !== undefined ? { maxQueued: spec.maxQueuedRequests } : {}),
+    });
+  }
+
+  /**
+   * The return value of an async request once it has finished, waiting up to `wait` seconds for it. Throws
+   * its FlotillaError if it failed (HANDLER_ERROR, REPLICA_CRASHED, ...), CANCELLED if it was cancelled,
+   * NOT_FOUND for an unknown or expired id, and TIMEOUT (details: `status`, `progress`) if it has not
+   * finished within `wait`.
+   */
+  async result<T = unknown>(id: string, options: ResultOptions = {}): Promise<T> {
+    const view = await this.connection().asyncClient.settled(id, options.wait ?? 0);
+    const details = { deployment: view.deployment, id, status: view.status };
+    if (view.status === "succeeded") return (view.result?.value ?? null) as T;
+    if (view.status === "cancelled") throw new FlotillaError("CANCELLED", `async request ${id} was cancelled`, { details });
+    if (view.status === "failed") {
+      const code = view.result?.error?.code;
+      const known: ErrorCode = code !== undefined && code in ERROR_CODES ? (code as ErrorCode) : "HANDLER_ERROR";
+      throw new FlotillaError(known, view.result?.error?.message ?? `async request ${id} failed`, { details });
+    }
+    throw new FlotillaError("TIMEOUT", `async request ${id} is still ${view.status} after ${options.wait ?? 0} s`, { details: { ...details, progress: view.progress } });
+  }
+
+  /** Cancels an async request (see README, "Async requests"); resolves with its status after the cancel. */
+  async cancel(id: string): Promise<string> {
+    return (await this.connection().asyncClient.cancel(id)).status;
   }
 
   /** The whole reply: value or error, plus which replica and version answered. */

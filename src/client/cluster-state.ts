@@ -17,6 +17,7 @@ import type {
   RouterInfo,
 } from "../shared/records.js";
 import { readHealthEvents, type HealthEvents } from "../shared/health-events.js";
+import { AsyncRecords, type AsyncStatus } from "../queue/async-requests.js";
 
 export interface ClusterSnapshot {
   now: number;
@@ -35,6 +36,8 @@ export interface ClusterSnapshot {
   routers: Array<RouterInfo & { alive: boolean }>;
   /** Health check failures and replacements, as hosts counted them. */
   health?: HealthEvents;
+  /** Per deployment: async requests that reached each status (queued counts submissions). */
+  asyncCounts?: Map<string, Record<AsyncStatus, number>>;
 }
 
 export async function readClusterState(redis: Redis, keys: Keys, now = Date.now()): Promise<ClusterSnapshot> {
@@ -68,10 +71,11 @@ export async function readClusterState(redis: Redis, keys: Keys, now = Date.now(
   for (const h of hostInfos) aliveCheck.exists(keys.hostAlive(h.id));
   for (const c of controllerInfos) aliveCheck.exists(keys.controllerAlive(c.id));
   for (const r of routerInfos) aliveCheck.exists(keys.routerAlive(r.id));
-  const [alive, queues, health] = await Promise.all([
+  const [alive, queues, health, asyncCounts] = await Promise.all([
     hostInfos.length + controllerInfos.length + routerInfos.length > 0 ? aliveCheck.exec() : Promise.resolve([]),
     queueDepths(redis, keys, [...queueNames]),
     readHealthEvents(redis, keys),
+    new AsyncRecords(redis, keys).counts(),
   ]);
   const isAlive = (i: number): boolean => Number(alive?.[i]?.[1] ?? 0) === 1;
   const autoscaler = parseJsonHash<unknown>(value(5));
@@ -89,5 +93,6 @@ export async function readClusterState(redis: Redis, keys: Keys, now = Date.now(
     controllers: controllerInfos.map((c, i) => ({ ...c, alive: isAlive(hostInfos.length + i), leader: c.id === leader })),
     routers: routerInfos.map((r, i) => ({ ...r, alive: isAlive(hostInfos.length + controllerInfos.length + i) })),
     health,
+    asyncCounts,
   };
 }

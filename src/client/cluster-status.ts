@@ -8,6 +8,7 @@ import { describePending } from "../shared/resources.js";
 import type { ClusterSnapshot } from "./cluster-state.js";
 import { replicaVersionLabel, versionLabel } from "../spec/version-label.js";
 import type { HealthCounts } from "../shared/health-events.js";
+import type { AsyncStatus } from "../queue/async-requests.js";
 import type { ReplacementEvent, Replacement, ReplicaHealth } from "../shared/records.js";
 
 export interface ReplicaView {
@@ -45,6 +46,8 @@ export interface DeploymentView {
   replicas: ReplicaView[];
   /** Failed health checks and replacements of live replicas by kind (counted by hosts); absent while there were none. */
   healthCounts?: HealthCounts;
+  /** Async requests that reached each status (queued counts submissions); absent while there were none. */
+  asyncCounts?: Record<AsyncStatus, number>;
   /** The latest replacements, newest first; absent while there were none. */
   replacements?: Array<Omit<ReplacementEvent, "deployment">>;
 }
@@ -135,6 +138,7 @@ export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusRep
       ...(record.spec.autoscalingConfig && st?.autoscaling ? { autoscaling: { ...st.autoscaling, actual: running } } : {}),
       replicas,
       ...healthOf(snap, name),
+      ...(snap.asyncCounts?.has(name) ? { asyncCounts: snap.asyncCounts.get(name) } : {}),
     });
   }
   deployments.sort((a, b) => a.name.localeCompare(b.name));

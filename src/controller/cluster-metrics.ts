@@ -33,20 +33,25 @@ const GAUGES = {
 
 export type ClusterGauge = keyof typeof GAUGES;
 
-/** Counters kept in Redis by the hosts (see health-events.ts), exported as they stand: name → [help, label names]. */
+/** Counters kept in Redis by the hosts (see health-events.ts) and by async requests' records, exported as they stand: name → [help, label names]. */
 const COUNTERS = {
   flotilla_health_check_failures_total: ["Failed checkHealth() calls (a timeout counts), counted by the replicas' hosts", ["deployment"]],
+  flotilla_async_requests_total: ["Async requests that reached each status: queued (submitted), succeeded, failed, cancelled", ["deployment", "status"]],
   flotilla_replica_replacements_total: ["Live replicas replaced by their host, by reason: health (checks failed), liveness (event loop blocked), memory (over memoryMiB)", ["deployment", "reason"]],
 } as const satisfies Record<string, readonly [string, readonly string[]]>;
 
 export type ClusterCounter = keyof typeof COUNTERS;
 
+/** The statuses async requests are counted in (running is a passage, not an outcome). */
+const ASYNC_COUNTED = ["queued", "succeeded", "failed", "cancelled"] as const;
+
 /** The value of every health counter for one report; deployments with no health events get zeros. */
 export function healthSamples(report: StatusReport): Record<ClusterCounter, Sample[]> {
-  const out: Record<ClusterCounter, Sample[]> = { flotilla_health_check_failures_total: [], flotilla_replica_replacements_total: [] };
+  const out: Record<ClusterCounter, Sample[]> = { flotilla_health_check_failures_total: [], flotilla_async_requests_total: [], flotilla_replica_replacements_total: [] };
   for (const d of report.deployments) {
     const c = d.healthCounts;
     out.flotilla_health_check_failures_total.push({ labels: { deployment: d.name }, value: c?.checkFailures ?? 0 });
+    for (const status of ASYNC_COUNTED) out.flotilla_async_requests_total.push({ labels: { deployment: d.name, status }, value: d.asyncCounts?.[status] ?? 0 });
     for (const reason of REPLACEMENT_KINDS) {
       out.flotilla_replica_replacements_total.push({ labels: { deployment: d.name, reason }, value: c?.replacements[reason] ?? 0 });
     }

@@ -12,11 +12,13 @@ import { replyAddress, requestsOf } from "../shared/job-data.js";
 import { errorReply, replyOrigin } from "../shared/reply.js";
 import { DeploymentQueue } from "../queue/deployment-queue.js";
 import { ReplyLists } from "../queue/reply-lists.js";
+import { AsyncRecords, isAsyncId } from "../queue/async-requests.js";
 import { sweepStaleRequesters } from "../queue/requester-demand.js";
 
 export class QueueJanitor {
   private readonly queues = new Map<string, DeploymentQueue>();
   private readonly replyLists: ReplyLists;
+  private readonly asyncRecords: AsyncRecords;
 
   constructor(
     private readonly redis: Redis,
@@ -24,6 +26,7 @@ export class QueueJanitor {
     private readonly log: Logger,
   ) {
     this.replyLists = new ReplyLists(redis, keys);
+    this.asyncRecords = new AsyncRecords(redis, keys);
   }
 
   private queue(name: string): DeploymentQueue {
@@ -35,10 +38,15 @@ export class QueueJanitor {
     return q;
   }
 
-  /** Answers every request a job carries (one, or each of a batch), whatever shape its data has. */
-  private async answer(data: unknown, code: ErrorCode, message: string): Promise<void> {
+  /** Answers every request a job carries (one, or each of a batch), whatever shape its data has; an async one in its record. */
+  private async answer(deployment: string, data: unknown, code: ErrorCode, message: string): Promise<void> {
     for (const request of requestsOf(data)) {
       const { replyTo, requestId } = replyAddress(request);
+      const asyncId = (request as { asyncId?: unknown } | null)?.asyncId;
+      if (typeof asyncId === "string" && isAsyncId(asyncId)) {
+        const { status, headers, body, error } = errorReply(code, message, replyOrigin("", "", requestId));
+        await this.asyncRecords.finish(asyncId, deployment, "failed", { status, headers, body, ...(error ? { error } : {}) });
+      }
       if (replyTo === undefined || !this.replyLists.accepts(replyTo)) continue;
       const reply = errorReply(code, message, replyOrigin("", "", requestId));
       await this.replyLists.push(replyTo, [JSON.stringify(reply)]);
@@ -52,7 +60,7 @@ export class QueueJanitor {
       const jobs = await queue.failed(200);
       for (const job of jobs) {
         const reason = job.failedReason || "the replica running it ended";
-        await this.answer(job.data, "REPLICA_CRASHED", `request ${job.id} of '${name}' failed: ${reason}`);
+        await this.answer(name, job.data, "REPLICA_CRASHED", `request ${job.id} of '${name}' failed: ${reason}`);
         await queue.remove(job.id).catch(() => undefined);
       }
       if (jobs.length > 0) this.log.warn({ deployment: name, count: jobs.length }, "answered requests whose replicas kept crashing");
@@ -66,7 +74,7 @@ export class QueueJanitor {
     try {
       const queue = this.queue(name);
       const waiting = await queue.unanswered();
-      for (const job of waiting) await this.answer(job.data, "NOT_FOUND", `deployment '${name}' was deleted before the request ran`);
+      for (const job of waiting) await this.answer(name, job.data, "NOT_FOUND", `deployment '${name}' was deleted before the request ran`);
       await queue.obliterate();
       await queue.close();
       this.queues.delete(name);

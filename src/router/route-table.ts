@@ -9,6 +9,7 @@ export interface Route {
   prefix: string;
   deployment: string;
   maxQueuedRequests?: number;
+  asyncResultTtlS?: number;
 }
 
 export class RouteTable {
@@ -20,7 +21,12 @@ export class RouteTable {
     for (const r of records) {
       if (r.spec.routePrefix === null) continue;
       const prefix = routePath(r.spec.routePrefix);
-      next.push({ prefix, deployment: r.spec.name, ...(r.spec.maxQueuedRequests !== undefined ? { maxQueuedRequests: r.spec.maxQueuedRequests } : {}) });
+      next.push({
+        prefix,
+        deployment: r.spec.name,
+        ...(r.spec.maxQueuedRequests !== undefined ? { maxQueuedRequests: r.spec.maxQueuedRequests } : {}),
+        ...(r.spec.asyncResultTtlS !== undefined ? { asyncResultTtlS: r.spec.asyncResultTtlS } : {}),
+      });
     }
     next.sort((a, b) => b.prefix.length - a.prefix.length || (a.prefix < b.prefix ? -1 : 1));
     this.routes = next;

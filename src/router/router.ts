@@ -20,6 +20,8 @@ import type { DeploymentRecord, RouterInfo } from "../shared/records.js";
 import { closeRedis, createRedis } from "../shared/redis.js";
 import { settledWithin } from "../shared/settled-within.js";
 import { Ticker } from "../shared/ticker.js";
+import { AsyncRequestClient } from "../client/async-request-client.js";
+import { AsyncRoutes, prefersAsync, REQUESTS_PATH } from "./async-routes.js";
 import { RouteTable } from "./route-table.js";
 import { writeStreamResponse } from "./stream-response.js";
 import type { RouterMetrics } from "./router-metrics.js";
@@ -40,6 +42,8 @@ export class Router {
   private readonly redis: Redis;
   private readonly sub: Redis;
   private readonly routes = new RouteTable();
+  private readonly asyncClient: AsyncRequestClient;
+  private readonly asyncRoutes: AsyncRoutes;
   private readonly server: http.Server;
   /** Reloads the route table and renews the registration: one run at a time, once more when nudged during one. */
   private readonly refresher = new Ticker(() => this.refresh(), () => REFRESH_MS);
@@ -60,6 +64,8 @@ export class Router {
     this.id = options.id ?? `router-${uuidv4().slice(0, 8)}`;
     this.keys = new Keys(options.namespace);
     this.client = new RequestClient({ redisUrl: options.redisUrl, namespace: options.namespace, id: this.id });
+    this.asyncClient = new AsyncRequestClient(this.client.connection, this.keys);
+    this.asyncRoutes = new AsyncRoutes(this.asyncClient);
     // Waits through outages (route refresh and registration are not the request path); the refresher keeps one pending at most.
     this.redis = createRedis(options.redisUrl, { name: `flotilla-${this.id}-control` });
     this.sub = createRedis(options.redisUrl, { name: `flotilla-${this.id}-sub` });
@@ -145,6 +151,10 @@ export class Router {
       if (url.pathname === "/-/routes") {
         return this.send(res, 200, { "content-type": "application/json" }, JSON.stringify(Object.fromEntries(this.routes.list().map((r) => [r.prefix, r.deployment]))));
       }
+      if (url.pathname.startsWith(REQUESTS_PATH)) {
+        const answer = await this.asyncRoutes.serve(req, url);
+        return this.send(res, answer.status, answer.headers, answer.body);
+      }
       const route = this.routes.match(url.pathname);
       if (!route) throw new FlotillaError("NOT_FOUND", `no deployment serves path '${url.pathname}'`);
       deployment = route.deployment;
@@ -157,6 +167,12 @@ export class Router {
         headers: headerObject(req),
         body,
       };
+      if (prefersAsync(request.headers.prefer)) {
+        const accepted = await this.asyncRoutes.accept(route, request);
+        this.send(res, accepted.status, accepted.headers, accepted.body);
+        status = accepted.status;
+        return;
+      }
       // A client that goes away withdraws its request, or aborts its handler's signal.
       const gone = new AbortController();
       const onGone = (): void => {
@@ -243,6 +259,7 @@ export class Router {
     await closed;
     // Deregister if Redis answers soon; otherwise the registration expires by itself (routerAlive has a TTL).
     await settledWithin(this.redis.multi().hdel(this.keys.routers, this.id).del(this.keys.routerAlive(this.id)).exec(), 1000);
+    await this.asyncClient.close();
     await this.client.close();
     await closeRedis(this.sub);
     if (this.redis.status === "ready") await closeRedis(this.redis);

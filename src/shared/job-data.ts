@@ -44,6 +44,8 @@ const addressed = {
   replyTo: z.string().optional(),
   /** The requester's correlation id, copied onto the reply. */
   requestId: z.string().optional(),
+  /** An async request's id (a random UUID): the replica answers in its record. */
+  asyncId: z.uuid().optional(),
 };
 
 const requestJob = z.discriminatedUnion("kind", [

@@ -133,6 +133,21 @@ export class Keys {
   get repliesPrefix(): string {
     return `${this.namespace}:replies:`;
   }
+  /**
+   * Hash: one async request's record (see queue/async-requests.ts), found by its id alone, so any router
+   * answers a poll. Its own hash tag: the id.
+   */
+  asyncRequest(id: string): string {
+    return `${this.namespace}:async:{${id}}`;
+  }
+  /** Pub/sub channel: the id of an async request cancelled while running; replicas running it abort it. */
+  get asyncCancels(): string {
+    return `${this.control}:async-cancels`;
+  }
+  /** Hash: `<deployment>|<status>` → async requests that reached that status (queued counts submissions). */
+  get asyncCounts(): string {
+    return `${this.control}:async-counts`;
+  }
   /** Stream: the output lines of a deployment's replicas on every host, capped (see log-stream.ts). The deployment's hash tag. */
   logs(deployment: string): string {
     return `${this.namespace}:logs:${deploymentTag(this.namespace, deployment)}`;

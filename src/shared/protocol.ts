@@ -19,10 +19,13 @@ export interface HttpRequestData {
   body: string;
 }
 
-/** Data of a request job. `http` from routers; `call` from handles and other programs. */
+/**
+ * Data of a request job. `http` from routers; `call` from handles and other programs. `asyncId`: an async
+ * request, answered in its record (queue/async-requests.ts) rather than on a reply list.
+ */
 export type RequestJob =
-  | { kind: "http"; http: HttpRequestData; replyTo?: string; requestId?: string }
-  | { kind: "call"; payload: unknown; replyTo?: string; requestId?: string };
+  | { kind: "http"; http: HttpRequestData; replyTo?: string; requestId?: string; asyncId?: string }
+  | { kind: "call"; payload: unknown; replyTo?: string; requestId?: string; asyncId?: string };
 
 /**
  * Several requests added together by one requester, as one job: what routers

@@ -167,6 +167,8 @@ const rawSpecSchema = z.strictObject({
   maxQueuedRequests: z.number().int().positive().max(100_000_000).optional(),
   /** Times a request is retried after its replica process died while running it. @default 3 */
   maxRetries: z.number().int().nonnegative().max(100).default(3),
+  /** Seconds an async request's record and result are kept after it finishes. @default 86400 */
+  asyncResultTtlS: z.number().int().positive().max(31_536_000).optional(),
   /** Ship this directory (and its lockfile's dependencies) to the hosts. @default none: the module is in each host's app directory */
   runtimeEnv: runtimeEnvSchema.optional(),
   // The rollout policy is optional in the stored spec (its defaults come from rolloutPolicyOf), so specs
@@ -201,6 +203,9 @@ export const deploymentSpecSchema = rawSpecSchema
 export const ROLLOUT_POLICY_DEFAULTS = { rollbackOnFailure: false, rolloutFailureThreshold: 3, rolloutTimeoutS: 600 } as const;
 
 /** A spec's rollout policy with its defaults filled in. */
+/** How long an async request's result is kept when the spec does not say (one day). */
+export const DEFAULT_ASYNC_RESULT_TTL_S = 86_400;
+
 export function rolloutPolicyOf(spec: { rollbackOnFailure?: boolean | undefined; rolloutFailureThreshold?: number | undefined; rolloutTimeoutS?: number | undefined }): {
   rollbackOnFailure: boolean;
   rolloutFailureThreshold: number;

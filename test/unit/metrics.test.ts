@@ -31,7 +31,11 @@ const replica = (id: string, state: DeploymentView["replicas"][number]["state"])
 const REPORT: StatusReport = {
   namespace: "t",
   deployments: [
-    deploymentView("echo", { replicas: [replica("e1", "running"), replica("e2", "running"), replica("e3", "draining")], queue: { waiting: 4, active: 2 } }),
+    deploymentView("echo", {
+      replicas: [replica("e1", "running"), replica("e2", "running"), replica("e3", "draining")],
+      queue: { waiting: 4, active: 2 },
+      asyncCounts: { queued: 7, running: 6, succeeded: 4, failed: 1, cancelled: 1 },
+    }),
     deploymentView("auto", {
       status: "UPDATING",
       targetReplicas: 3,
@@ -83,6 +87,11 @@ describe("controller metrics", () => {
     assert.equal(first.get('flotilla_deployment_status{deployment="echo",status="HEALTHY"}'), 1);
     assert.equal(first.get('flotilla_host_resource_total{host="h1",resource="CPU"}'), 4);
     assert.equal(first.get("flotilla_controller_leader"), 1);
+    assert.equal(first.get('flotilla_async_requests_total{deployment="echo",status="queued"}'), 7);
+    assert.equal(first.get('flotilla_async_requests_total{deployment="echo",status="succeeded"}'), 4);
+    assert.equal(first.get('flotilla_async_requests_total{deployment="echo",status="cancelled"}'), 1);
+    assert.equal(first.get('flotilla_async_requests_total{deployment="auto",status="failed"}'), 0, "zeros for a deployment without async requests");
+    assert.equal(first.get('flotilla_async_requests_total{deployment="echo",status="running"}'), undefined, "running is not an outcome");
 
     const second = samples(await metrics.render({ ...REPORT, deployments: REPORT.deployments.slice(0, 1) }, false));
     assert.equal(second.get('flotilla_deployment_target_replicas{deployment="auto"}'), undefined);

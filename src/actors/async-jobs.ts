@@ -1,0 +1,97 @@
+/**
+ * A replica's part in async requests: it marks a request running before the
+ * handler sees it (a cancelled one never runs), stores the progress the
+ * handler reports, writes the answer into the request's record, and aborts a
+ * running request when it is cancelled (a pub/sub message every replica
+ * running async requests listens to).
+ */
+import type { Redis } from "ioredis";
+import { errorMessage } from "../errors.js";
+import type { Keys } from "../shared/keys.js";
+import type { Logger } from "../shared/logger.js";
+import type { Reply } from "../shared/protocol.js";
+import { createRedis } from "../shared/redis.js";
+import { AsyncRecords, progressJson, type AsyncResult } from "../queue/async-requests.js";
+
+/** An async request the replica runs: report progress, learn of a cancel. */
+export interface AsyncRun {
+  progress(value: unknown): Promise<void>;
+  /** Fires when the request is cancelled. */
+  cancelled: AbortSignal;
+}
+
+/** The part of a reply a poll shows as `result`: what a synchronous caller would have got. */
+export function asyncResult(reply: Reply): AsyncResult {
+  return {
+    status: reply.status,
+    headers: reply.headers,
+    body: reply.body,
+    ...(reply.base64 ? { base64: true } : {}),
+    ...(reply.value !== undefined ? { value: reply.value } : {}),
+    ...(reply.error ? { error: reply.error } : {}),
+  };
+}
+
+export class AsyncJobs {
+  private readonly records: AsyncRecords;
+  private readonly running = new Map<string, AbortController>();
+  private sub: Redis | undefined;
+  private subscribed: Promise<void> | undefined;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly redisUrl: string,
+    private readonly keys: Keys,
+    private readonly deployment: string,
+    private readonly log: Logger,
+  ) {
+    this.records = new AsyncRecords(redis, keys);
+  }
+
+  /** Cancels reach a replica on a connection of its own, opened when it first runs an async request. */
+  private listen(): Promise<void> {
+    this.subscribed ??= (async () => {
+      const sub = createRedis(this.redisUrl, { name: `flotilla-async-cancels` });
+      this.sub = sub;
+      sub.on("message", (_channel: string, id: string) => this.running.get(id)?.abort(new Error("the async request was cancelled")));
+      await sub.subscribe(this.keys.asyncCancels);
+    })();
+    return this.subscribed;
+  }
+
+  /**
+   * Takes an async request: undefined when it must not run (cancelled, already
+   * finished, or its record gone), else the run. A cancel that came before the
+   * subscription is seen by reading the status once subscribed.
+   */
+  async begin(id: string): Promise<AsyncRun | undefined> {
+    const status = await this.records.start(id);
+    if (status !== "running") {
+      this.log.info({ asyncId: id, status: status ?? "gone" }, "async request not run");
+      return undefined;
+    }
+    const controller = new AbortController();
+    this.running.set(id, controller);
+    await this.listen().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, "could not listen for async cancels"));
+    const now = (await this.records.read(id))?.status;
+    if (now !== "running") controller.abort(new Error("the async request was cancelled"));
+    return {
+      cancelled: controller.signal,
+      progress: async (value: unknown) => {
+        const json = progressJson(value);
+        await this.records.progress(id, json);
+      },
+    };
+  }
+
+  /** Writes the answer (kept unless the request was cancelled meanwhile) and forgets the run. */
+  async end(id: string, reply: Reply): Promise<void> {
+    this.running.delete(id);
+    await this.records.finish(id, this.deployment, reply.error ? "failed" : "succeeded", asyncResult(reply));
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.running.values()) c.abort(new Error("replica stopped"));
+    this.sub?.disconnect();
+  }
+}

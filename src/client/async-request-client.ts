@@ -1,0 +1,140 @@
+/**
+ * Async requests as a requester (a router or a handle) sees them: submit one
+ * (a record, then a job of its own in the deployment's queue), read it, wait
+ * for it to change, cancel it.
+ */
+import type { Redis } from "ioredis";
+import { FlotillaError, errorMessage } from "../errors.js";
+import type { Keys } from "../shared/keys.js";
+import type { RequestJob } from "../shared/protocol.js";
+import { AsyncRecords, FINISHED, isAsyncId, newAsyncId, type AsyncRequestView } from "../queue/async-requests.js";
+import { DeploymentQueue } from "../queue/deployment-queue.js";
+
+/** The longest a poll may wait for a change, in seconds. */
+export const MAX_WAIT_S = 60;
+/** How often a waiting poll reads the record again. */
+const POLL_MS = 100;
+
+export interface AsyncSubmitOptions {
+  /** Refuse with BACKPRESSURE when this many requests already wait. @default unlimited */
+  maxQueued?: number;
+  /** Seconds the record is kept after the request finishes. */
+  resultTtlS: number;
+}
+
+const unavailable = (err: unknown): FlotillaError =>
+  err instanceof FlotillaError ? err : new FlotillaError("REDIS_UNAVAILABLE", `Redis did not answer: ${errorMessage(err)}`, { cause: err });
+
+export class AsyncRequestClient {
+  private readonly records: AsyncRecords;
+  private readonly queues = new Map<string, DeploymentQueue>();
+
+  /** `redis` is shared, not owned. */
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+  ) {
+    this.records = new AsyncRecords(redis, keys);
+  }
+
+  private queue(deployment: string): DeploymentQueue {
+    let queue = this.queues.get(deployment);
+    if (!queue) {
+      queue = new DeploymentQueue(this.redis, this.keys.namespace, deployment);
+      this.queues.set(deployment, queue);
+    }
+    return queue;
+  }
+
+  /** Queues the request as a job of its own; resolves with its id once both its record and its job are in Redis. */
+  async submit(deployment: string, job: RequestJob, options: AsyncSubmitOptions): Promise<string> {
+    const queue = this.queue(deployment);
+    const id = newAsyncId();
+    try {
+      if (options.maxQueued !== undefined) {
+        const waiting = await queue.waiting();
+        if (waiting >= options.maxQueued) {
+          throw new FlotillaError("BACKPRESSURE", `deployment '${deployment}' has ${waiting} requests waiting (maxQueuedRequests ${options.maxQueued})`);
+        }
+      }
+      await this.records.create(id, deployment, options.resultTtlS);
+    } catch (err) {
+      throw unavailable(err);
+    }
+    try {
+      const [jobId] = await queue.addRequests([{ ...job, asyncId: id }]);
+      if (jobId !== undefined) await this.records.setJob(id, jobId);
+    } catch (err) {
+      await this.records.delete(id).catch(() => undefined);
+      throw unavailable(err);
+    }
+    return id;
+  }
+
+  /** The request's record; NOT_FOUND when the id is malformed, unknown or expired. */
+  async get(id: string): Promise<AsyncRequestView> {
+    if (!isAsyncId(id)) throw notFound(id);
+    let view: Awaited<ReturnType<AsyncRecords["read"]>>;
+    try {
+      view = await this.records.read(id);
+    } catch (err) {
+      throw unavailable(err);
+    }
+    if (!view) throw notFound(id);
+    const { jobId: _jobId, ...shown } = view;
+    return shown;
+  }
+
+  /**
+   * The record once it differs from now (status or progress) or has finished,
+   * or as it stands after `waitS` seconds (at most MAX_WAIT_S).
+   */
+  async wait(id: string, waitS: number): Promise<AsyncRequestView> {
+    const first = await this.get(id);
+    const deadline = Date.now() + Math.min(waitS, MAX_WAIT_S) * 1000;
+    const seen = JSON.stringify([first.status, first.progress]);
+    let view = first;
+    while (!FINISHED.has(view.status) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(POLL_MS, Math.max(0, deadline - Date.now()))));
+      view = await this.get(id);
+      if (JSON.stringify([view.status, view.progress]) !== seen) break;
+    }
+    return view;
+  }
+
+  /** The record once finished, or as it stands after `waitS` seconds (no upper bound: it polls on). */
+  async settled(id: string, waitS: number): Promise<AsyncRequestView> {
+    const deadline = Date.now() + waitS * 1000;
+    let view = await this.get(id);
+    while (!FINISHED.has(view.status) && Date.now() < deadline) view = await this.wait(id, (deadline - Date.now()) / 1000);
+    return view;
+  }
+
+  /**
+   * Cancels a queued or running request: a queued one is withdrawn from the
+   * queue (and, should a replica take it meanwhile, never run), a running one
+   * is aborted by its replica. A finished one stays as it is. Resolves with
+   * the record after the cancel.
+   */
+  async cancel(id: string): Promise<AsyncRequestView> {
+    if (!isAsyncId(id)) throw notFound(id);
+    try {
+      const view = await this.records.read(id);
+      if (!view) throw notFound(id);
+      const before = await this.records.cancel(id, view.deployment);
+      if (before === "queued" && view.jobId !== undefined) await this.queue(view.deployment).remove(view.jobId).catch(() => false);
+    } catch (err) {
+      throw unavailable(err);
+    }
+    return this.get(id);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((queue) => queue.close().catch(() => undefined)));
+    this.queues.clear();
+  }
+}
+
+function notFound(id: string): FlotillaError {
+  return new FlotillaError("NOT_FOUND", `no async request '${id.slice(0, 64)}' (unknown, or its result expired)`);
+}
