@@ -21,6 +21,14 @@ import { LeaderLease } from "./leader-lease.js";
 import { QueueJanitor } from "./queue-janitor.js";
 import { reconcile } from "./reconcile.js";
 
+/** One leader tick as the controller saw it: for measurements (the fleet simulation), not for control. */
+export interface LeaderTick {
+  /** Wall time of the tick's reconcile: read, decide, write. */
+  ms: number;
+  /** False when it failed or the lease was lost before the write. */
+  ok: boolean;
+}
+
 export class Controller {
   private readonly keys: Keys;
   private readonly redis: Redis;
@@ -34,10 +42,14 @@ export class Controller {
   /** The admin API's port once listening. */
   adminPort: number | undefined;
 
-  /** @param options as parseControllerOptions (controller-options.ts) returns them */
+  /**
+   * @param options as parseControllerOptions (controller-options.ts) returns them
+   * @param onLeaderTick called after each tick this controller ran as the leader
+   */
   constructor(
     private readonly options: Readonly<ControllerOptions>,
     private readonly log: Logger,
+    private readonly onLeaderTick?: (tick: LeaderTick) => void,
   ) {
     this.keys = new Keys(options.namespace);
     this.redis = createRedis(options.redisUrl, { name: `flotilla-controller-${options.id}` });
@@ -88,19 +100,28 @@ export class Controller {
         else this.log.warn({ controller: this.id }, "lost the leader lease; standing by");
       }
       if (!leader) return;
-      await this.reconcileOnce();
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, "controller tick failed; retrying");
+      return;
+    }
+    const startedAt = performance.now();
+    let ok = false;
+    try {
+      ok = await this.reconcileOnce();
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, "controller tick failed; retrying");
     }
+    this.onLeaderTick?.({ ms: performance.now() - startedAt, ok });
   }
 
-  private async reconcileOnce(): Promise<void> {
+  /** One reconcile; false when the lease was lost before the write. */
+  private async reconcileOnce(): Promise<boolean> {
     const state = await readClusterState(this.redis, this.keys);
     const decisions = reconcile(state, (deployment) => `${deployment}-${uuidv4().slice(0, 8)}`);
     if (!(await this.lease.fencedApply(decisionOps(decisions, this.keys)))) {
       this.leader = false;
       this.log.warn("lost the leader lease before applying; nothing written");
-      return;
+      return false;
     }
     for (const e of decisions.events) this.log[e.level]({ deployment: e.deployment }, e.message);
     for (const { deployment, workerId } of decisions.releaseLocks) {
@@ -113,6 +134,19 @@ export class Controller {
     if (decisions.upsert.length > 0 || decisions.remove.length > 0) {
       await this.redis.publish(this.keys.changes, "replicas");
     }
+    return true;
+  }
+
+  /**
+   * Stops at once as a crashed process would: no more ticks, connections
+   * dropped, the lease and the registration left to expire (failover tests).
+   */
+  async abandon(): Promise<void> {
+    await this.ticker.stop();
+    this.leader = false;
+    await this.admin?.stop();
+    this.sub.disconnect();
+    this.redis.disconnect();
   }
 
   async stop(): Promise<void> {

@@ -16,7 +16,8 @@ import { settledWithin } from "../shared/settled-within.js";
 import { releaseWorkerLocks } from "../shared/queue-ops.js";
 import { parseJsonHash } from "../shared/json-hash.js";
 import { Ticker } from "../shared/ticker.js";
-import { PrestartedProcess, ReplicaProcess } from "./replica-process.js";
+import { PrestartedProcess, processLauncher, ReplicaProcess } from "./replica-process.js";
+import type { ReplicaLauncher } from "./replica-launcher.js";
 import { handlerLoader, type HandlerLoader } from "../actors/module-scope.js";
 import { splitImportRef } from "../actors/handler-loader.js";
 import type { HostOptions } from "./host-options.js";
@@ -63,11 +64,15 @@ export class HostAgent {
   /** The loader the next prestarted process readies: the last handler's, or at first the app directory's TypeScript scope. */
   private lastHandlerLoader: HandlerLoader;
 
-  /** @param now the clock every decision reads @default Date.now */
+  /**
+   * @param now the clock every decision reads @default Date.now
+   * @param launcher starts replica processes @default OS processes (the fleet simulation passes in-memory ones)
+   */
   constructor(
     readonly options: HostOptions,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    private readonly launcher: ReplicaLauncher = processLauncher,
   ) {
     this.keys = new Keys(options.namespace);
     this.startedAt = now();
@@ -184,7 +189,7 @@ export class HostAgent {
           `a prestarted replica process ended before it was ready; replicas start cold for ${PRESTART_BACKOFF_MS / 1000} s`,
         );
       }
-    });
+    }, this.launcher);
     this.prestarted.add(spare);
     this.log.info({ replicaPid: spare.child.pid, loader: spare.loader }, "replica process prestarted");
   }
@@ -212,6 +217,7 @@ export class HostAgent {
         onExit: (p, code, signal) => void this.onExit(p, code, signal),
       },
       this.takePrestarted(spec.actorOptions.env),
+      this.launcher,
     );
     this.procs.set(a.id, proc);
     this.log.info({ replica: a.id, deployment: a.deployment, replicaPid: proc.pid, prestarted: proc.prestarted }, "replica process started");

@@ -9,6 +9,7 @@ import type { HandlerLoader } from "../actors/module-scope.js";
 import type { HostToReplica, ReplicaProcessState, ReplicaReport, ReplicaToHost } from "../actors/replica-ipc.js";
 import { replicaOutput } from "../shared/logger.js";
 import type { ReplicaStatus } from "../shared/records.js";
+import type { ReplicaChild, ReplicaLauncher } from "./replica-launcher.js";
 
 /** The replica entry next to this file: compiled JS, or TS when running from source under tsx. */
 function replicaEntry(): { file: string; execArgv: string[] } {
@@ -49,6 +50,9 @@ function spawnReplicaChild(env: NodeJS.ProcessEnv): ChildProcess {
   });
 }
 
+/** Replica processes as OS processes: what every host uses outside the fleet simulation. */
+export const processLauncher: ReplicaLauncher = { spawn: spawnReplicaChild };
+
 /**
  * Environment variables read only while a process starts (by Node, libuv, the
  * dynamic loader, the C library's allocator, OpenSSL): a replica whose
@@ -62,7 +66,7 @@ const START_UP_ENV = /^(NODE_|UV_|LD_|MALLOC_|GLIBC_|OPENSSL_|SSL_CERT_|FLOTILLA
  * the time its handler takes to load.
  */
 export class PrestartedProcess {
-  readonly child: ChildProcess;
+  readonly child: ReplicaChild;
   /** Resolves once the process is ready or has ended. */
   readonly settled: Promise<void>;
   private readonly onStderr = replicaOutput();
@@ -73,8 +77,9 @@ export class PrestartedProcess {
   constructor(
     readonly loader: HandlerLoader,
     onExit: (p: PrestartedProcess) => void,
+    launcher: ReplicaLauncher = processLauncher,
   ) {
-    this.child = spawnReplicaChild({ ...process.env, [REPLICA_PRESTART_ENV]: loader });
+    this.child = launcher.spawn({ ...process.env, [REPLICA_PRESTART_ENV]: loader });
     this.child.stderr?.on("data", this.onStderr);
     let settle: () => void = () => undefined;
     this.settled = new Promise((resolve) => (settle = resolve));
@@ -111,7 +116,7 @@ export class PrestartedProcess {
   }
 
   /** Hands the process over to a ReplicaProcess: its listeners go with it. */
-  adopt(): ChildProcess {
+  adopt(): ReplicaChild {
     this.child.stderr?.off("data", this.onStderr);
     this.child.removeAllListeners("message");
     this.child.removeAllListeners("exit");
@@ -137,7 +142,7 @@ export interface ReplicaProcessHooks {
  * LocalReplica) and acts through drain, applySettings, reconfigure and kill.
  */
 export class ReplicaProcess {
-  readonly child: ChildProcess;
+  readonly child: ReplicaChild;
   readonly startedAt: number;
   /** Became this replica from a prestarted process rather than a new spawn. */
   readonly prestarted: boolean;
@@ -154,12 +159,13 @@ export class ReplicaProcess {
     env: NodeJS.ProcessEnv,
     hooks: ReplicaProcessHooks,
     prestarted?: PrestartedProcess,
+    launcher: ReplicaLauncher = processLauncher,
   ) {
     this.startedAt = hooks.now();
     this.report = { state: "starting", configVersion: config.configVersion, workerId: null, inflight: 0 };
     this.currentSettingsKey = settingsKey(config);
     const replicaEnv = { ...env, FLOTILLA_LOG_PRETTY: "0", [REPLICA_CONFIG_ENV]: JSON.stringify(config) };
-    this.child = prestarted ? prestarted.adopt() : spawnReplicaChild(replicaEnv);
+    this.child = prestarted ? prestarted.adopt() : launcher.spawn(replicaEnv);
     this.prestarted = prestarted !== undefined;
     const output = replicaOutput();
     this.child.stderr?.on("data", (chunk: Buffer) => {
