@@ -142,11 +142,12 @@ export class Controller {
    * dropped, the lease and the registration left to expire (failover tests).
    */
   async abandon(): Promise<void> {
-    await this.ticker.stop();
-    this.leader = false;
-    await this.admin?.stop();
+    // Connections first: a tick under way fails from here on, as it would in a dead process.
     this.sub.disconnect();
     this.redis.disconnect();
+    this.leader = false;
+    await this.ticker.stop();
+    await this.admin?.stop();
   }
 
   async stop(): Promise<void> {
