@@ -13,6 +13,7 @@ import path from "node:path";
 import { applyDeployments, codeVersionOf } from "../../src/client/deployment-store.js";
 import { Keys } from "../../src/shared/keys.js";
 import { parseDeploymentSpec, type DeploymentSpec } from "../../src/spec/deployment-spec.js";
+import { killAllNow } from "../proc.js";
 import { openBenchRedis, type BenchRedis } from "../redis-server.js";
 import { sleep } from "../wait.js";
 import { FleetCluster, type RecordedTick } from "./fleet-cluster.js";
@@ -158,6 +159,10 @@ async function main(): Promise<void> {
   writeFileSync(options.out, `${JSON.stringify(result, null, 2)}\n`);
   progress(`results in ${options.out}`);
 }
+
+// The private redis-server goes with this process, however it ends.
+process.on("exit", () => killAllNow());
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => process.exit(130));
 
 main().then(
   () => process.exit(0),
