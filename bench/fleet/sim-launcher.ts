@@ -24,6 +24,8 @@ let nextPid = 1_000_000;
 
 export class SimChild extends EventEmitter implements ReplicaChild {
   readonly pid = nextPid++;
+  /** Date.now() when the host started it. */
+  readonly spawnedAt = Date.now();
   connected = true;
   exitCode: number | null = null;
   signalCode: NodeJS.Signals | null = null;

@@ -37,6 +37,14 @@ export function configVersionOf(spec: DeploymentSpec): string {
   return shortHash(canonicalJson(spec.userConfig ?? null));
 }
 
+/**
+ * What readers compare to see that a record changed (deployment-generations):
+ * unique per write, also after a deployment is deleted and created again.
+ */
+function recordStamp(record: DeploymentRecord): string {
+  return `${record.generation}-${randomUUID().slice(0, 8)}`;
+}
+
 export interface ApplyResult {
   name: string;
   /** created: new deployment; updated: a change was applied; unchanged: same version and spec (no-op). */
@@ -57,6 +65,7 @@ export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly
   }
   const results: ApplyResult[] = [];
   const writes: string[] = [];
+  const stamps: string[] = [];
   for (const spec of specs) {
     if (spec.routePrefix !== null) {
       const owner = routes.get(spec.routePrefix);
@@ -78,17 +87,30 @@ export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly
       deployedAt: now,
     };
     writes.push(spec.name, JSON.stringify(record));
+    stamps.push(spec.name, recordStamp(record));
     results.push({ name: spec.name, outcome: before ? "updated" : "created", generation: record.generation, rollout: !before || before.codeVersion !== codeVersion });
   }
   if (writes.length > 0) {
-    await redis.multi().hset(keys.deployments, ...writes).publish(keys.changes, "deployments").exec();
+    await redis
+      .multi()
+      .hset(keys.deployments, ...writes)
+      .hset(keys.deploymentGenerations, ...stamps)
+      .incr(keys.deploymentsVersion)
+      .publish(keys.changes, "deployments")
+      .exec();
   }
   return results;
 }
 
 /** Deletes a deployment: its replicas drain, queued requests are answered 404, its queue goes. */
 export async function deleteDeployment(redis: Redis, keys: Keys, name: string): Promise<boolean> {
-  const results = await redis.multi().hdel(keys.deployments, name).publish(keys.changes, "deployments").exec();
+  const results = await redis
+    .multi()
+    .hdel(keys.deployments, name)
+    .hdel(keys.deploymentGenerations, name)
+    .incr(keys.deploymentsVersion)
+    .publish(keys.changes, "deployments")
+    .exec();
   return Number(results?.[0]?.[1] ?? 0) === 1;
 }
 

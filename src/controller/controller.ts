@@ -13,10 +13,12 @@ import { releaseWorkerLocks } from "../shared/queue-ops.js";
 import type { ControllerInfo } from "../shared/records.js";
 import { closeRedis, createRedis } from "../shared/redis.js";
 import { Ticker } from "../shared/ticker.js";
-import { readClusterState } from "../client/cluster-state.js";
 import { AdminApi } from "./admin-api.js";
 import type { ControllerOptions } from "./controller-options.js";
+import { unwrittenDecisions } from "./decision-diff.js";
 import { decisionOps } from "./decision-ops.js";
+import { hostAssignmentOps } from "./host-assignment-ops.js";
+import { LeaderView } from "./leader-view.js";
 import { LeaderLease } from "./leader-lease.js";
 import { QueueJanitor } from "./queue-janitor.js";
 import { reconcile } from "./reconcile.js";
@@ -36,6 +38,7 @@ export class Controller {
   private readonly lease: LeaderLease;
   private readonly janitor: QueueJanitor;
   private readonly ticker: Ticker;
+  private readonly view: LeaderView;
   private leader = false;
   private readonly startedAt = Date.now();
   private admin: AdminApi | undefined;
@@ -57,6 +60,7 @@ export class Controller {
     this.lease = new LeaderLease(this.redis, this.keys.leaderLease, options.id, options.leaseTtlMs);
     this.janitor = new QueueJanitor(this.redis, this.keys, log);
     this.ticker = new Ticker(() => this.tick(), () => options.tickMs);
+    this.view = new LeaderView(this.redis, this.keys);
   }
 
   get id(): string {
@@ -74,6 +78,7 @@ export class Controller {
     }
     await this.sub.subscribe(this.keys.changes);
     this.sub.on("message", (_channel: string, message: string) => {
+      if (message === "hosts") this.view.hostsChanged();
       // A standby waits for its next tick to try for the lease: a nudge would only make it ask sooner.
       if (message !== "status" && this.leader) this.ticker.nudge();
     });
@@ -96,6 +101,8 @@ export class Controller {
       const leader = await this.lease.tryAcquire();
       if (leader !== this.leader) {
         this.leader = leader;
+        // A new leader reads everything: what it knew as a standby, or before it lost the lease, may be stale.
+        this.view.invalidate();
         if (leader) this.log.info({ controller: this.id }, "became the leader");
         else this.log.warn({ controller: this.id }, "lost the leader lease; standing by");
       }
@@ -116,13 +123,26 @@ export class Controller {
 
   /** One reconcile; false when the lease was lost before the write. */
   private async reconcileOnce(): Promise<boolean> {
-    const state = await readClusterState(this.redis, this.keys);
+    const now = Date.now();
+    const { state, full, changedDeployments } = await this.view.read(now);
     const decisions = reconcile(state, (deployment) => `${deployment}-${uuidv4().slice(0, 8)}`);
-    if (!(await this.lease.fencedApply(decisionOps(decisions, this.keys)))) {
+    const writes = unwrittenDecisions(decisions, this.view, full);
+    const hostWrites = hostAssignmentOps(writes, this.view.assignments, this.keys);
+    let applied: boolean;
+    try {
+      applied = await this.lease.fencedApply([...decisionOps(writes, this.keys), ...hostWrites.ops]);
+    } catch (err) {
+      this.view.invalidate();
+      throw err;
+    }
+    if (!applied) {
       this.leader = false;
+      this.view.invalidate();
       this.log.warn("lost the leader lease before applying; nothing written");
       return false;
     }
+    this.view.applied(writes, now);
+    await this.notifyHosts(hostWrites.hosts, changedDeployments);
     for (const e of decisions.events) this.log[e.level]({ deployment: e.deployment }, e.message);
     for (const { deployment, workerId } of decisions.releaseLocks) {
       await releaseWorkerLocks(this.redis, this.keys, deployment, workerId).catch(() => 0);
@@ -131,10 +151,27 @@ export class Controller {
       if (depth.failed > 0) await this.janitor.answerFailed(name);
     }
     for (const name of decisions.forget) await this.janitor.retire(name);
-    if (decisions.upsert.length > 0 || decisions.remove.length > 0) {
+    if (writes.upsert.length > 0 || writes.remove.length > 0) {
       await this.redis.publish(this.keys.changes, "replicas");
     }
     return true;
+  }
+
+  /**
+   * Tells the hosts whose assignments were just written, and those running a
+   * deployment whose record changed, each on its own channel. A host that
+   * misses the message sees the change at its next heartbeat check.
+   */
+  private async notifyHosts(assigned: readonly string[], changedDeployments: readonly string[]): Promise<void> {
+    const hosts = new Set(assigned);
+    if (changedDeployments.length > 0) {
+      const changed = new Set(changedDeployments);
+      for (const a of this.view.assignments.values()) if (a.host !== null && changed.has(a.deployment)) hosts.add(a.host);
+    }
+    if (hosts.size === 0) return;
+    const p = this.redis.pipeline();
+    for (const host of hosts) p.publish(this.keys.hostChanges(host), "assignments");
+    await p.exec();
   }
 
   /**

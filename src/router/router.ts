@@ -54,6 +54,8 @@ export class Router {
   private stopping = false;
   private refreshing: Promise<void> | undefined;
   private refreshAgain = false;
+  /** The deployments version the route table was read at (null: none stored, read every time). */
+  private routesVersion: string | null = null;
   private refreshStartedAt = 0;
   private lastStuckWarnAt = 0;
   private stuckWarned = false;
@@ -111,7 +113,7 @@ export class Router {
   }
 
   /**
-   * Reloads the route table and, once listening, renews this router's registration. One at a time: the
+   * Reloads the route table if the deployments changed and, once listening, renews this router's registration. One at a time: the
    * control connection waits through a Redis outage, and holds one refresh then, not one per tick; a
    * refresh asked for meanwhile runs once the current one ends, so no change is missed.
    */
@@ -133,8 +135,13 @@ export class Router {
 
   private async loadRoutes(): Promise<void> {
     try {
-      const records = parseJsonHash<DeploymentRecord>(await this.redis.hgetall(this.keys.deployments));
-      this.routes.update(records.values());
+      // The version first: a change written between the two reads makes the next check read again.
+      const version = await this.redis.get(this.keys.deploymentsVersion);
+      if (version === null || version !== this.routesVersion) {
+        const records = parseJsonHash<DeploymentRecord>(await this.redis.hgetall(this.keys.deployments));
+        this.routes.update(records.values());
+        this.routesVersion = version;
+      }
       if (this.listenPort !== undefined) {
         const info: RouterInfo = { id: this.id, hostname: os.hostname(), pid: process.pid, port: this.listenPort, startedAt: this.startedAt };
         await this.redis

@@ -1,0 +1,42 @@
+/**
+ * A tick's decisions without the writes that would store what Redis already
+ * holds: reconcile decides the status and memory of every deployment on every
+ * tick, and at fleet size rewriting them all twice a second is most of the
+ * leader's traffic. Pure: the leader keeps what it last wrote (leader-view.ts).
+ */
+import type { AutoscalerState } from "../autoscaler/policy.js";
+import type { ControllerRecord, DeploymentStatusRecord, ReplicaAssignment } from "../shared/records.js";
+import type { Decisions } from "./reconcile-types.js";
+
+/** What Redis holds of the leader's writes, as far as the leader knows. */
+export interface Written {
+  assignments: ReadonlyMap<string, ReplicaAssignment>;
+  statuses: ReadonlyMap<string, DeploymentStatusRecord>;
+  memory: ReadonlyMap<string, ControllerRecord>;
+  autoscaler: ReadonlyMap<string, AutoscalerState>;
+}
+
+const same = (a: unknown, b: unknown): boolean => a !== undefined && JSON.stringify(a) === JSON.stringify(b);
+
+/** Statuses compare without their time: one that says the same is not written again. */
+const sameStatus = (a: DeploymentStatusRecord | undefined, b: DeploymentStatusRecord): boolean => a !== undefined && same({ ...a, updatedAt: 0 }, { ...b, updatedAt: 0 });
+
+function changedEntries<T>(decided: ReadonlyMap<string, T>, written: ReadonlyMap<string, T>): Map<string, T> {
+  const out = new Map<string, T>();
+  for (const [name, value] of decided) if (!same(written.get(name), value)) out.set(name, value);
+  return out;
+}
+
+/**
+ * @param allStatuses write every status even if unchanged (a new leader, or a
+ *   full resync, shows users their statuses are current)
+ */
+export function unwrittenDecisions(d: Decisions, written: Written, allStatuses: boolean): Decisions {
+  return {
+    ...d,
+    upsert: d.upsert.filter((a) => !same(written.assignments.get(a.id), a)),
+    statuses: allStatuses ? d.statuses : d.statuses.filter((s) => !sameStatus(written.statuses.get(s.name), s)),
+    memory: changedEntries(d.memory, written.memory),
+    autoscaler: changedEntries(d.autoscaler, written.autoscaler),
+  };
+}
