@@ -14,6 +14,7 @@ import type { AutoscalerState } from "../autoscaler/policy.js";
 import { readClusterState } from "../client/cluster-state.js";
 import { parseJsonHash } from "../shared/json-hash.js";
 import type { Keys } from "../shared/keys.js";
+import { LuaScript } from "../shared/lua-script.js";
 import { queueDepths, type QueueDepth } from "../shared/queue-ops.js";
 import type { ControllerRecord, DeploymentRecord, DeploymentStatusRecord, HostInfo, ReplicaAssignment, ReplicaStatus } from "../shared/records.js";
 import type { Written } from "./decision-diff.js";
@@ -38,7 +39,7 @@ export const LEADER_READS = {
  * Takes the set (deletes it) and returns id1, status1, id2, status2, ...
  * (a status that is gone comes back as nil).
  */
-const TAKE_CHANGED_STATUSES = `
+const TAKE_CHANGED_STATUSES = new LuaScript(`
 local ids = redis.call("SMEMBERS", KEYS[1])
 if #ids == 0 then return {} end
 redis.call("DEL", KEYS[1])
@@ -52,7 +53,7 @@ for i = 1, #ids, 1000 do
   end
 end
 return out
-`;
+`);
 
 export interface LeaderRead {
   state: ObservedState;
@@ -142,12 +143,12 @@ export class LeaderView implements Written {
   private async readChanges(now: number): Promise<string[]> {
     const readHosts = this.hostsAnnounced || now - this.at.hosts >= LEADER_READS.hostsMs;
     this.hostsAnnounced = false;
-    const p = this.redis
-      .pipeline()
-      .get(this.keys.deploymentsVersion)
-      .eval(TAKE_CHANGED_STATUSES, 2, this.keys.replicaStatusChanged, this.keys.replicaStatus);
+    const p = this.redis.pipeline().get(this.keys.deploymentsVersion);
     if (readHosts) p.hgetall(this.keys.hosts);
-    const [version, changed, hostsRaw] = values(await p.exec());
+    const [[version, hostsRaw], changed] = await Promise.all([
+      p.exec().then(values),
+      TAKE_CHANGED_STATUSES.run(this.redis, [this.keys.replicaStatusChanged, this.keys.replicaStatus], []),
+    ]);
     this.takeStatuses(changed as Array<string | null>, now);
     if (readHosts) {
       this.hosts = parseJsonHash<HostInfo>(hostsRaw);

@@ -6,6 +6,7 @@
  */
 import type { Redis } from "ioredis";
 import type { Keys } from "../shared/keys.js";
+import { LuaScript } from "../shared/lua-script.js";
 import type { ReplicaStatus } from "../shared/records.js";
 
 /** Every status is written again after this long even if it did not change. */
@@ -18,7 +19,7 @@ export const STATUS_REWRITE_MS = 60_000;
  * write cannot bring the status back) and adds its id to the changed set.
  * Returns the ids written.
  */
-const WRITE_ASSIGNED_STATUSES = `
+const WRITE_ASSIGNED_STATUSES = new LuaScript(`
 local written = {}
 for i = 1, #ARGV, 2 do
   if redis.call("HEXISTS", KEYS[1], ARGV[i]) == 1 then
@@ -30,7 +31,7 @@ for i = 1, #written, 1000 do
   redis.call("SADD", KEYS[3], unpack(written, i, math.min(i + 999, #written)))
 end
 return written
-`;
+`);
 
 /** A status as compared between writes: the time it was written left out. */
 function comparable(status: ReplicaStatus): string {
@@ -60,7 +61,7 @@ export class StatusWriter {
     if (pending.length === 0) return 0;
     const args = pending.flatMap((p) => [p.status.id, JSON.stringify(p.status)]);
     const keys = [this.keys.hostAssignments(this.hostId), this.keys.replicaStatus, this.keys.replicaStatusChanged];
-    const ids = new Set((await this.redis.eval(WRITE_ASSIGNED_STATUSES, keys.length, ...keys, ...args)) as string[]);
+    const ids = new Set((await WRITE_ASSIGNED_STATUSES.run(this.redis, keys, args)) as string[]);
     for (const p of pending) if (ids.has(p.status.id)) this.written.set(p.status.id, p.key);
     return ids.size;
   }

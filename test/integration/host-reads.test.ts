@@ -21,21 +21,16 @@ import { parseHostOptions } from "../../src/host/host-options.js";
 import { Keys } from "../../src/shared/keys.js";
 import type { DeploymentRecord, ReplicaAssignment } from "../../src/shared/records.js";
 import { parseDeploymentSpec } from "../../src/spec/deployment-spec.js";
+import { Monitor, type MonitoredCommand } from "../helpers/monitor.js";
 import { cleanupNamespace, REDIS_URL, testNamespace, testRedis } from "../helpers/redis.js";
 import { waitFor } from "../helpers/wait.js";
 
 const log = pino({ level: "silent" });
 
-interface Seen {
-  at: number;
-  args: string[];
-}
-
 /** Commands Redis runs for the connections named `flotilla-host-<id>` (not the subscriber), by host. */
 class CommandLog {
-  readonly byHost = new Map<string, Seen[]>();
-  private monitor: Redis | undefined;
-  private addrs = new Map<string, string>();
+  private monitor: Monitor | undefined;
+  private readonly addrs = new Map<string, string>();
 
   async start(redis: Redis, hostIds: readonly string[]): Promise<void> {
     const list = (await redis.client("LIST")) as string;
@@ -46,20 +41,15 @@ class CommandLog {
       if (host && addr) this.addrs.set(addr, host);
     }
     assert.equal(this.addrs.size, hostIds.length, "one command connection per host");
-    for (const id of hostIds) this.byHost.set(id, []);
-    this.monitor = await redis.monitor();
-    this.monitor.on("monitor", (time: string, args: string[], source: string) => {
-      const host = this.addrs.get(source);
-      if (host) this.byHost.get(host)?.push({ at: Number(time) * 1000, args });
-    });
+    this.monitor = await Monitor.start(REDIS_URL, (c) => this.addrs.has(c.source));
   }
 
-  since(host: string, at: number): Seen[] {
-    return (this.byHost.get(host) ?? []).filter((c) => c.at >= at);
+  since(host: string, at: number): MonitoredCommand[] {
+    return (this.monitor?.commands ?? []).filter((c) => this.addrs.get(c.source) === host && c.at >= at);
   }
 
   stop(): void {
-    this.monitor?.disconnect();
+    this.monitor?.stop();
   }
 }
 
@@ -89,12 +79,8 @@ describe("a host reads its own", () => {
     controller = new Controller(parseControllerOptions({ id: "ctl", redisUrl: REDIS_URL, namespace, tickMs: 100, leaseTtlMs: 1000 }), log);
     await controller.start();
     await waitFor("the controller to lead", () => controller?.isLeader);
-    const writes: Seen[] = [];
     await commands.start(redis, ["h1", "h2", "h3"]);
-    const leaderMonitor = await redis.monitor();
-    leaderMonitor.on("monitor", (time: string, args: string[]) => {
-      if (args[0]?.toLowerCase() === "eval" && args.some((a) => a.includes(keys.hostAssignments("h1")))) writes.push({ at: Number(time) * 1000, args });
-    });
+    const leaderMonitor = await Monitor.start(REDIS_URL, (c) => c.args[0]?.toLowerCase().startsWith("eval") === true && c.args.some((a) => a.includes(keys.hostAssignments("h1"))));
     try {
       const deployedAt = Date.now();
       await applyDeployments(redis, keys, [parseDeploymentSpec({ name: "app", import: "app.js", numReplicas: 6, actorOptions: { numCpus: 1 } })]);
@@ -102,14 +88,14 @@ describe("a host reads its own", () => {
         const mine = [...launcher.live].filter((c) => c.config?.hostId === "h1" && c.state === "running");
         return mine.length === 2 ? mine : undefined;
       });
-      const written = writes[0];
+      const written = leaderMonitor.commands[0];
       assert.ok(written, "the leader wrote h1's assignments in a fenced script");
       const firstSpawn = Math.min(...onH1.map((c) => c.spawnedAt));
       assert.ok(firstSpawn - written.at < 1000, `h1 started its replica ${Math.round(firstSpawn - written.at)} ms after the leader's write`);
 
       for (const [host, others] of [["h1", ["h2", "h3"]], ["h2", ["h1", "h3"]], ["h3", ["h1", "h2"]]] as const) {
         const seen = commands.since(host, deployedAt);
-        const read = (c: Seen): boolean => c.args[0]?.toLowerCase() === "hgetall" && c.args[1] === keys.hostAssignments(host);
+        const read = (c: MonitoredCommand): boolean => c.args[0]?.toLowerCase() === "hgetall" && c.args[1] === keys.hostAssignments(host);
         assert.ok(seen.some(read), `${host} read its own assignments`);
         for (const c of seen) {
           const text = c.args.join(" ");
@@ -119,7 +105,7 @@ describe("a host reads its own", () => {
         }
       }
     } finally {
-      leaderMonitor.disconnect();
+      leaderMonitor.stop();
     }
   });
 
