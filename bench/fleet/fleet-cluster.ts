@@ -1,17 +1,16 @@
 /**
  * A whole Flotilla cluster in this process: a leader controller and a
  * standby, a router, and N host agents whose replica processes are simulated
- * (sim-launcher.ts). Everything else is the real code, on a real Redis.
+ * (sim-launcher.ts), the hosts in a worker thread (host-worker.ts).
+ * Everything else is the real code, on a real Redis.
  */
-import os from "node:os";
+import { Worker } from "node:worker_threads";
 import { pino, type Logger } from "pino";
 import { Controller, type LeaderTick } from "../../src/controller/controller.js";
 import { parseControllerOptions } from "../../src/controller/controller-options.js";
-import { HostAgent } from "../../src/host/host-agent.js";
-import { parseHostOptions } from "../../src/host/host-options.js";
 import { Router } from "../../src/router/router.js";
-import { SimLauncher } from "./sim-launcher.js";
 import type { FleetOptions } from "./fleet-options.js";
+import type { FromHostWorker, HostWorkerData, ToHostWorker } from "./host-worker.js";
 import { sleep, withDeadline } from "../wait.js";
 
 export interface RecordedTick extends LeaderTick {
@@ -20,17 +19,22 @@ export interface RecordedTick extends LeaderTick {
   at: number;
 }
 
-/** Runs `fn` over the items, at most `width` at a time. */
-export async function inBatches<T>(items: readonly T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
-  for (let i = 0; i < items.length; i += width) await Promise.all(items.slice(i, i + width).map(fn));
+export interface Census {
+  /** Replicas running their deployment's current code version, by deployment. */
+  current: Map<string, number>;
+  /** Replicas of other versions still alive. */
+  other: number;
 }
 
 export class FleetCluster {
-  readonly launcher: SimLauncher;
-  readonly hosts: HostAgent[] = [];
   readonly controllers = new Map<string, Controller>();
   readonly ticks: RecordedTick[] = [];
   router: Router | undefined;
+  private worker: Worker | undefined;
+  private readonly waiting = new Map<number, (census: Census) => void>();
+  private nextRequest = 0;
+  private onStopped: (() => void) | undefined;
+  private workerError: Error | undefined;
   private readonly log: Logger;
 
   constructor(
@@ -38,7 +42,6 @@ export class FleetCluster {
     private readonly redisUrl: string,
     readonly namespace: string,
   ) {
-    this.launcher = new SimLauncher({ startMs: options.startMs, drainMs: options.drainMs });
     this.log = pino({ level: process.env.FLEET_LOG_LEVEL ?? "silent" });
   }
 
@@ -48,12 +51,44 @@ export class FleetCluster {
   }
 
   async startHosts(): Promise<void> {
-    const ids = Array.from({ length: this.options.hosts }, (_, i) => `sim-${String(i).padStart(5, "0")}`);
-    await inBatches(ids, 50, async (id) => {
-      const options = parseHostOptions({ id, redisUrl: this.redisUrl, namespace: this.namespace, appDir: os.tmpdir(), cpus: this.cpusPerHost, gpus: 0, prestart: 0 });
-      const host = new HostAgent(options, this.log.child({ host: id }), Date.now, this.launcher);
-      await host.start();
-      this.hosts.push(host);
+    const data: HostWorkerData = {
+      redisUrl: this.redisUrl,
+      namespace: this.namespace,
+      hostIds: Array.from({ length: this.options.hosts }, (_, i) => `sim-${String(i).padStart(5, "0")}`),
+      cpus: this.cpusPerHost,
+      timing: { startMs: this.options.startMs, drainMs: this.options.drainMs },
+    };
+    // The worker loads TypeScript through tsx's hooks, registered in its own thread first.
+    const boot = `import { register } from ${JSON.stringify(import.meta.resolve("tsx/esm/api"))}; register(); await import(${JSON.stringify(new URL("./host-worker.ts", import.meta.url).href)});`;
+    const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(boot)}`), { workerData: data });
+    this.worker = worker;
+    await new Promise<void>((resolve, reject) => {
+      worker.on("error", (err) => {
+        this.workerError = err;
+        reject(err);
+      });
+      worker.on("message", (message: FromHostWorker) => {
+        if (message.type === "started") resolve();
+        else if (message.type === "census") this.waiting.get(message.id)?.({ current: new Map(message.current), other: message.other });
+        else if (message.type === "stopped") this.onStopped?.();
+        else {
+          this.workerError = new Error(`the host worker failed: ${message.message}`);
+          reject(this.workerError);
+        }
+      });
+    });
+  }
+
+  /** What the simulated replicas run now, against each deployment's current code version. */
+  census(versions: ReadonlyMap<string, string>): Promise<Census> {
+    if (this.workerError) return Promise.reject(this.workerError);
+    const id = this.nextRequest++;
+    return new Promise((resolve) => {
+      this.waiting.set(id, (census) => {
+        this.waiting.delete(id);
+        resolve(census);
+      });
+      this.worker?.postMessage({ type: "census", id, versions: [...versions] } satisfies ToHostWorker);
     });
   }
 
@@ -88,6 +123,12 @@ export class FleetCluster {
     };
     for (const [id, c] of this.controllers) await attempt(`stopping controller ${id}`, c.stop(), 15_000);
     if (this.router) await attempt("stopping the router", this.router.stop(), 15_000);
-    await attempt("stopping the hosts", inBatches(this.hosts, 100, (h) => h.stop("drain")), 120_000);
+    const worker = this.worker;
+    if (worker) {
+      const stopped = new Promise<void>((resolve) => (this.onStopped = resolve));
+      worker.postMessage({ type: "stop" } satisfies ToHostWorker);
+      await attempt("stopping the hosts", stopped, 120_000);
+      await worker.terminate();
+    }
   }
 }

@@ -39,7 +39,7 @@ async function converge(cluster: FleetCluster, applied: readonly DeploymentSpec[
   const deadline = startedAt + options.convergeTimeoutS * 1000;
   let lastReport = 0;
   for (;;) {
-    const { current, other } = cluster.launcher.census(versions);
+    const { current, other } = await cluster.census(versions);
     let running = 0;
     for (const n of current.values()) running += Math.min(n, options.replicas);
     const target = options.deployments * options.replicas;

@@ -28,14 +28,24 @@ function changedEntries<T>(decided: ReadonlyMap<string, T>, written: ReadonlyMap
 }
 
 /**
+ * A status that says the same is still written again once it is this old: its
+ * `updatedAt` tells users (and tests) that a leader is at work.
+ */
+export const STATUS_REFRESH_MS = 1000;
+
+/**
  * @param allStatuses write every status even if unchanged (a new leader, or a
  *   full resync, shows users their statuses are current)
  */
 export function unwrittenDecisions(d: Decisions, written: Written, allStatuses: boolean): Decisions {
+  const current = (s: DeploymentStatusRecord): boolean => {
+    const before = written.statuses.get(s.name);
+    return before !== undefined && s.updatedAt - before.updatedAt < STATUS_REFRESH_MS && sameStatus(before, s);
+  };
   return {
     ...d,
     upsert: d.upsert.filter((a) => !same(written.assignments.get(a.id), a)),
-    statuses: allStatuses ? d.statuses : d.statuses.filter((s) => !sameStatus(written.statuses.get(s.name), s)),
+    statuses: allStatuses ? d.statuses : d.statuses.filter((s) => !current(s)),
     memory: changedEntries(d.memory, written.memory),
     autoscaler: changedEntries(d.autoscaler, written.autoscaler),
   };

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { unwrittenDecisions } from "../../src/controller/decision-diff.js";
+import { STATUS_REFRESH_MS, unwrittenDecisions } from "../../src/controller/decision-diff.js";
 import { hostAssignmentOps } from "../../src/controller/host-assignment-ops.js";
 import { noDecisions } from "../../src/controller/reconcile-types.js";
 import { Keys } from "../../src/shared/keys.js";
@@ -76,6 +76,11 @@ describe("unwrittenDecisions", () => {
     const d = { ...noDecisions(), upsert: [assignment("r1", "h1")], statuses: [status("1/1 replicas running", 2)], memory: new Map([["app", { codeVersion: "v1", failures: 0, retryAt: 0, target: 1 }]]) };
     const out = unwrittenDecisions(d, written, false);
     assert.deepEqual([out.upsert, out.statuses, [...out.memory]], [[], [], []]);
+  });
+
+  it("writes a status that says the same again once it is STATUS_REFRESH_MS old", () => {
+    const d = { ...noDecisions(), statuses: [status("1/1 replicas running", 1 + STATUS_REFRESH_MS)] };
+    assert.equal(unwrittenDecisions(d, written, false).statuses.length, 1);
   });
 
   it("keeps what changed, every status when asked, and every removal", () => {
