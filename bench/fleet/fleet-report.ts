@@ -8,6 +8,8 @@ export interface WindowFigures {
   redisNetOutBytesPerS: number;
   perHostCmdsPerS: number;
   perHostNetOutBytesPerS: number;
+  /** redis-server's CPU (user + system), % of one core. */
+  redisCpuPct: number;
   tick: TickFigures;
 }
 
@@ -49,6 +51,7 @@ export function printTable(r: FleetResult): string {
   row("Redis bytes out/s", (w) => fmt(w.redisNetOutBytesPerS, 0));
   row("per host: commands/s", (w) => fmt(w.perHostCmdsPerS, 2));
   row("per host: bytes out/s", (w) => fmt(w.perHostNetOutBytesPerS, 0));
+  row("Redis CPU (% of a core)", (w) => fmt(w.redisCpuPct, 0));
   row("leader tick median (ms)", (w) => fmt(w.tick.medianMs));
   row("leader tick p99 (ms)", (w) => fmt(w.tick.p99Ms));
   row("leader ticks", (w) => String(w.tick.count));

@@ -70,6 +70,7 @@ function windowFigures(before: Counters, after: Counters, hosts: number, ticks: 
     redisNetOutBytesPerS: rates.netOutBytesPerS,
     perHostCmdsPerS: rates.cmdsPerS / hosts,
     perHostNetOutBytesPerS: rates.netOutBytesPerS / hosts,
+    redisCpuPct: rates.cpuPct,
     tick: tickFigures(inWindow),
   };
 }

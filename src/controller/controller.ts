@@ -142,7 +142,7 @@ export class Controller {
       return false;
     }
     this.view.applied(writes, now);
-    await this.notifyHosts(hostWrites.hosts, changedDeployments);
+    await this.announce(hostWrites.hosts, changedDeployments, writes.upsert.length > 0 || writes.remove.length > 0);
     for (const e of decisions.events) this.log[e.level]({ deployment: e.deployment }, e.message);
     for (const { deployment, workerId } of decisions.releaseLocks) {
       await releaseWorkerLocks(this.redis, this.keys, deployment, workerId).catch(() => 0);
@@ -151,26 +151,25 @@ export class Controller {
       if (depth.failed > 0) await this.janitor.answerFailed(name);
     }
     for (const name of decisions.forget) await this.janitor.retire(name);
-    if (writes.upsert.length > 0 || writes.remove.length > 0) {
-      await this.redis.publish(this.keys.changes, "replicas");
-    }
     return true;
   }
 
   /**
    * Tells the hosts whose assignments were just written, and those running a
-   * deployment whose record changed, each on its own channel. A host that
-   * misses the message sees the change at its next heartbeat check.
+   * deployment whose record changed, each on its own channel (a host that
+   * misses the message sees the change at its next heartbeat check); and, when
+   * replicas changed, everyone listening to the cluster's changes.
    */
-  private async notifyHosts(assigned: readonly string[], changedDeployments: readonly string[]): Promise<void> {
+  private async announce(assigned: readonly string[], changedDeployments: readonly string[], replicasChanged: boolean): Promise<void> {
     const hosts = new Set(assigned);
     if (changedDeployments.length > 0) {
       const changed = new Set(changedDeployments);
       for (const a of this.view.assignments.values()) if (a.host !== null && changed.has(a.deployment)) hosts.add(a.host);
     }
-    if (hosts.size === 0) return;
+    if (hosts.size === 0 && !replicasChanged) return;
     const p = this.redis.pipeline();
     for (const host of hosts) p.publish(this.keys.hostChanges(host), "assignments");
+    if (replicasChanged) p.publish(this.keys.changes, "replicas");
     await p.exec();
   }
 

@@ -29,24 +29,36 @@ function changedEntries<T>(decided: ReadonlyMap<string, T>, written: ReadonlyMap
 
 /**
  * A status that says the same is still written again once it is this old: its
- * `updatedAt` tells users (and tests) that a leader is at work.
+ * `updatedAt` tells users (and tests) that a leader is at work. At most
+ * STATUS_REFRESHES_PER_TICK of them per tick, the oldest first, so that with
+ * thousands of deployments the refresh is spread over ticks.
  */
 export const STATUS_REFRESH_MS = 1000;
+export const STATUS_REFRESHES_PER_TICK = 500;
 
 /**
  * @param allStatuses write every status even if unchanged (a new leader, or a
  *   full resync, shows users their statuses are current)
  */
 export function unwrittenDecisions(d: Decisions, written: Written, allStatuses: boolean): Decisions {
-  const current = (s: DeploymentStatusRecord): boolean => {
-    const before = written.statuses.get(s.name);
-    return before !== undefined && s.updatedAt - before.updatedAt < STATUS_REFRESH_MS && sameStatus(before, s);
-  };
   return {
     ...d,
     upsert: d.upsert.filter((a) => !same(written.assignments.get(a.id), a)),
-    statuses: allStatuses ? d.statuses : d.statuses.filter((s) => !current(s)),
+    statuses: allStatuses ? d.statuses : statusesToWrite(d.statuses, written.statuses),
     memory: changedEntries(d.memory, written.memory),
     autoscaler: changedEntries(d.autoscaler, written.autoscaler),
   };
+}
+
+/** The statuses that changed, then the oldest of those that did not, as many as a tick refreshes. */
+function statusesToWrite(decided: readonly DeploymentStatusRecord[], written: ReadonlyMap<string, DeploymentStatusRecord>): DeploymentStatusRecord[] {
+  const changed: DeploymentStatusRecord[] = [];
+  const stale: Array<{ status: DeploymentStatusRecord; writtenAt: number }> = [];
+  for (const s of decided) {
+    const before = written.get(s.name);
+    if (!sameStatus(before, s)) changed.push(s);
+    else if (before && s.updatedAt - before.updatedAt >= STATUS_REFRESH_MS) stale.push({ status: s, writtenAt: before.updatedAt });
+  }
+  stale.sort((a, b) => a.writtenAt - b.writtenAt);
+  return [...changed, ...stale.slice(0, STATUS_REFRESHES_PER_TICK).map((x) => x.status)];
 }

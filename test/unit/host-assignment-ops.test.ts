@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { STATUS_REFRESH_MS, unwrittenDecisions } from "../../src/controller/decision-diff.js";
+import { STATUS_REFRESH_MS, STATUS_REFRESHES_PER_TICK, unwrittenDecisions } from "../../src/controller/decision-diff.js";
 import { hostAssignmentOps } from "../../src/controller/host-assignment-ops.js";
 import { noDecisions } from "../../src/controller/reconcile-types.js";
 import { Keys } from "../../src/shared/keys.js";
@@ -81,6 +81,15 @@ describe("unwrittenDecisions", () => {
   it("writes a status that says the same again once it is STATUS_REFRESH_MS old", () => {
     const d = { ...noDecisions(), statuses: [status("1/1 replicas running", 1 + STATUS_REFRESH_MS)] };
     assert.equal(unwrittenDecisions(d, written, false).statuses.length, 1);
+  });
+
+  it("refreshes at most STATUS_REFRESHES_PER_TICK unchanged statuses in a tick, the oldest first", () => {
+    const names = Array.from({ length: STATUS_REFRESHES_PER_TICK + 10 }, (_, i) => `d${i}`);
+    const old = new Map(names.map((name, i) => [name, { ...status("same", 1000 - i), name }]));
+    const d = { ...noDecisions(), statuses: names.map((name) => ({ ...status("same", 5000), name })) };
+    const out = unwrittenDecisions(d, { ...written, statuses: old }, false).statuses.map((s) => s.name);
+    assert.equal(out.length, STATUS_REFRESHES_PER_TICK);
+    assert.ok(out.includes(names[names.length - 1]!) && !out.includes("d0"), "the oldest are refreshed first");
   });
 
   it("keeps what changed, every status when asked, and every removal", () => {
