@@ -105,11 +105,11 @@ export class FleetCluster {
     await this.router.start();
   }
 
-  /** Waits until some controller has run a successful leader tick after `since`; returns it. */
-  async leaderTickAfter(since: number, timeoutMs: number): Promise<RecordedTick | undefined> {
+  /** Waits until a controller (other than `except`) has run a successful leader tick after `since`; returns it. */
+  async leaderTickAfter(since: number, timeoutMs: number, except?: string): Promise<RecordedTick | undefined> {
     const deadline = performance.now() + timeoutMs;
     while (performance.now() < deadline) {
-      const tick = this.ticks.find((t) => t.ok && t.at > since);
+      const tick = this.ticks.find((t) => t.ok && t.at > since && t.controller !== except);
       if (tick) return tick;
       await sleep(20);
     }

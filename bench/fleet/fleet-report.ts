@@ -35,6 +35,8 @@ export interface FleetResult {
   failoverS: number | null;
   /** The new leader's first tick (a full read of the cluster). */
   failoverFirstTickMs: number | null;
+  /** Times the leader's ticks came from another controller than the tick before (the failover included). */
+  leaderChanges: number;
   options: FleetOptions;
 }
 
@@ -62,6 +64,7 @@ export function printTable(r: FleetResult): string {
     { "leader tick median / p99 (ms)": `${fmt(r.tick.medianMs)} / ${fmt(r.tick.p99Ms)}` },
     { "failover (s)": fmt(r.failoverS, 2) },
     { "new leader's first tick (ms)": fmt(r.failoverFirstTickMs, 0) },
+    { "leader changes (failover included)": String(r.leaderChanges) },
   );
   return `fleet: ${r.hosts} hosts × ${r.deployments} deployments × ${r.replicas} replicas (${r.cpusPerHost} CPUs per host)\n${table.toString()}\n${summary.toString()}\n`;
 }

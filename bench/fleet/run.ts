@@ -111,20 +111,22 @@ async function run(options: FleetOptions, redis: BenchRedis): Promise<FleetResul
     progress(`rollout: ${rolloutConverge === null ? "not converged" : `${rolloutConverge.toFixed(1)} s`}`);
 
     await sleep(options.settleS * 1000);
-    const leaderId = [...cluster.controllers].find(([, c]) => c.isLeader)?.[0];
+    const leaderId = await redis.client.get(keys.leaderLease);
     let failoverS: number | null = null;
     let failoverFirstTickMs: number | null = null;
-    if (leaderId) {
+    if (leaderId && cluster.controllers.has(leaderId)) {
       progress(`failover: the leader ${leaderId} dies`);
       const crashAt = performance.now();
       await cluster.controllers.get(leaderId)?.abandon();
       cluster.controllers.delete(leaderId);
-      const first = await cluster.leaderTickAfter(crashAt, 60_000);
+      const first = await cluster.leaderTickAfter(crashAt, 60_000, leaderId);
       if (first) {
         failoverS = (first.at - crashAt) / 1000;
         failoverFirstTickMs = first.ms;
       }
     }
+    const okTicks = cluster.ticks.filter((t) => t.ok);
+    const leaderChanges = okTicks.filter((t, i) => i > 0 && t.controller !== okTicks[i - 1]?.controller).length;
     const measured = cluster.ticks.filter((t) => (t.at >= steadyBefore.at && t.at <= steadyAfter.at) || (t.at >= rolloutBefore.at && t.at <= rolloutAfter.at));
     return {
       hosts: options.hosts,
@@ -138,6 +140,7 @@ async function run(options: FleetOptions, redis: BenchRedis): Promise<FleetResul
       tick: tickFigures(measured),
       failoverS,
       failoverFirstTickMs,
+      leaderChanges,
       options,
     };
   } finally {
