@@ -121,7 +121,8 @@ export class LeaderView implements Written {
     const [, version, stampsRaw] = values(await this.redis.pipeline().del(this.keys.replicaStatusChanged).get(this.keys.deploymentsVersion).hgetall(this.keys.deploymentGenerations).exec());
     const snap = await readClusterState(this.redis, this.keys, now);
     const stamps = new Map(Object.entries((stampsRaw ?? {}) as Record<string, string>));
-    const changedDeployments = [...snap.deployments.keys()].filter((name) => stamps.get(name) !== this.stamps.get(name));
+    // Only records seen before and changed since: a new leader's first read tells no host anything.
+    const changedDeployments = [...snap.deployments.keys()].filter((name) => this.stamps.has(name) && stamps.get(name) !== this.stamps.get(name));
     this.deploymentsVersion = (version as string | null) ?? null;
     this.stamps = stamps;
     this.deployments = new Map(snap.deployments);
