@@ -124,9 +124,9 @@ export class Controller {
   /** One reconcile; false when the lease was lost before the write. */
   private async reconcileOnce(): Promise<boolean> {
     const now = Date.now();
-    const { state, full, changedDeployments } = await this.view.read(now);
+    const { state, changedDeployments } = await this.view.read(now);
     const decisions = reconcile(state, (deployment) => `${deployment}-${uuidv4().slice(0, 8)}`);
-    const writes = unwrittenDecisions(decisions, this.view, full);
+    const writes = unwrittenDecisions(decisions, this.view);
     const hostWrites = hostAssignmentOps(writes, this.view.assignments, this.keys);
     let applied: boolean;
     try {

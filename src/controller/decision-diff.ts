@@ -36,15 +36,12 @@ function changedEntries<T>(decided: ReadonlyMap<string, T>, written: ReadonlyMap
 export const STATUS_REFRESH_MS = 1000;
 export const STATUS_REFRESHES_PER_TICK = 500;
 
-/**
- * @param allStatuses write every status even if unchanged (a new leader, or a
- *   full resync, shows users their statuses are current)
- */
-export function unwrittenDecisions(d: Decisions, written: Written, allStatuses: boolean): Decisions {
+/** A new leader's statuses go out as they come due for a refresh: the last leader's are already old. */
+export function unwrittenDecisions(d: Decisions, written: Written): Decisions {
   return {
     ...d,
     upsert: d.upsert.filter((a) => !same(written.assignments.get(a.id), a)),
-    statuses: allStatuses ? d.statuses : statusesToWrite(d.statuses, written.statuses),
+    statuses: statusesToWrite(d.statuses, written.statuses),
     memory: changedEntries(d.memory, written.memory),
     autoscaler: changedEntries(d.autoscaler, written.autoscaler),
   };

@@ -7,7 +7,7 @@
  * replica) every tick and of all every few seconds. What only the leader
  * writes (assignments, its memory, the statuses users read) it keeps from its
  * own writes. Everything is read in full when it becomes the leader, after a
- * failed write, and at a slow interval as a safety net.
+ * failed write, and every few minutes as a safety net.
  */
 import type { Redis } from "ioredis";
 import type { AutoscalerState } from "../autoscaler/policy.js";
@@ -23,7 +23,7 @@ import type { Decisions, ObservedHost, ObservedState } from "./reconcile-types.j
 /** Intervals of the reads that are not driven by a change. */
 export const LEADER_READS = {
   /** Everything, as a safety net. */
-  fullMs: 30_000,
+  fullMs: 5 * 60_000,
   /** The host list (a host's start, stop and draining are also announced). */
   hostsMs: 5_000,
   /** Which hosts are alive. */

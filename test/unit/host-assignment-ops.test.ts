@@ -74,28 +74,28 @@ describe("unwrittenDecisions", () => {
 
   it("leaves out assignments, statuses (whatever their time) and memory equal to what was written", () => {
     const d = { ...noDecisions(), upsert: [assignment("r1", "h1")], statuses: [status("1/1 replicas running", 2)], memory: new Map([["app", { codeVersion: "v1", failures: 0, retryAt: 0, target: 1 }]]) };
-    const out = unwrittenDecisions(d, written, false);
+    const out = unwrittenDecisions(d, written);
     assert.deepEqual([out.upsert, out.statuses, [...out.memory]], [[], [], []]);
   });
 
   it("writes a status that says the same again once it is STATUS_REFRESH_MS old", () => {
     const d = { ...noDecisions(), statuses: [status("1/1 replicas running", 1 + STATUS_REFRESH_MS)] };
-    assert.equal(unwrittenDecisions(d, written, false).statuses.length, 1);
+    assert.equal(unwrittenDecisions(d, written).statuses.length, 1);
   });
 
   it("refreshes at most STATUS_REFRESHES_PER_TICK unchanged statuses in a tick, the oldest first", () => {
     const names = Array.from({ length: STATUS_REFRESHES_PER_TICK + 10 }, (_, i) => `d${i}`);
     const old = new Map(names.map((name, i) => [name, { ...status("same", 1000 - i), name }]));
     const d = { ...noDecisions(), statuses: names.map((name) => ({ ...status("same", 5000), name })) };
-    const out = unwrittenDecisions(d, { ...written, statuses: old }, false).statuses.map((s) => s.name);
+    const out = unwrittenDecisions(d, { ...written, statuses: old }).statuses.map((s) => s.name);
     assert.equal(out.length, STATUS_REFRESHES_PER_TICK);
     assert.ok(out.includes(names[names.length - 1]!) && !out.includes("d0"), "the oldest are refreshed first");
   });
 
-  it("keeps what changed, every status when asked, and every removal", () => {
+  it("keeps what changed, and every removal", () => {
     const drained = assignment("r1", "h1", { desired: "drain" });
-    const d = { ...noDecisions(), upsert: [drained], remove: ["r0"], statuses: [status("1/1 replicas running", 2)], memory: new Map([["app", { codeVersion: "v2", failures: 0, retryAt: 0, target: 1 }]]) };
-    const out = unwrittenDecisions(d, written, true);
+    const d = { ...noDecisions(), upsert: [drained], remove: ["r0"], statuses: [status("0/1 replicas running", 2)], memory: new Map([["app", { codeVersion: "v2", failures: 0, retryAt: 0, target: 1 }]]) };
+    const out = unwrittenDecisions(d, written);
     assert.deepEqual(out.upsert, [drained]);
     assert.deepEqual(out.remove, ["r0"]);
     assert.equal(out.statuses.length, 1);
