@@ -11,6 +11,7 @@ import type { Keys } from "../shared/keys.js";
 import type { DeploymentRecord, DeploymentStatusRecord } from "../shared/records.js";
 import type { DeploymentSpec } from "../spec/deployment-spec.js";
 import { assertUnique } from "../spec/uniqueness.js";
+import { recordStamp } from "../shared/record-stamp.js";
 import { markFailed, markRolledOut, queueRevisions, type RevisionOptions } from "./revision-log.js";
 
 /** JSON with object keys sorted, so equal values hash equally. */
@@ -86,6 +87,7 @@ export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly
   const results: ApplyResult[] = [];
   const writes: string[] = [];
   const changed: DeploymentRecord[] = [];
+  const stamps: string[] = [];
   for (const spec of specs) {
     const before = existing.get(spec.name);
     const pkg = spec.runtimeEnv ? packages.get(spec.name) : undefined;
@@ -115,13 +117,15 @@ export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly
     };
     writes.push(spec.name, JSON.stringify(record));
     changed.push(record);
+    stamps.push(spec.name, recordStamp(record));
     results.push({ name: spec.name, outcome: before ? "updated" : "created", generation: record.generation, rollout: !before || before.codeVersion !== codeVersion, ...extras });
   }
   if (writes.length > 0) {
-    // Every change is a revision, recorded in the same transaction as the records.
+    // Every change is a revision, recorded in the same transaction as the records, their stamps and the version.
+    // The revisions' replies must follow the record write (see queueRevisions), so the stamps and the version go after them.
     const tx = redis.multi().hset(keys.deployments, ...writes);
     const numbers = queueRevisions(tx, keys, changed, now, options);
-    const revisions = numbers(await tx.publish(keys.changes, "deployments").exec());
+    const revisions = numbers(await tx.hset(keys.deploymentGenerations, ...stamps).incr(keys.deploymentsVersion).publish(keys.changes, "deployments").exec());
     for (const r of results) if (revisions.has(r.name)) r.revision = revisions.get(r.name);
   }
   return results;
@@ -129,7 +133,14 @@ export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly
 
 /** Deletes a deployment: its replicas drain, queued requests are answered 404, its queue goes. */
 export async function deleteDeployment(redis: Redis, keys: Keys, name: string): Promise<boolean> {
-  const results = await redis.multi().hdel(keys.deployments, name).publish(keys.changes, "deployments").del(keys.revisions(name)).exec();
+  const results = await redis
+    .multi()
+    .hdel(keys.deployments, name)
+    .hdel(keys.deploymentGenerations, name)
+    .incr(keys.deploymentsVersion)
+    .publish(keys.changes, "deployments")
+    .del(keys.revisions(name))
+    .exec();
   return Number(results?.[0]?.[1] ?? 0) === 1;
 }
 

@@ -13,16 +13,25 @@ import { releaseWorkerLocks } from "../queue/worker-locks.js";
 import type { ControllerInfo } from "../shared/records.js";
 import { closeRedis, createRedis } from "../shared/redis.js";
 import { Ticker } from "../shared/ticker.js";
-import { readClusterState } from "../client/cluster-state.js";
-import { restoreAutoscalerState } from "../autoscaler/policy.js";
 import { AdminApi } from "./admin-api.js";
 import type { ControllerOptions } from "./controller-options.js";
+import { unwrittenDecisions } from "./decision-diff.js";
 import { decisionOps } from "./decision-ops.js";
+import { hostAssignmentOps } from "./host-assignment-ops.js";
+import { LeaderView } from "./leader-view.js";
 import { LeaderLease } from "./leader-lease.js";
 import { PackageGarbageCollector } from "./package-gc.js";
 import { QueueJanitor } from "./queue-janitor.js";
 import { reconcile, type Decisions } from "./reconcile.js";
-import { applyRevisionWrites, readRolloutInputs } from "./revision-io.js";
+import { applyRevisionWrites, readRevisionInputs } from "./revision-io.js";
+
+/** One leader tick as the controller saw it: for measurements (the fleet simulation), not for control. */
+export interface LeaderTick {
+  /** Wall time of the tick's reconcile: read, decide, write. */
+  ms: number;
+  /** False when it failed or the lease was lost before the write. */
+  ok: boolean;
+}
 
 export class Controller {
   private readonly keys: Keys;
@@ -32,16 +41,21 @@ export class Controller {
   private readonly janitor: QueueJanitor;
   private readonly ticker: Ticker;
   private readonly packageGc: PackageGarbageCollector;
+  private readonly view: LeaderView;
   private leader = false;
   private readonly startedAt = Date.now();
   private admin: AdminApi | undefined;
   /** The admin API's port once listening. */
   adminPort: number | undefined;
 
-  /** @param options as parseControllerOptions (controller-options.ts) returns them */
+  /**
+   * @param options as parseControllerOptions (controller-options.ts) returns them
+   * @param onLeaderTick called after each tick this controller ran as the leader
+   */
   constructor(
     private readonly options: Readonly<ControllerOptions>,
     private readonly log: Logger,
+    private readonly onLeaderTick?: (tick: LeaderTick) => void,
   ) {
     this.keys = new Keys(options.namespace);
     this.redis = createRedis(options.redisUrl, { name: `flotilla-controller-${options.id}` });
@@ -53,6 +67,7 @@ export class Controller {
       ...(options.packageGcIntervalMs !== undefined ? { intervalMs: options.packageGcIntervalMs } : {}),
       ...(options.packageGcGraceMs !== undefined ? { graceMs: options.packageGcGraceMs } : {}),
     });
+    this.view = new LeaderView(this.redis, this.keys);
   }
 
   get id(): string {
@@ -70,6 +85,7 @@ export class Controller {
     }
     await this.sub.subscribe(this.keys.changes);
     this.sub.on("message", (_channel: string, message: string) => {
+      if (message === "hosts") this.view.hostsChanged();
       // A standby waits for its next tick to try for the lease: a nudge would only make it ask sooner.
       if (message !== "status" && this.leader) this.ticker.nudge();
     });
@@ -93,28 +109,55 @@ export class Controller {
       const leader = await this.lease.tryAcquire();
       if (leader !== this.leader) {
         this.leader = leader;
+        // A new leader reads everything: what it knew as a standby, or before it lost the lease, may be stale.
+        this.view.invalidate();
         if (leader) this.log.info({ controller: this.id }, "became the leader");
         else this.log.warn({ controller: this.id }, "lost the leader lease; standing by");
       }
       if (!leader) return;
-      await this.reconcileOnce();
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, "controller tick failed; retrying");
+      return;
+    }
+    const startedAt = performance.now();
+    let ok = false;
+    try {
+      ok = await this.reconcileOnce();
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, "controller tick failed; retrying");
     }
+    this.onLeaderTick?.({ ms: performance.now() - startedAt, ok });
   }
 
-  private async reconcileOnce(): Promise<void> {
-    const snapshot = await readClusterState(this.redis, this.keys);
-    const autoscaler = new Map([...snapshot.autoscaler].map(([name, raw]) => [name, restoreAutoscalerState(raw)]));
-    const rollouts = await readRolloutInputs(this.redis, this.keys, snapshot.deployments, { host: os.hostname(), user: `controller:${this.id}` });
-    const state = { ...snapshot, autoscaler, ...rollouts };
+  /** One reconcile; false when the lease was lost before the write. */
+  private async reconcileOnce(): Promise<boolean> {
+    const now = Date.now();
+    const { state: observed, changedDeployments } = await this.view.read(now);
+    const revisions = await readRevisionInputs(this.redis, this.keys, observed.deployments, this.view.rollouts, { host: os.hostname(), user: `controller:${this.id}` });
+    const state = { ...observed, revisions };
     const decisions = reconcile(state, (deployment) => `${deployment}-${uuidv4().slice(0, 8)}`);
-    if (!(await this.applyRevisions(decisions))) return;
-    if (!(await this.lease.fencedApply(decisionOps(decisions, this.keys)))) {
-      this.leader = false;
-      this.log.warn("lost the leader lease before applying; nothing written");
-      return;
+    if (!(await this.applyRevisions(decisions))) {
+      // Records read this tick changed all the same: their hosts hear of it now, not only at their next check.
+      if (this.leader) await this.announce([], changedDeployments, false);
+      return this.leader;
     }
+    const writes = unwrittenDecisions(decisions, this.view);
+    const hostWrites = hostAssignmentOps(writes, this.view.assignments, this.keys);
+    let applied: boolean;
+    try {
+      applied = await this.lease.fencedApply([...decisionOps(writes, this.keys), ...hostWrites.ops]);
+    } catch (err) {
+      this.view.invalidate();
+      throw err;
+    }
+    if (!applied) {
+      this.leader = false;
+      this.view.invalidate();
+      this.log.warn("lost the leader lease before applying; nothing written");
+      return false;
+    }
+    this.view.applied(writes, now);
+    await this.announce(hostWrites.hosts, changedDeployments, writes.upsert.length > 0 || writes.remove.length > 0);
     for (const e of decisions.events) this.log[e.level]({ deployment: e.deployment }, e.message);
     for (const { deployment, workerId } of decisions.releaseLocks) {
       await releaseWorkerLocks(this.redis, this.keys, deployment, workerId).catch(() => 0);
@@ -122,11 +165,42 @@ export class Controller {
     for (const [name, depth] of state.queues) {
       if (depth.failed > 0) await this.janitor.answerFailed(name);
     }
-    await this.janitor.forgetDeadRequesters([...state.queues.keys()]);
+    // Readers already ignore stale counts: they are deleted as often as their queues are read.
+    await this.janitor.forgetDeadRequesters(this.view.queuesRead);
     for (const name of decisions.forget) await this.janitor.retire(name);
-    if (decisions.upsert.length > 0 || decisions.remove.length > 0) {
-      await this.redis.publish(this.keys.changes, "replicas");
+    return true;
+  }
+
+  /**
+   * Tells the hosts whose assignments were just written, and those running a
+   * deployment whose record changed, each on its own channel (a host that
+   * misses the message sees the change at its next heartbeat check); and, when
+   * replicas changed, everyone listening to the cluster's changes.
+   */
+  private async announce(assigned: readonly string[], changedDeployments: readonly string[], replicasChanged: boolean): Promise<void> {
+    const hosts = new Set(assigned);
+    if (changedDeployments.length > 0) {
+      const changed = new Set(changedDeployments);
+      for (const a of this.view.assignments.values()) if (a.host !== null && changed.has(a.deployment)) hosts.add(a.host);
     }
+    if (hosts.size === 0 && !replicasChanged) return;
+    const p = this.redis.pipeline();
+    for (const host of hosts) p.publish(this.keys.hostChanges(host), "assignments");
+    if (replicasChanged) p.publish(this.keys.changes, "replicas");
+    await p.exec();
+  }
+
+  /**
+   * Stops at once as a crashed process would: no more ticks, connections
+   * dropped, the lease and the registration left to expire (failover tests).
+   */
+  async abandon(): Promise<void> {
+    // Connections first: a tick under way fails from here on, as it would in a dead process.
+    this.sub.disconnect();
+    this.redis.disconnect();
+    this.leader = false;
+    await this.ticker.stop();
+    await this.admin?.stop();
   }
 
   /**
@@ -142,6 +216,7 @@ export class Controller {
     if (result === "done") return true;
     if (result === "not-leader") {
       this.leader = false;
+      this.view.invalidate();
       this.log.warn("lost the leader lease before applying; nothing written");
       return false;
     }

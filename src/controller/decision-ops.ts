@@ -4,18 +4,31 @@
  * simulation applies them to its in-memory copy of the same hashes.
  */
 import type { Keys } from "../shared/keys.js";
+import { recordStamp } from "../shared/record-stamp.js";
 import type { RedisGuard, RedisOp } from "./leader-lease.js";
 import type { RevisionWrite } from "./reconcile-revisions.js";
 import type { Decisions } from "./reconcile-types.js";
 
-/** HSET of each entry as JSON, when there is any. */
-function hsetJson(key: string, entries: Iterable<readonly [string, unknown]>): RedisOp[] {
-  const args = [...entries].flatMap(([field, value]) => [field, JSON.stringify(value)]);
-  return args.length > 0 ? [["HSET", key, ...args]] : [];
+/**
+ * Fields per HSET or HDEL: the fenced script runs each op with Lua's unpack,
+ * which takes at most about 8,000 values (a cold start of 10,000 replicas is
+ * one HSET of 20,000 otherwise).
+ */
+export const FIELDS_PER_OP = 1000;
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
 }
 
-function hdel(key: string, fields: readonly string[]): RedisOp[] {
-  return fields.length > 0 ? [["HDEL", key, ...fields]] : [];
+/** HSET of each entry as JSON, when there is any. */
+export function hsetJson(key: string, entries: Iterable<readonly [string, unknown]>): RedisOp[] {
+  return chunks([...entries], FIELDS_PER_OP).map((part): RedisOp => ["HSET", key, ...part.flatMap(([field, value]) => [field, JSON.stringify(value)])]);
+}
+
+export function hdel(key: string, fields: readonly string[]): RedisOp[] {
+  return chunks(fields, FIELDS_PER_OP).map((part): RedisOp => ["HDEL", key, ...part]);
 }
 
 export function decisionOps(d: Decisions, keys: Keys): RedisOp[] {
@@ -53,6 +66,9 @@ export function revisionWriteOps(w: RevisionWrite, keys: Keys): { guards: RedisG
       ["HSET", keys.deployments, w.deployment, JSON.stringify(w.record)],
       ["HSET", key, "next", String(n), `r:${n}`, JSON.stringify(w.revision), `o:${n}`, JSON.stringify(w.state), `o:${w.failed.revision}`, JSON.stringify(w.failed.state)],
       ...hdel(key, w.drop),
+      // Like every record write: a new stamp and the deployments' version, so hosts, routers and the leader see it.
+      ["HSET", keys.deploymentGenerations, w.deployment, recordStamp(w.record)],
+      ["INCR", keys.deploymentsVersion],
     ],
   };
 }

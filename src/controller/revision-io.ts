@@ -20,6 +20,17 @@ export interface RolloutInputs {
 
 export async function readRolloutInputs(redis: Redis, keys: Keys, deployments: ReadonlyMap<string, DeploymentRecord>, source: RevisionSource): Promise<RolloutInputs> {
   const rollouts = parseJsonHash<RolloutRecord>(await redis.hgetall(keys.rollouts));
+  return { rollouts, revisions: await readRevisionInputs(redis, keys, deployments, rollouts, source) };
+}
+
+/** The revisions of only the deployments that need them, given the rollout records (the leader keeps its own copy). */
+export async function readRevisionInputs(
+  redis: Redis,
+  keys: Keys,
+  deployments: ReadonlyMap<string, DeploymentRecord>,
+  rollouts: ReadonlyMap<string, RolloutRecord>,
+  source: RevisionSource,
+): Promise<RevisionInputs> {
   const names = revisionsToRead(deployments, rollouts);
   const views = new Map<string, Record<string, string>>();
   if (names.length > 0) {
@@ -32,7 +43,7 @@ export async function readRolloutInputs(redis: Redis, keys: Keys, deployments: R
       views.set(name, hash as Record<string, string>);
     });
   }
-  return { rollouts, revisions: { views, source } };
+  return { views, source };
 }
 
 /**

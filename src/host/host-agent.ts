@@ -14,10 +14,10 @@ import type { DeploymentRecord, HostInfo, ReplicaAssignment, ReplicaStatus } fro
 import { createRedis, closeRedis } from "../shared/redis.js";
 import { settledWithin } from "../shared/settled-within.js";
 import { releaseWorkerLocks } from "../queue/worker-locks.js";
-import { parseJsonHash } from "../shared/json-hash.js";
 import { Ticker } from "../shared/ticker.js";
 import { ReplicaProcess } from "./replica-process.js";
-import { PrestartedProcess } from "./prestarted-process.js";
+import { PrestartedProcess, processLauncher } from "./prestarted-process.js";
+import type { ReplicaLauncher } from "./replica-launcher.js";
 import { PackageStore } from "../runtime-env/package-store.js";
 import { HostPackageCache } from "./host-package-cache.js";
 import { RuntimeEnvPreparer } from "./runtime-env-preparer.js";
@@ -28,30 +28,18 @@ import { planHost, PRESTART_BACKOFF_MS, type HostAction, type HostLocal } from "
 import { replicaConfig, replicaEnv } from "./replica-launch.js";
 import { LogShipper } from "./log-shipper.js";
 import { countHealthCheckFailure, recordReplacement } from "../shared/health-events.js";
+import { HostView } from "./host-view.js";
+import { StatusWriter } from "./status-writer.js";
 
 const TICK_MS = 1000;
-
-/**
- * KEYS[1] the replicas hash (assignments), KEYS[2] the replica-status hash;
- * ARGV: id1, json1, id2, json2, ... Sets each status whose assignment exists.
- * Returns how many were written.
- */
-const WRITE_ASSIGNED_STATUSES = `
-local written = 0
-for i = 1, #ARGV, 2 do
-  if redis.call("HEXISTS", KEYS[1], ARGV[i]) == 1 then
-    redis.call("HSET", KEYS[2], ARGV[i], ARGV[i + 1])
-    written = written + 1
-  end
-end
-return written
-`;
 
 export class HostAgent {
   private readonly keys: Keys;
   private readonly redis: Redis;
   private readonly sub: Redis;
   private readonly ticker = new Ticker(() => this.tick(), () => TICK_MS);
+  private readonly view: HostView;
+  private readonly statusWriter: StatusWriter;
   private readonly procs = new Map<string, ReplicaProcess>();
   /** Replica ids that ran here and ended: never started again under the same id. */
   private readonly finished = new Map<string, ReplicaStatus>();
@@ -77,12 +65,14 @@ export class HostAgent {
   /**
    * @param now the clock every decision reads @default Date.now
    * @param packages the process's runtimeEnv cache @default one of its own, from options.cacheDir
+   * @param launcher starts replica processes @default OS processes (the fleet simulation passes in-memory ones)
    */
   constructor(
     readonly options: HostOptions,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
     packages?: HostPackageCache,
+    private readonly launcher: ReplicaLauncher = processLauncher,
   ) {
     this.keys = new Keys(options.namespace);
     this.startedAt = now();
@@ -97,6 +87,8 @@ export class HostAgent {
       onChange: () => this.scheduleFlush(),
       onSettled: () => this.nudge(),
     });
+    this.view = new HostView(this.redis, this.keys, options.id);
+    this.statusWriter = new StatusWriter(this.redis, this.keys, options.id);
   }
 
   get id(): string {
@@ -127,7 +119,8 @@ export class HostAgent {
     this.apply(planHost(new Map(), new Map(), this.local(), this.now()), this.now());
     await settledWithin(Promise.all([...this.prestarted].map((p) => p.settled)), 10_000);
     await this.heartbeat();
-    await this.sub.subscribe(this.keys.changes);
+    // Only messages about this host: its cost does not grow with the cluster's changes.
+    await this.sub.subscribe(this.keys.hostChanges(this.id));
     this.sub.on("message", () => this.nudge());
     await this.redis.publish(this.keys.changes, "hosts");
     this.log.info({ host: this.id, resources: this.options.resources }, "host registered");
@@ -140,23 +133,29 @@ export class HostAgent {
     this.ticker.nudge();
   }
 
-  private async heartbeat(): Promise<void> {
-    await this.redis
-      .multi()
+  /** The heartbeat's two commands, on a pipeline that may carry more. */
+  private heartbeatPipeline() {
+    return this.redis
+      .pipeline()
       .hset(this.keys.hosts, this.id, JSON.stringify(this.info()))
-      .set(this.keys.hostAlive(this.id), String(this.now()), "PX", Math.round(this.options.heartbeatTimeoutS * 1000))
-      .exec();
+      .set(this.keys.hostAlive(this.id), String(this.now()), "PX", Math.round(this.options.heartbeatTimeoutS * 1000));
   }
 
+  private async heartbeat(): Promise<void> {
+    const results = (await this.heartbeatPipeline().exec()) ?? [];
+    for (const [err] of results) if (err) throw err;
+  }
+
+  /** Heartbeats and checks, in one round trip, whether anything this host runs changed; reads only that. */
   private async tick(): Promise<void> {
     try {
-      await this.heartbeat();
-      const [deploymentsRaw, replicasRaw] = (await this.redis.pipeline().hgetall(this.keys.deployments).hgetall(this.keys.replicas).exec()) ?? [];
-      const records = parseJsonHash<DeploymentRecord>(deploymentsRaw?.[1]);
-      const assignments = parseJsonHash<ReplicaAssignment>(replicasRaw?.[1]);
+      const pipeline = this.heartbeatPipeline();
+      const check = this.view.appendCheck(pipeline, 2);
+      const results = (await pipeline.exec()) ?? [];
+      await this.view.catchUp(check.read(results), this.now());
       const now = this.now();
       for (const proc of this.procs.values()) proc.sendPing(now);
-      this.apply(planHost(assignments, records, this.local(), now), now);
+      this.apply(planHost(this.view.assignments, this.view.records, this.local(), now), now);
       await this.flushStatuses();
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, "host tick failed; retrying");
@@ -243,7 +242,7 @@ export class HostAgent {
           `a prestarted replica process ended before it was ready; replicas start cold for ${PRESTART_BACKOFF_MS / 1000} s`,
         );
       }
-    });
+    }, this.launcher);
     this.prestarted.add(spare);
     this.log.info({ replicaPid: spare.child.pid, loader: spare.loader }, "replica process prestarted");
   }
@@ -287,6 +286,7 @@ export class HostAgent {
         onHealthCheck: (p, error) => this.onHealthCheck(p, error),
       },
       this.takePrestarted(spec.actorOptions.env),
+      this.launcher,
     );
     this.procs.set(a.id, proc);
     this.log.info({ replica: a.id, deployment: a.deployment, replicaPid: proc.pid, prestarted: proc.prestarted }, "replica process started");
@@ -311,8 +311,8 @@ export class HostAgent {
         this.log.warn({ err: errorMessage(err) }, "could not release the ended replica's job locks (they expire on their own)");
       }
     }
-    await this.flushStatuses().catch(() => undefined);
-    await this.redis.publish(this.keys.changes, "replicas").catch(() => undefined);
+    const written = await this.flushStatuses().catch(() => 0);
+    if (written > 0) await this.redis.publish(this.keys.changes, "replicas").catch(() => undefined);
     if (this.stopping && this.procs.size === 0) this.emptied?.();
   }
 
@@ -322,23 +322,24 @@ export class HostAgent {
     setImmediate(() => {
       this.flushScheduled = false;
       void this.flushStatuses()
-        .then(() => this.redis.publish(this.keys.changes, "replicas"))
+        .then(async (written) => {
+          if (written > 0) await this.redis.publish(this.keys.changes, "replicas");
+        })
         .catch((err) => this.log.warn({ err: errorMessage(err) }, "could not write replica status"));
     });
   }
 
   /**
-   * Writes the status of every local replica and of ended ones not yet collected.
-   * A status is written only while the replica's assignment exists: once the
-   * controller has removed both, a late write cannot bring the status back.
+   * Writes the status of every local replica and of ended ones not yet
+   * collected, those that changed (status-writer.ts). Returns how many were written.
    */
-  private async flushStatuses(): Promise<void> {
-    const entries: string[] = [];
+  private async flushStatuses(): Promise<number> {
+    const statuses: ReplicaStatus[] = [];
     const now = this.now();
-    for (const proc of this.procs.values()) entries.push(proc.id, JSON.stringify(proc.status(this.id, now)));
-    for (const status of this.preparer.statuses(this.id, now)) entries.push(status.id, JSON.stringify(status));
-    for (const status of this.finished.values()) if (!this.procs.has(status.id)) entries.push(status.id, JSON.stringify(status));
-    if (entries.length > 0) await this.redis.eval(WRITE_ASSIGNED_STATUSES, 2, this.keys.replicas, this.keys.replicaStatus, ...entries);
+    for (const proc of this.procs.values()) statuses.push(proc.status(this.id, now));
+    for (const status of this.preparer.statuses(this.id, now)) statuses.push(status);
+    for (const status of this.finished.values()) if (!this.procs.has(status.id)) statuses.push(status);
+    return this.statusWriter.write(statuses, now);
   }
 
   /**
@@ -374,7 +375,7 @@ export class HostAgent {
     try {
       const ids = [...this.finished.keys()];
       const multi = this.redis.multi().del(this.keys.hostAlive(this.id)).hdel(this.keys.hosts, this.id);
-      if (ids.length > 0) multi.hdel(this.keys.replicaStatus, ...ids);
+      if (ids.length > 0) multi.hdel(this.keys.replicaStatus, ...ids).sadd(this.keys.replicaStatusChanged, ...ids);
       await multi.publish(this.keys.changes, "hosts").exec();
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, "could not deregister the host");

@@ -8,6 +8,7 @@ import { REPLICA_PRESTART_ENV } from "../actors/replica-config.js";
 import type { HandlerLoader } from "../actors/module-scope.js";
 import type { ReplicaToHost } from "../actors/replica-ipc.js";
 import { replicaOutput } from "../shared/logger.js";
+import type { ReplicaChild, ReplicaLauncher } from "./replica-launcher.js";
 
 /** The replica entry next to this file: compiled JS, or TS when running from source under tsx. */
 function replicaEntry(): { file: string; execArgv: string[] } {
@@ -49,6 +50,9 @@ export function spawnReplicaChild(env: NodeJS.ProcessEnv): ChildProcess {
   });
 }
 
+/** Replica processes as OS processes: what every host uses outside the fleet simulation. */
+export const processLauncher: ReplicaLauncher = { spawn: spawnReplicaChild };
+
 /**
  * Environment variables read only while a process starts (by Node, libuv, the
  * dynamic loader, the C library's allocator, OpenSSL): a replica whose
@@ -62,7 +66,7 @@ const START_UP_ENV = /^(NODE_|UV_|LD_|MALLOC_|GLIBC_|OPENSSL_|SSL_CERT_|FLOTILLA
  * the time its handler takes to load.
  */
 export class PrestartedProcess {
-  readonly child: ChildProcess;
+  readonly child: ReplicaChild;
   /** Resolves once the process is ready or has ended. */
   readonly settled: Promise<void>;
   private readonly onStderr = replicaOutput();
@@ -73,8 +77,9 @@ export class PrestartedProcess {
   constructor(
     readonly loader: HandlerLoader,
     onExit: (p: PrestartedProcess) => void,
+    launcher: ReplicaLauncher = processLauncher,
   ) {
-    this.child = spawnReplicaChild({ ...process.env, [REPLICA_PRESTART_ENV]: loader });
+    this.child = launcher.spawn({ ...process.env, [REPLICA_PRESTART_ENV]: loader });
     this.child.stderr?.on("data", this.onStderr);
     this.child.stdout?.on("data", forwardStdout);
     let settle: () => void = () => undefined;
@@ -112,7 +117,7 @@ export class PrestartedProcess {
   }
 
   /** Hands the process over to a ReplicaProcess: its listeners go with it. */
-  adopt(): ChildProcess {
+  adopt(): ReplicaChild {
     this.child.stderr?.off("data", this.onStderr);
     this.child.stdout?.off("data", forwardStdout);
     this.child.removeAllListeners("message");

@@ -2,7 +2,6 @@
  * One replica OS process as its host sees it: spawn, the state it reports over
  * IPC, drain, kill, and how it ended.
  */
-import type { ChildProcess } from "node:child_process";
 import { REPLICA_CONFIG_ENV, settingsKey, type ReplicaConfig, type ReplicaSettings } from "../actors/replica-config.js";
 import type { HostToReplica, ReplicaProcessState, ReplicaReport, ReplicaToHost } from "../actors/replica-ipc.js";
 import { replicaOutput } from "../shared/logger.js";
@@ -10,7 +9,8 @@ import type { ReplicaStatus, ReplacementKind } from "../shared/records.js";
 import type { ReplicaVitals } from "./host-plan.js";
 import { lineSplitter } from "./output-lines.js";
 import { VitalsTracker } from "./replica-vitals.js";
-import { forwardStdout, spawnReplicaChild, type PrestartedProcess } from "./prestarted-process.js";
+import { forwardStdout, processLauncher, type PrestartedProcess } from "./prestarted-process.js";
+import type { ReplicaChild, ReplicaLauncher } from "./replica-launcher.js";
 
 export interface ReplicaProcessHooks {
   /** The host's clock. */
@@ -29,7 +29,7 @@ export interface ReplicaProcessHooks {
  * LocalReplica) and acts through drain, applySettings, reconfigure and kill.
  */
 export class ReplicaProcess {
-  readonly child: ChildProcess;
+  readonly child: ReplicaChild;
   readonly startedAt: number;
   /** Became this replica from a prestarted process rather than a new spawn. */
   readonly prestarted: boolean;
@@ -47,13 +47,14 @@ export class ReplicaProcess {
     env: NodeJS.ProcessEnv,
     hooks: ReplicaProcessHooks,
     prestarted?: PrestartedProcess,
+    launcher: ReplicaLauncher = processLauncher,
   ) {
     this.startedAt = hooks.now();
     this.report = { state: "starting", configVersion: config.configVersion, workerId: null, inflight: 0 };
     this.currentSettingsKey = settingsKey(config);
     this.health = new VitalsTracker(config, config.memoryMiB ?? null);
     const replicaEnv = { ...env, FLOTILLA_LOG_PRETTY: "0", [REPLICA_CONFIG_ENV]: JSON.stringify(config) };
-    this.child = prestarted ? prestarted.adopt() : spawnReplicaChild(replicaEnv);
+    this.child = prestarted ? prestarted.adopt() : launcher.spawn(replicaEnv);
     this.prestarted = prestarted !== undefined;
     const output = replicaOutput();
     const errLines = lineSplitter((line) => hooks.onLine?.(this, "err", line));

@@ -49,6 +49,8 @@ export class Router {
   private readonly refresher = new Ticker(() => this.refresh(), () => REFRESH_MS);
   private listenPort: number | undefined;
   private stopping = false;
+  /** The deployments version the route table was read at (null: none stored, read every time). */
+  private routesVersion: string | null = null;
   private readonly startedAt = Date.now();
   private metrics: RouterMetrics | undefined;
   /** Streamed answers being written: a stopping router finishes them too. */
@@ -106,8 +108,9 @@ export class Router {
   }
 
   /**
-   * One refresh. The control connection waits through a Redis outage, so a run can last as long as the
-   * outage; meanwhile the router serves the last route table and says so every STUCK_WARN_MS.
+   * One refresh: reloads the route table if the deployments changed and, once listening, renews this
+   * router's registration. The control connection waits through a Redis outage, so a run can last as long
+   * as the outage; meanwhile the router serves the last route table and says so every STUCK_WARN_MS.
    */
   private async refresh(): Promise<void> {
     const startedAt = Date.now();
@@ -127,8 +130,13 @@ export class Router {
   }
 
   private async loadRoutes(): Promise<void> {
-    const records = parseJsonHash<DeploymentRecord>(await this.redis.hgetall(this.keys.deployments));
-    this.routes.update(records.values());
+    // The version first: a change written between the two reads makes the next check read again.
+    const version = await this.redis.get(this.keys.deploymentsVersion);
+    if (version === null || version !== this.routesVersion) {
+      const records = parseJsonHash<DeploymentRecord>(await this.redis.hgetall(this.keys.deployments));
+      this.routes.update(records.values());
+      this.routesVersion = version;
+    }
     if (this.listenPort !== undefined) {
       const info: RouterInfo = { id: this.id, hostname: os.hostname(), pid: process.pid, port: this.listenPort, startedAt: this.startedAt };
       await this.redis

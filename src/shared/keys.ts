@@ -3,6 +3,8 @@
  * key strings. Three families, all under the namespace:
  * - control-plane keys `{<ns>}:<name>`: one hash tag, so the leader's fenced
  *   updates (one Lua script over several of them) work on a Redis Cluster too;
+ *   the per-host keys are among them, because the leader changes a host's
+ *   assignments and its generation in the same fenced write;
  * - requesters' reply lists `<ns>:replies:{<requester>}`;
  * - each deployment's queue `<ns>:q:{<ns>/<deployment>}:*`: its own hash tag,
  *   so deployments spread over a cluster's slots. Those keys are the queue
@@ -61,9 +63,33 @@ export class Keys {
   get replicas(): string {
     return `${this.control}:replicas`;
   }
+  /** Hash: replica id → ReplicaAssignment JSON of the replicas placed on one host: all that host reads of them. */
+  hostAssignments(hostId: string): string {
+    return `${this.control}:host-assignments:${hostId}`;
+  }
+  /** Hash: host id → counter the leader bumps in the write that changes the host's assignments. */
+  get hostGenerations(): string {
+    return `${this.control}:host-generations`;
+  }
+  /** Pub/sub channel of one host: a nudge that its assignments changed or a deployment it runs did. */
+  hostChanges(hostId: string): string {
+    return `${this.control}:host-changes:${hostId}`;
+  }
+  /** Hash: deployment name → a stamp that changes with every write of its record. */
+  get deploymentGenerations(): string {
+    return `${this.control}:deployment-generations`;
+  }
+  /** String: a counter bumped on every change to the deployments hash (the route table's version). */
+  get deploymentsVersion(): string {
+    return `${this.control}:deployments-version`;
+  }
   /** Hash: replica id → ReplicaStatus JSON (observed, written by the replica's host). */
   get replicaStatus(): string {
     return `${this.control}:replica-status`;
+  }
+  /** Set: replica ids whose status a host wrote since the leader last took the set. */
+  get replicaStatusChanged(): string {
+    return `${this.control}:replica-status-changed`;
   }
   /** Hash: host id → HostInfo JSON. */
   get hosts(): string {

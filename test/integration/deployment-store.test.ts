@@ -54,4 +54,22 @@ describe("deployment store", () => {
     assert.equal(await deleteDeployment(redis, keys, "b"), false);
     assert.equal(await getDeployment(redis, keys, "b"), undefined);
   });
+
+  it("stamps every record it writes and bumps the deployments' version, on delete too", async () => {
+    const spec = parseDeploymentSpec({ name: "s", import: "s.ts", version: "1" });
+    const version0 = Number(await redis.get(keys.deploymentsVersion));
+    await applyDeployments(redis, keys, [spec]);
+    const stamp1 = await redis.hget(keys.deploymentGenerations, "s");
+    assert.ok(stamp1, "a new record has a stamp");
+    assert.equal(Number(await redis.get(keys.deploymentsVersion)), version0 + 1);
+    await applyDeployments(redis, keys, [spec]);
+    assert.equal(Number(await redis.get(keys.deploymentsVersion)), version0 + 1, "an unchanged apply writes nothing");
+    await applyDeployments(redis, keys, [parseDeploymentSpec({ name: "s", import: "s.ts", version: "2" })]);
+    const stamp2 = await redis.hget(keys.deploymentGenerations, "s");
+    assert.ok(stamp2 && stamp2 !== stamp1, "an update changes the stamp");
+    assert.equal(Number(await redis.get(keys.deploymentsVersion)), version0 + 2);
+    assert.equal(await deleteDeployment(redis, keys, "s"), true);
+    assert.equal(await redis.hget(keys.deploymentGenerations, "s"), null, "the stamp goes with the record");
+    assert.equal(Number(await redis.get(keys.deploymentsVersion)), version0 + 3);
+  });
 });

@@ -97,6 +97,8 @@ class World {
       const h = this.hash(key as string);
       if (command === "HSET") for (let i = 0; i < args.length; i += 2) h.set(args[i]!, args[i + 1]!);
       else if (command === "HDEL") for (const field of args) h.delete(field);
+      // A counter (the deployments' version), kept as the one field of its own map.
+      else if (command === "INCR") h.set("", String(Number(h.get("") ?? 0) + 1));
       else assert.fail(`unexpected command ${command}`);
     }
     return true;

@@ -140,6 +140,8 @@ describe("revisionWriteOps", () => {
       ["HSET", keys.deployments, "web"],
       ["HSET", keys.revisions("web"), "next"],
       ["HDEL", keys.revisions("web"), "r:1"],
+      ["HSET", keys.deploymentGenerations, "web"],
+      ["INCR", keys.deploymentsVersion, undefined],
     ]);
     const fields = ops[1]!.slice(2);
     assert.deepEqual(fields.filter((_, i) => i % 2 === 0), ["next", "r:4", "o:4", "o:3"]);

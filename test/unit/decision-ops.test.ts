@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { initialAutoscalerState } from "../../src/autoscaler/policy.js";
-import { decisionOps } from "../../src/controller/decision-ops.js";
+import { decisionOps, FIELDS_PER_OP } from "../../src/controller/decision-ops.js";
 import { noDecisions } from "../../src/controller/reconcile-types.js";
 import { Keys } from "../../src/shared/keys.js";
 import type { ControllerRecord, DeploymentStatusRecord, ReplicaAssignment } from "../../src/shared/records.js";
@@ -47,5 +47,18 @@ describe("decisionOps", () => {
   it("puts every key under the namespace's one hash tag (the fenced apply is one script)", () => {
     const d = { ...noDecisions(), upsert: [{ id: "x" } as ReplicaAssignment], remove: ["y"], forget: ["z"], forgetHosts: ["h"] };
     for (const [, key] of decisionOps(d, keys)) assert.ok(key.startsWith(`${keys.control}:`), key);
+  });
+});
+
+describe("decisionOps at fleet size", () => {
+  it("splits a write of many fields into ops of at most FIELDS_PER_OP fields (Lua's unpack takes about 8,000 values)", () => {
+    const upsert = Array.from({ length: 2500 }, (_, i) => ({ id: `r${i}`, deployment: "app", host: null }) as ReplicaAssignment);
+    const remove = Array.from({ length: 1001 }, (_, i) => `gone${i}`);
+    const ops = decisionOps({ ...noDecisions(), upsert, remove }, keys);
+    const hsets = ops.filter((op) => op[0] === "HSET" && op[1] === keys.replicas);
+    assert.deepEqual(hsets.map((op) => (op.length - 2) / 2), [FIELDS_PER_OP, FIELDS_PER_OP, 500]);
+    assert.deepEqual(new Set(hsets.flatMap((op) => op.slice(2).filter((_, i) => i % 2 === 0))).size, 2500);
+    const hdels = ops.filter((op) => op[0] === "HDEL" && op[1] === keys.replicas);
+    assert.deepEqual(hdels.map((op) => op.length - 2), [FIELDS_PER_OP, 1]);
   });
 });
