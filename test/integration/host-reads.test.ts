@@ -27,6 +27,10 @@ import { waitFor } from "../helpers/wait.js";
 
 const log = pino({ level: "silent" });
 
+/** Host ids of this suite alone: connections are told apart by name, and other suites running beside it name their hosts h1, h2... */
+const RUN = Math.random().toString(36).slice(2, 8);
+const [H1, H2, H3] = [1, 2, 3].map((i) => `reads-${RUN}-h${i}`) as [string, string, string];
+
 /** Commands Redis runs for the connections named `flotilla-host-<id>` (not the subscriber), by host. */
 class CommandLog {
   private monitor: Monitor | undefined;
@@ -75,17 +79,17 @@ describe("a host reads its own", () => {
   });
 
   it("sees a new assignment within a second of the leader's write, without reading other hosts' assignments", async () => {
-    for (const id of ["h1", "h2", "h3"]) hosts.push(await startHost(namespace, id, launcher, 2));
+    for (const id of [H1, H2, H3]) hosts.push(await startHost(namespace, id, launcher, 2));
     controller = new Controller(parseControllerOptions({ id: "ctl", redisUrl: REDIS_URL, namespace, tickMs: 100, leaseTtlMs: 1000 }), log);
     await controller.start();
     await waitFor("the controller to lead", () => controller?.isLeader);
-    await commands.start(redis, ["h1", "h2", "h3"]);
-    const leaderMonitor = await Monitor.start(REDIS_URL, (c) => c.args[0]?.toLowerCase().startsWith("eval") === true && c.args.some((a) => a.includes(keys.hostAssignments("h1"))));
+    await commands.start(redis, [H1, H2, H3]);
+    const leaderMonitor = await Monitor.start(REDIS_URL, (c) => c.args[0]?.toLowerCase().startsWith("eval") === true && c.args.some((a) => a.includes(keys.hostAssignments(H1))));
     try {
       const deployedAt = Date.now();
       await applyDeployments(redis, keys, [parseDeploymentSpec({ name: "app", import: "app.js", numReplicas: 6, actorOptions: { numCpus: 1 } })]);
       const onH1 = await waitFor("two replicas running on h1", () => {
-        const mine = [...launcher.live].filter((c) => c.config?.hostId === "h1" && c.state === "running");
+        const mine = [...launcher.live].filter((c) => c.config?.hostId === H1 && c.state === "running");
         return mine.length === 2 ? mine : undefined;
       });
       const written = leaderMonitor.commands[0];
@@ -93,7 +97,7 @@ describe("a host reads its own", () => {
       const firstSpawn = Math.min(...onH1.map((c) => c.spawnedAt));
       assert.ok(firstSpawn - written.at < 1000, `h1 started its replica ${Math.round(firstSpawn - written.at)} ms after the leader's write`);
 
-      for (const [host, others] of [["h1", ["h2", "h3"]], ["h2", ["h1", "h3"]], ["h3", ["h1", "h2"]]] as const) {
+      for (const [host, others] of [[H1, [H2, H3]], [H2, [H1, H3]], [H3, [H1, H2]]] as const) {
         const seen = commands.since(host, deployedAt);
         const read = (c: MonitoredCommand): boolean => c.args[0]?.toLowerCase() === "hgetall" && c.args[1] === keys.hostAssignments(host);
         assert.ok(seen.some(read), `${host} read its own assignments`);
@@ -115,7 +119,7 @@ describe("a host reads its own", () => {
     await new Promise((r) => setTimeout(r, 1500));
     const from = Date.now();
     await waitFor("3 s of steady state", () => Date.now() - from >= 3000, { timeoutMs: 5000 });
-    for (const host of ["h1", "h2", "h3"]) {
+    for (const host of [H1, H2, H3]) {
       const seen = commands.since(host, from).filter((c) => c.at <= from + 3000);
       const names = [...new Set(seen.map((c) => c.args[0]?.toLowerCase()))].sort();
       assert.deepEqual(names, ["hget", "hmget", "hset", "set"], `${host} sent ${JSON.stringify(seen.map((c) => c.args.slice(0, 2)))}`);
