@@ -120,6 +120,8 @@ export class LeaderView implements Written {
   }
 
   private async readAll(now: number): Promise<LeaderRead> {
+    // Cleared before reading: a host announcing itself while this read runs is read again at the next tick, never missed.
+    this.hostsAnnounced = false;
     // The changed set is emptied first: a status written from here on is read again at the next tick, never missed.
     const [, version, stampsRaw, rolloutsRaw] = values(
       await this.redis.pipeline().del(this.keys.replicaStatusChanged).get(this.keys.deploymentsVersion).hgetall(this.keys.deploymentGenerations).hgetall(this.keys.rollouts).exec(),
@@ -143,7 +145,6 @@ export class LeaderView implements Written {
     this.queuesRead = [...snap.queues.keys()];
     this.at = { full: now, hosts: now, alive: now, queues: now };
     this.stale = false;
-    this.hostsAnnounced = false;
     return { state: this.observed(now), full: true, changedDeployments };
   }
 
