@@ -3,15 +3,15 @@
  * handler sees it (a cancelled one never runs), stores the progress the
  * handler reports, writes the answer into the request's record, and aborts a
  * running request when it is cancelled (a pub/sub message every replica
- * running async requests listens to).
+ * running async requests listens to, on its one subscriber connection).
  */
 import type { Redis } from "ioredis";
 import { errorMessage } from "../errors.js";
 import type { Keys } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
 import type { Reply } from "../shared/protocol.js";
-import { createRedis } from "../shared/redis.js";
 import { AsyncRecords, progressJson, type AsyncResult } from "../queue/async-requests.js";
+import type { CancelSubscriber } from "./cancel-subscriber.js";
 
 /** An async request the replica runs: report progress, learn of a cancel. */
 export interface AsyncRun {
@@ -35,12 +35,10 @@ export function asyncResult(reply: Reply): AsyncResult {
 export class AsyncJobs {
   private readonly records: AsyncRecords;
   private readonly running = new Map<string, AbortController>();
-  private sub: Redis | undefined;
-  private subscribed: Promise<void> | undefined;
 
   constructor(
-    private readonly redis: Redis,
-    private readonly redisUrl: string,
+    redis: Redis,
+    private readonly subscriber: CancelSubscriber,
     private readonly keys: Keys,
     private readonly deployment: string,
     private readonly log: Logger,
@@ -48,15 +46,9 @@ export class AsyncJobs {
     this.records = new AsyncRecords(redis, keys);
   }
 
-  /** Cancels reach a replica on a connection of its own, opened when it first runs an async request. */
+  /** Cancels reach a replica on its subscriber connection, subscribed when it first runs an async request. */
   private listen(): Promise<void> {
-    this.subscribed ??= (async () => {
-      const sub = createRedis(this.redisUrl, { name: `flotilla-async-cancels` });
-      this.sub = sub;
-      sub.on("message", (_channel: string, id: string) => this.running.get(id)?.abort(new Error("the async request was cancelled")));
-      await sub.subscribe(this.keys.asyncCancels);
-    })();
-    return this.subscribed;
+    return this.subscriber.listen(this.keys.asyncCancels, (id) => this.running.get(id)?.abort(new Error("the async request was cancelled")));
   }
 
   /**
@@ -90,8 +82,8 @@ export class AsyncJobs {
     await this.records.finish(id, this.deployment, reply.error ? "failed" : "succeeded", asyncResult(reply));
   }
 
-  async close(): Promise<void> {
+  /** Aborts what still runs; the subscriber is its owner's to close. */
+  close(): void {
     for (const c of this.running.values()) c.abort(new Error("replica stopped"));
-    this.sub?.disconnect();
   }
 }

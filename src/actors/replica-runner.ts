@@ -10,9 +10,10 @@ import { ERROR_CODES, errorMessage, FlotillaError } from "../errors.js";
 import type { Logger } from "../shared/logger.js";
 import type { ReplicaReport } from "./replica-ipc.js";
 import { encodeResult, type HttpRequestData, type Reply, type RequestJob } from "../shared/protocol.js";
+import { CancelSubscriber } from "./cancel-subscriber.js";
 import { CancelWatch } from "./cancel-watch.js";
 import { streamResult } from "./stream-result.js";
-import { StreamStopped } from "./stream-writer.js";
+import { StreamStopped } from "./stream-stopped.js";
 import type { JobDataProblem } from "../shared/job-data.js";
 import { errorReply, replyOrigin, type ReplyOrigin } from "../shared/reply.js";
 import { Semaphore } from "../shared/semaphore.js";
@@ -52,8 +53,8 @@ export class ReplicaRunner {
   private readonly redis: Redis;
   private readonly keys: Keys;
   private readonly replyLists: ReplyLists;
-  /** Subscribed to the deployment's cancel channel. */
-  private readonly sub: Redis;
+  /** One connection for every cancel channel, opened when a request first runs long enough to need it. */
+  private readonly subscriber: CancelSubscriber;
   private readonly cancels: CancelWatch;
   private streamsStarted = 0;
   private readonly asyncJobs: AsyncJobs;
@@ -79,9 +80,9 @@ export class ReplicaRunner {
     this.keys = new Keys(config.namespace);
     this.redis = createRedis(config.redisUrl, { name: `flotilla-replica-${config.replicaId}` });
     this.replyLists = new ReplyLists(this.redis, this.keys);
-    this.sub = createRedis(config.redisUrl, { name: `flotilla-replica-${config.replicaId}-cancels` });
-    this.cancels = new CancelWatch(this.sub, this.keys, config.deployment);
-    this.asyncJobs = new AsyncJobs(this.redis, config.redisUrl, this.keys, config.deployment, log);
+    this.subscriber = new CancelSubscriber(config.redisUrl, `flotilla-replica-${config.replicaId}-cancels`);
+    this.cancels = new CancelWatch(this.subscriber, this.redis, this.keys, config.deployment);
+    this.asyncJobs = new AsyncJobs(this.redis, this.subscriber, this.keys, config.deployment, log);
     const machine = replicaMachine.provide({
       actors: {
         start: fromPromise(() => this.start()),
@@ -116,7 +117,6 @@ export class ReplicaRunner {
       await this.handler.reconfigure(structuredClone(this.config.userConfig));
     }
     await this.readiness?.(this.handler);
-    await this.cancels.start();
     const worker = new DeploymentWorker({
       connection: this.redis,
       namespace: this.config.namespace,
@@ -181,8 +181,8 @@ export class ReplicaRunner {
   }
 
   async closeConnections(): Promise<void> {
-    await this.sub.quit().catch(() => this.sub.disconnect());
-    await this.asyncJobs.close();
+    this.asyncJobs.close();
+    await this.subscriber.close();
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 
@@ -263,6 +263,8 @@ export class ReplicaRunner {
           : await call;
         if (timer) clearTimeout(timer);
         const streamed = await this.stream(data, result, abort, started);
+        // Nothing to abort once the handler (and its stream) finished: writing the reply is not watched.
+        unwatch?.();
         if (streamed && "status" in streamed) return streamed;
         const value = streamed ? streamed.gathered : result;
         const origin = this.origin(data.requestId);

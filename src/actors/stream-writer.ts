@@ -12,6 +12,7 @@ import { errorMessage } from "../errors.js";
 import type { StreamWriterChannel } from "../queue/stream-channel.js";
 import type { Logger } from "../shared/logger.js";
 import type { Reply } from "../shared/protocol.js";
+import { StreamStopped } from "./stream-stopped.js";
 import { END_ENTRY, encodeChunk, errorEntry, STREAM_ALIVE_RENEW_MS, STREAM_MAX_UNREAD, streamContentType } from "../shared/stream-protocol.js";
 
 export interface StreamRun {
@@ -33,15 +34,6 @@ export interface StreamRun {
 /** How a stream ended: "error" before the first chunk is answered as an ordinary error reply by the caller. */
 export type StreamOutcome = { ended: "complete" | "cancelled" | "failed"; status: number } | { ended: "error"; error: unknown };
 
-/** Why the handler's signal fired, when the stream itself stopped it. */
-export class StreamStopped extends Error {
-  constructor(
-    message: string,
-    readonly timeout: boolean,
-  ) {
-    super(message);
-  }
-}
 
 const FULL_WAIT_MIN_MS = 2;
 const FULL_WAIT_MAX_MS = 50;
