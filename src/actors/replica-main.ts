@@ -14,7 +14,7 @@ import { errorMessage } from "../errors.js";
 import { createLogger } from "../shared/logger.js";
 import { HANDLER_LOADERS } from "./module-scope.js";
 import { readReplicaConfig, REPLICA_CONFIG_ENV, REPLICA_PRESTART_ENV, type ReplicaConfig } from "./replica-config.js";
-import { loadJobSchema, ReplicaRunner } from "./replica-runner.js";
+import { ReplicaRunner } from "./replica-runner.js";
 import { answerPings, HealthChecks } from "./health-checks.js";
 import { prepareTypeScript, releaseTypeScriptCompiler } from "./ts-loader.js";
 import type { HostToReplica, ReplicaToHost } from "./replica-ipc.js";
@@ -42,7 +42,7 @@ function waitForAssignment(): Promise<ReplicaConfig> {
 }
 
 const prestartMode = process.env[REPLICA_CONFIG_ENV] ? undefined : process.env[REPLICA_PRESTART_ENV];
-if (prestartMode) await Promise.all([prepareTypeScript(HANDLER_LOADERS.find((l) => l === prestartMode) ?? "js"), loadJobSchema()]);
+if (prestartMode) await prepareTypeScript(HANDLER_LOADERS.find((l) => l === prestartMode) ?? "js");
 const config = prestartMode ? await waitForAssignment() : readReplicaConfig();
 const log = createLogger("replica", { deployment: config.deployment, replica: config.replicaId });
 

@@ -23,22 +23,21 @@ import { createRedis } from "../shared/redis.js";
 import { DeploymentWorker } from "../queue/deployment-worker.js";
 import { ReplyLists } from "../queue/reply-lists.js";
 import { AsyncJobs, type AsyncRun } from "./async-jobs.js";
+import { queueJobShape, requestShape } from "./job-shape.js";
 import { loadHandler, type LoadedHandler, type PrepareLoader } from "./handler-loader.js";
 import { replicaMachine, type ReplicaMachineState } from "./replica-machine.js";
 import type { ReplicaConfig, ReplicaSettings } from "./replica-config.js";
 
 type JobDataModule = typeof import("../shared/job-data.js");
 let loadingJobData: Promise<JobDataModule> | undefined;
-/** Set once loaded: jobs then use it without an await, which would delay their start by a turn. */
-let jobData: JobDataModule | undefined;
 
 /**
- * The job schema, loaded on first use: zod costs a replica's start-up about
- * as much as the rest of the runtime together, so a replica loads it once it
- * runs (or, prestarted, while it waits for an assignment).
+ * The job schema, loaded on the first job that is not of the shape requesters
+ * send (job-shape.ts): zod costs a replica's start-up about as much as the
+ * rest of the runtime together, and a good part of its memory.
  */
-export function loadJobSchema(): Promise<JobDataModule> {
-  return (loadingJobData ??= import("../shared/job-data.js").then((m) => (jobData = m)));
+function loadJobSchema(): Promise<JobDataModule> {
+  return (loadingJobData ??= import("../shared/job-data.js"));
 }
 
 export interface HttpRequest extends HttpRequestData {
@@ -131,7 +130,6 @@ export class ReplicaRunner {
     this.worker = worker;
     await worker.ready();
     this.log.info({ ms: Math.round(performance.now() - t0), kind: this.handler.kind }, "replica running");
-    void loadJobSchema();
   }
 
   /** New concurrency, timeouts and retry budget, applied to the running worker. */
@@ -195,16 +193,19 @@ export class ReplicaRunner {
    * is checked (and refused) on its own.
    */
   private async process(raw: unknown, jobSignal: AbortSignal | undefined): Promise<Reply | { status: number; batch?: number }> {
-    const { queueJobData, requestJobData } = jobData ?? (await loadJobSchema());
-    const data = queueJobData(raw);
+    // The usual shape is checked without an await, which would delay the job's start by a turn.
+    const shaped = queueJobShape(raw);
+    const data = shaped ? ({ ok: true, value: shaped } as const) : (await loadJobSchema()).queueJobData(raw);
     if (!data.ok) return this.refuse(raw, data.problem);
     if (data.value.kind !== "batch") return this.serve(data.value, jobSignal);
     const { requests } = data.value;
     // Each request of the batch listens for the job's abort: more listeners than an AbortSignal's default warning limit.
     if (jobSignal) setMaxListeners(requests.length + 10, jobSignal);
     await Promise.all(
-      requests.map((request, i) => {
-        const checked = requestJobData(request, `requests[${i}]`);
+      requests.map(async (request, i) => {
+        const value = requestShape(request);
+        if (value) return this.serve(value, jobSignal);
+        const checked = (await loadJobSchema()).requestJobData(request, `requests[${i}]`);
         return checked.ok ? this.serve(checked.value, jobSignal) : this.refuse(request, checked.problem);
       }),
     );
