@@ -13,7 +13,7 @@ export class CancelSubscriber {
   private conn: Redis | undefined;
   private readonly subscribed = new Map<string, Promise<void>>();
   private readonly handlers = new Map<string, (message: string) => void>();
-  private closed = false;
+  private isClosed = false;
 
   constructor(
     private readonly redisUrl: string,
@@ -29,7 +29,7 @@ export class CancelSubscriber {
   listen(channel: string, onMessage: (message: string) => void): Promise<void> {
     let subscribed = this.subscribed.get(channel);
     if (!subscribed) {
-      if (this.closed) return Promise.reject(new Error("the cancel subscriber is closed"));
+      if (this.isClosed) return Promise.reject(new Error("the cancel subscriber is closed"));
       this.handlers.set(channel, onMessage);
       subscribed = this.connection()
         .subscribe(channel)
@@ -49,8 +49,13 @@ export class CancelSubscriber {
     return this.conn;
   }
 
+  /** Closed: listen() refuses from now on. */
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
   async close(): Promise<void> {
-    this.closed = true;
+    this.isClosed = true;
     const conn = this.conn;
     if (conn) await conn.quit().catch(() => conn.disconnect());
   }

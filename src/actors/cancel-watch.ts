@@ -90,6 +90,7 @@ export class CancelWatch {
         }),
       );
     } catch {
+      if (this.subscriber.closed) return;
       // Redis is away: try again for those still running (ioredis reconnects meanwhile).
       for (const watched of due) if (this.isRunning(watched)) watched.checked = false;
       this.sweep ??= this.schedule(this.listenAfterMs);
