@@ -14,6 +14,8 @@ import { DeploymentQueue } from "../queue/deployment-queue.js";
 export const MAX_WAIT_S = 60;
 /** How often a waiting poll reads the record again. */
 const POLL_MS = 100;
+/** The most queues prepare() sets up ahead of use. */
+const MAX_PREPARED = 16;
 
 export interface AsyncSubmitOptions {
   /** Refuse with BACKPRESSURE when this many requests already wait. @default unlimited */
@@ -44,6 +46,31 @@ export class AsyncRequestClient {
       this.queues.set(deployment, queue);
     }
     return queue;
+  }
+
+  /**
+   * Sets up the queues of (at most MAX_PREPARED of) these deployments ahead
+   * of their first request, so a router's first 202 costs what a later one
+   * does. Most of that cost is the process's first queue (BullMQ defines its
+   * scripts on the connection); a further queue costs one round trip, so a
+   * router of many deployments sets up the rest on first use rather than
+   * holding a queue object for each. Best effort: a queue that could not be
+   * set up (Redis away) is dropped and made again by the request that needs it.
+   */
+  async prepare(deployments: Iterable<string>): Promise<void> {
+    const room = Math.max(0, MAX_PREPARED - this.queues.size);
+    const fresh = [...new Set(deployments)].filter((deployment) => !this.queues.has(deployment)).slice(0, room);
+    await Promise.all(
+      fresh.map(async (deployment) => {
+        const queue = this.queue(deployment);
+        try {
+          await queue.ready();
+        } catch {
+          if (this.queues.get(deployment) === queue) this.queues.delete(deployment);
+          await queue.close().catch(() => undefined);
+        }
+      }),
+    );
   }
 
   /** Queues the request as a job of its own; resolves with its id once both its record and its job are in Redis. */
