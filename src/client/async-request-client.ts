@@ -9,6 +9,7 @@ import type { Keys } from "../shared/keys.js";
 import type { RequestJob } from "../shared/protocol.js";
 import { AsyncRecords, FINISHED, isAsyncId, newAsyncId, type AsyncRequestView } from "../queue/async-requests.js";
 import { DeploymentQueue } from "../queue/deployment-queue.js";
+import { RequestCounter } from "./request-counter.js";
 
 /** The longest a poll may wait for a change, in seconds. */
 export const MAX_WAIT_S = 60;
@@ -30,13 +31,19 @@ const unavailable = (err: unknown): FlotillaError =>
 export class AsyncRequestClient {
   private readonly records: AsyncRecords;
   private readonly queues = new Map<string, DeploymentQueue>();
+  private readonly counter: RequestCounter;
+  /** Whether the counter is this client's own, to close with it. */
+  private readonly ownCounter: boolean;
 
-  /** `redis` is shared, not owned. */
+  /** `redis` is shared, not owned; so is `counter` when given (a router shares its request path's). */
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
+    counter?: RequestCounter,
   ) {
     this.records = new AsyncRecords(redis, keys);
+    this.ownCounter = counter === undefined;
+    this.counter = counter ?? new RequestCounter(redis, keys);
   }
 
   private queue(deployment: string): DeploymentQueue {
@@ -90,6 +97,7 @@ export class AsyncRequestClient {
     }
     try {
       const [jobId] = await queue.addRequests([{ ...job, asyncId: id }]);
+      this.counter.add(deployment);
       if (jobId !== undefined) await this.records.setJob(id, jobId);
     } catch (err) {
       await this.records.delete(id).catch(() => undefined);
@@ -157,6 +165,7 @@ export class AsyncRequestClient {
   }
 
   async close(): Promise<void> {
+    if (this.ownCounter) await this.counter.close();
     await Promise.all([...this.queues.values()].map((queue) => queue.close().catch(() => undefined)));
     this.queues.clear();
   }
