@@ -23,15 +23,16 @@ import { waitFor } from "../helpers/wait.js";
 const ASYNC = { prefer: "wait=5, respond-async" };
 
 /**
- * A process's first fetch() loads Node's HTTP client (hundreds of ms on a
- * loaded machine): done once, against a server of the test's own, so that
- * the timed requests measure the router.
+ * A process's first fetch() loads Node's HTTP client, and its first POST
+ * with a body compiles more of it (hundreds of ms on a loaded machine): done
+ * once, against a server of the test's own, so that the timed requests
+ * measure the router.
  */
 async function warmFetch(): Promise<void> {
   const server = http.createServer((_req, res) => res.end("ok"));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
   try {
-    await httpRequest(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+    await httpRequest(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, { method: "POST", headers: ASYNC, body: "{}" });
   } finally {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
