@@ -37,11 +37,11 @@ function oneLine(text: string): string {
 
 export function renderStatus(report: StatusReport): string {
   const lines: string[] = [];
-  const deployments = new Table({ head: ["DEPLOYMENT", "STATUS", "VERSION", "PACKAGE", "REPLICAS", "QUEUE (wait/active)", "ROUTE", "MESSAGE"], style: { head: [], border: [] } });
+  const deployments = new Table({ head: ["DEPLOYMENT", "STATUS", "VERSION", "PACKAGE", "REPLICAS", "QUEUE (wait/active)", "REQ/S", "ROUTE", "MESSAGE"], style: { head: [], border: [] } });
   for (const d of report.deployments) {
     const running = d.replicas.filter((r) => r.state === "running" || r.state === "reconfiguring").length;
     const pkg = d.runtimeEnv ? d.runtimeEnv.hash.slice(0, 12) : "-";
-    deployments.push([d.name, d.status, d.version, pkg, `${running}/${d.targetReplicas}`, `${d.queue.waiting}/${d.queue.active}`, d.routePrefix ?? "-", oneLine(d.message).slice(0, 80)]);
+    deployments.push([d.name, d.status, d.version, pkg, `${running}/${d.targetReplicas}`, `${d.queue.waiting}/${d.queue.active}`, d.requestsPerS === undefined ? "-" : d.requestsPerS.toFixed(1), d.routePrefix ?? "-", oneLine(d.message).slice(0, 80)]);
   }
   lines.push(report.deployments.length ? deployments.toString() : "no deployments");
 

@@ -18,6 +18,7 @@ import type {
 } from "../shared/records.js";
 import { readHealthEvents, type HealthEvents } from "../shared/health-events.js";
 import { AsyncRecords, type AsyncStatus } from "../queue/async-requests.js";
+import { readRequestRates, type RequestRates } from "./request-counter.js";
 
 export interface ClusterSnapshot {
   now: number;
@@ -38,6 +39,8 @@ export interface ClusterSnapshot {
   health?: HealthEvents;
   /** Per deployment: async requests that reached each status (queued counts submissions). */
   asyncCounts?: Map<string, Record<AsyncStatus, number>>;
+  /** Per deployment: requests per second (cluster-wide, over the last seconds) and requests queued in all. */
+  requestRates?: RequestRates;
 }
 
 export async function readClusterState(redis: Redis, keys: Keys, now = Date.now()): Promise<ClusterSnapshot> {
@@ -54,6 +57,7 @@ export async function readClusterState(redis: Redis, keys: Keys, now = Date.now(
       .hgetall(keys.routers)
       .get(keys.leaderLease)
       .hgetall(keys.controllerRecords)
+      .time()
       .exec()) ?? [];
   for (const [err] of res) if (err) throw err;
   const value = (i: number): unknown => res[i]?.[1];
@@ -71,11 +75,14 @@ export async function readClusterState(redis: Redis, keys: Keys, now = Date.now(
   for (const h of hostInfos) aliveCheck.exists(keys.hostAlive(h.id));
   for (const c of controllerInfos) aliveCheck.exists(keys.controllerAlive(c.id));
   for (const r of routerInfos) aliveCheck.exists(keys.routerAlive(r.id));
-  const [alive, queues, health, asyncCounts] = await Promise.all([
+  // Rates go by Redis's clock: a reader's own may be another machine's.
+  const redisNowS = Number((value(10) as [string, string] | undefined)?.[0] ?? now / 1000);
+  const [alive, queues, health, asyncCounts, requestRates] = await Promise.all([
     hostInfos.length + controllerInfos.length + routerInfos.length > 0 ? aliveCheck.exec() : Promise.resolve([]),
     queueDepths(redis, keys, [...queueNames]),
     readHealthEvents(redis, keys),
     new AsyncRecords(redis, keys).counts(),
+    readRequestRates(redis, keys, redisNowS),
   ]);
   const isAlive = (i: number): boolean => Number(alive?.[i]?.[1] ?? 0) === 1;
   const autoscaler = parseJsonHash<unknown>(value(5));
@@ -94,5 +101,6 @@ export async function readClusterState(redis: Redis, keys: Keys, now = Date.now(
     routers: routerInfos.map((r, i) => ({ ...r, alive: isAlive(hostInfos.length + controllerInfos.length + i) })),
     health,
     asyncCounts,
+    requestRates,
   };
 }

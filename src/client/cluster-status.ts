@@ -50,6 +50,13 @@ export interface DeploymentView {
   asyncCounts?: Record<AsyncStatus, number>;
   /** The latest replacements, newest first; absent while there were none. */
   replacements?: Array<Omit<ReplacementEvent, "deployment">>;
+  /**
+   * Requests per second queued for it by every router and handle, averaged over the last 5 s that all of them
+   * have reported (so about 3 s behind): requests, not queue jobs, so a batch job of 64 requests counts 64.
+   */
+  requestsPerS?: number;
+  /** Requests queued for it in all (every router and handle, since the counts began). */
+  requestsTotal?: number;
 }
 
 /** Replacements listed per deployment. */
@@ -139,6 +146,7 @@ export function buildStatus(namespace: string, snap: ClusterSnapshot): StatusRep
       replicas,
       ...healthOf(snap, name),
       ...(snap.asyncCounts?.has(name) ? { asyncCounts: snap.asyncCounts.get(name) } : {}),
+      ...(snap.requestRates ? { requestsPerS: snap.requestRates.perS.get(name) ?? 0, requestsTotal: snap.requestRates.total.get(name) ?? 0 } : {}),
     });
   }
   deployments.sort((a, b) => a.name.localeCompare(b.name));

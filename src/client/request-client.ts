@@ -16,6 +16,7 @@ import { DeploymentQueue } from "../queue/deployment-queue.js";
 import { DemandReporter } from "../queue/requester-demand.js";
 import { publishCancel, StreamReaderChannel } from "../queue/stream-channel.js";
 import { BlockingPool } from "./blocking-pool.js";
+import { RequestCounter } from "./request-counter.js";
 import { StreamReader, type StreamReaderOptions } from "./stream-reader.js";
 
 /**
@@ -80,6 +81,8 @@ export class RequestClient {
   private readonly adds = new Batcher<string, RequestJob, string | undefined>((deployment, jobs) => this.addJobs(deployment, jobs));
   /** The requests waited on per deployment, written to Redis for the autoscaler. */
   private readonly demand: DemandReporter;
+  /** The requests queued per deployment, written to Redis for the rates people see. */
+  readonly counter: RequestCounter;
   private closed = false;
   private everReady = false;
   private readerLoop: Promise<void> | undefined;
@@ -95,6 +98,7 @@ export class RequestClient {
     this.streamConnections = new BlockingPool(options.redisUrl, `flotilla-${this.id}`);
     this.redis.once("ready", () => (this.everReady = true));
     this.demand = new DemandReporter(this.redis, this.keys, this.id);
+    this.counter = new RequestCounter(this.redis, this.keys);
   }
 
   get inflight(): number {
@@ -167,6 +171,7 @@ export class RequestClient {
       answer.catch(() => undefined);
       throw new FlotillaError("REDIS_UNAVAILABLE", `could not enqueue the request: ${errorMessage(err)}`, { cause: err });
     }
+    this.counter.add(deployment);
     // Timed out before its job was even added: withdraw the job unless pending requests share it.
     if (timedOut && jobId !== undefined && !this.batchShares.has(jobId)) void this.withdraw(deployment, jobId);
     return answer;
@@ -306,6 +311,7 @@ export class RequestClient {
       entry.reject(new FlotillaError("INTERNAL", "the request client closed before the answer came"));
     }
     await this.demand.stop();
+    await this.counter.close();
     await Promise.all([...this.queues.values()].map((queue) => queue.close().catch(() => undefined)));
     this.replyReader.disconnect();
     this.streamConnections.close();

@@ -4,7 +4,8 @@
  *   GET  /                                 the dashboard page (no token needed: it holds no data)
  *   GET  /api/deployments/<name>/history   { deployment, exists, current, revisions: [...] }
  *   POST /api/deployments/<name>/rollback  body { "to": REV } optional; answers at once with the new revision
- *   GET  /api/traffic                      { at, deployments: { name: jobs added so far } }, for rates
+ *   GET  /api/traffic                      { at, deployments: { name: jobs added so far },
+ *                                            requests: { name: requests queued so far }, requestsPerS: { name: rate } }
  *
  * Every /api route needs the bearer token like the others (checked by the caller).
  */
@@ -18,6 +19,7 @@ import { parseJsonHash } from "../shared/json-hash.js";
 import type { Keys } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
 import { jobsAdded } from "../queue/queue-counters.js";
+import { readRequestRates } from "../client/request-counter.js";
 import type { DeploymentRecord } from "../shared/records.js";
 import { readBody } from "../shared/http-body.js";
 import { DASHBOARD_HEADERS, DASHBOARD_HTML } from "./dashboard/page.js";
@@ -51,7 +53,9 @@ interface Context {
 export async function dashboardApiRoute(ctx: Context, req: IncomingMessage, method: string, pathname: string): Promise<unknown> {
   if (pathname === "/api/traffic" && method === "GET") {
     const names = [...parseJsonHash<DeploymentRecord>(await ctx.redis.hgetall(ctx.keys.deployments)).keys()];
-    return { at: Date.now(), deployments: await jobsAdded(ctx.redis, ctx.keys.namespace, names) };
+    const [jobs, rates] = await Promise.all([jobsAdded(ctx.redis, ctx.keys.namespace, names), readRequestRates(ctx.redis, ctx.keys)]);
+    const of = (values: Map<string, number>): Record<string, number> => Object.fromEntries(names.map((name) => [name, values.get(name) ?? 0]));
+    return { at: Date.now(), deployments: jobs, requests: of(rates.total), requestsPerS: of(rates.perS) };
   }
   const match = /^\/api\/deployments\/([^/]+)\/(history|rollback)$/.exec(pathname);
   if (!match) return undefined;

@@ -40,6 +40,15 @@ export class DeploymentQueue {
     this.batches = jobAdder(this.queue, "batch", REQUEST_JOB_OPTIONS);
   }
 
+  /**
+   * Resolves once the queue's first add needs no set-up of its own: BullMQ
+   * defines its scripts on the connection and reads Redis's version (a round
+   * trip) before a queue's first command.
+   */
+  async ready(): Promise<void> {
+    await this.queue.waitUntilReady();
+  }
+
   /** Adds one job per request, in one round trip; resolves with their ids in order. */
   addRequests(jobs: readonly RequestJob[]): Promise<string[]> {
     return this.requests([...jobs]);

@@ -1,6 +1,6 @@
 /**
- * Cumulative job counts per deployment, for rates (the dashboard's jobs per
- * second). BullMQ gives every job added without an id of its own the next
+ * Cumulative job counts per deployment (`GET /api/traffic`'s jobs added; the
+ * rates people see count requests instead: client/request-counter.ts). BullMQ gives every job added without an id of its own the next
  * value of the queue's `id` counter, and routers and handles add jobs that
  * way: one job per request, or one per batch of requests that arrived
  * together for a fast deployment.

@@ -24,6 +24,7 @@ import { AsyncRequestClient } from "../client/async-request-client.js";
 import { AsyncRoutes, prefersAsync, REQUESTS_PATH } from "./async-routes.js";
 import { RouteTable } from "./route-table.js";
 import { writeStreamResponse } from "./stream-response.js";
+import { warmUp } from "./warm-up.js";
 import type { RouterMetrics } from "./router-metrics.js";
 import type { RouterOptions } from "./router-options.js";
 
@@ -32,6 +33,8 @@ export type { RouterOptions };
 const REFRESH_MS = 1000;
 /** How long start-up waits for the first route table before listening anyway. */
 const START_REFRESH_WAIT_MS = 2000;
+/** How long a route table load waits for its deployments' queues to be set up. */
+const PREPARE_WAIT_MS = 1000;
 /** While a refresh waits for Redis, say so this often. */
 const STUCK_WARN_MS = 10_000;
 
@@ -66,7 +69,7 @@ export class Router {
     this.id = options.id ?? `router-${uuidv4().slice(0, 8)}`;
     this.keys = new Keys(options.namespace);
     this.client = new RequestClient({ redisUrl: options.redisUrl, namespace: options.namespace, id: this.id });
-    this.asyncClient = new AsyncRequestClient(this.client.connection, this.keys);
+    this.asyncClient = new AsyncRequestClient(this.client.connection, this.keys, this.client.counter);
     this.asyncRoutes = new AsyncRoutes(this.asyncClient);
     // Waits through outages (route refresh and registration are not the request path); the refresher keeps one pending at most.
     this.redis = createRedis(options.redisUrl, { name: `flotilla-${this.id}-control` });
@@ -103,6 +106,7 @@ export class Router {
     this.listenPort = port;
     // Registers at once rather than at the next tick.
     await settledWithin(this.refresher.runNow(), START_REFRESH_WAIT_MS);
+    await warmUp(this.options.bind, port, "/-/healthz");
     this.log.info({ router: this.id, port, bind: this.options.bind }, "router listening");
     return port;
   }
@@ -136,6 +140,8 @@ export class Router {
       const records = parseJsonHash<DeploymentRecord>(await this.redis.hgetall(this.keys.deployments));
       this.routes.update(records.values());
       this.routesVersion = version;
+      // Async requests answer 202 once their job is added: their queues are set up now, not by the first one.
+      await settledWithin(this.asyncClient.prepare(this.routes.list().map((r) => r.deployment)), PREPARE_WAIT_MS);
     }
     if (this.listenPort !== undefined) {
       const info: RouterInfo = { id: this.id, hostname: os.hostname(), pid: process.pid, port: this.listenPort, startedAt: this.startedAt };

@@ -174,6 +174,14 @@ export class Keys {
   get asyncCounts(): string {
     return `${this.control}:async-counts`;
   }
+  /** Hash: deployment → requests its requesters queued during one second (epoch s); kept two minutes (see client/request-counter.ts). */
+  requestsAt(second: number): string {
+    return `${this.control}:requests:${second}`;
+  }
+  /** Hash: deployment → requests its requesters have queued in all. */
+  get requestsTotal(): string {
+    return `${this.control}:requests-total`;
+  }
   /** Stream: the output lines of a deployment's replicas on every host, capped (see log-stream.ts). The deployment's hash tag. */
   logs(deployment: string): string {
     return `${this.namespace}:logs:${deploymentTag(this.namespace, deployment)}`;

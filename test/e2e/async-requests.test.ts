@@ -8,6 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -20,6 +22,23 @@ import { waitFor } from "../helpers/wait.js";
 
 const ASYNC = { prefer: "wait=5, respond-async" };
 
+/**
+ * A process's first fetch() loads Node's HTTP client, and its first POST
+ * with a body compiles more of it (hundreds of ms on a loaded machine): done
+ * once, against a server of the test's own, so that the timed requests
+ * measure the router.
+ */
+async function warmFetch(): Promise<void> {
+  const server = http.createServer((_req, res) => res.end("ok"));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  try {
+    await httpRequest(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, { method: "POST", headers: ASYNC, body: "{}" });
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
 describe("async requests end to end", () => {
   let cluster: TestCluster;
   let conn: Connection;
@@ -31,6 +50,7 @@ describe("async requests end to end", () => {
     log = path.join(dir, "calls.log");
     cluster = await TestCluster.start({ label: "async", hosts: [{ cpus: 5 }], routers: 2 });
     conn = new Connection({ redis: cluster.redisUrl, namespace: cluster.namespace });
+    await warmFetch();
     await cluster.deploy([
       { name: "job", import: "async-job.ts#default", numReplicas: 1, maxConcurrentQueries: 8, actorOptions: { numCpus: 1 } },
       { name: "single", import: "async-job.ts#default", numReplicas: 1, maxConcurrentQueries: 1, maxQueuedRequests: 1, actorOptions: { numCpus: 1 } },
@@ -76,7 +96,7 @@ describe("async requests end to end", () => {
   it("answers a 20 s request 202 at once; the poll shows running with progress, then succeeded with the body", async () => {
     const { id, ms, location } = await submit("job", { ms: 20_000, steps: 4, tag: "long" });
     console.log(`# 202 answered in ${ms.toFixed(1)} ms`);
-    assert.ok(ms < 2000, `202 in ${ms.toFixed(0)} ms, far below the handler's 20 s`);
+    assert.ok(ms < 1000, `202 in ${ms.toFixed(0)} ms, far below the handler's 20 s`);
     assert.equal(location, `/-/requests/${id}`);
     assert.match(id, /^[0-9a-f-]{36}$/);
     const running = await until(id, "to report progress while running", (v) => v.status === "running" && (v.progress as { step: number } | null)?.step === 1, 1);
@@ -90,10 +110,35 @@ describe("async requests end to end", () => {
     assert.match(done.result.headers["content-type"] ?? "", /application\/json/);
     assert.deepEqual({ ...(JSON.parse(done.result.body) as object), pid: 0 }, { tag: "long", steps: 4, pid: 0 });
     assert.ok(done.finishedAt !== null && done.finishedAt - (done.startedAt ?? 0) >= 19_000);
-    // The first request of a router also sets up its queue client; a later one is the steady cost.
     const warm = await submit("job", { ms: 10, steps: 1, tag: "warm" });
     console.log(`# a later 202 answered in ${warm.ms.toFixed(1)} ms`);
-    assert.ok(warm.ms < 2000, `202 in ${warm.ms.toFixed(0)} ms`);
+    assert.ok(warm.ms < 1000, `202 in ${warm.ms.toFixed(0)} ms`);
+  });
+
+  it("a router started after the deploy answers its first async request 202 at once: its queue is set up when it loads its routes", async () => {
+    const port = await cluster.spawnRouter();
+    const fresh = cluster.routerPorts.indexOf(port);
+    const handle = cluster.processes.find((p) => p.name === `router-${fresh + 1}`);
+    assert.ok(handle, "the new router's process");
+    try {
+      const first = await submit("job", { ms: 20_000, steps: 4, tag: "fresh-first" }, fresh);
+      const next = await submit("job", { ms: 20_000, steps: 4, tag: "fresh-next" }, fresh);
+      console.log(`# a new router's first 202 in ${first.ms.toFixed(1)} ms, its next in ${next.ms.toFixed(1)} ms`);
+      assert.ok(first.ms < 1000, `the first 202 in ${first.ms.toFixed(0)} ms, far below the handler's 20 s`);
+      assert.ok(next.ms < 1000, `the next 202 in ${next.ms.toFixed(0)} ms`);
+      const running = await until(first.id, "to run with its first progress", (v) => v.status === "running" && v.progress !== null, fresh);
+      assert.equal(running.result, null);
+      // Cancelled rather than waited for: the 20 s run itself is the first test's.
+      for (const { id } of [first, next]) {
+        const res = await httpRequest(cluster.url(`/-/requests/${id}`, fresh), { method: "DELETE" });
+        assert.equal(res.status, 200, res.body);
+        assert.equal((JSON.parse(res.body) as AsyncRequestView).status, "cancelled");
+      }
+      await waitFor("the first request's handler to see its signal aborted", () => calls().includes("aborted fresh-first"), { timeoutMs: 10_000, describe: calls });
+    } finally {
+      await cluster.kill(handle);
+      cluster.routerPorts.splice(fresh, 1);
+    }
   });
 
   it("drops nothing during a rolling update: requests running and queued meanwhile all succeed", async () => {

@@ -11,6 +11,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { Connection } from "../../src/api/connection.js";
+import { getHandle } from "../../src/api/deployment.js";
 import { launchBrowser, type TestBrowser } from "../helpers/browser.js";
 import { httpRequest, loggedPort, TestCluster, type ProcessHandle } from "../helpers/cluster.js";
 import { freePort, PrivateRedis } from "../helpers/private-redis.js";
@@ -140,6 +142,50 @@ describe("the dashboard", () => {
     assert.equal(d?.version, "1");
     assert.deepEqual(d?.versions, { "1": 2 });
     await waitFor("the card to show version 1 again", async () => /^HEALTHY 2\/2 on version 1$/.test(`${await text("[data-testid=deployment-web] [data-testid=status]")} ${await text("[data-testid=deployment-web] [data-testid=progress]")}`), { timeoutMs: 5000 });
+  });
+
+  it("shows requests per second, every request counted even when requests share a batch job", async () => {
+    await cluster.spawnRouter();
+    await cluster.deploy([{ name: "fast", import: "echo.ts", numReplicas: 1, maxConcurrentQueries: 100, actorOptions: { numCpus: 0.25 } }]);
+    // Requests through a router, and calls through a handle: both requesters count what they queue.
+    const HTTP = 8;
+    for (let i = 0; i < HTTP; i++) assert.equal((await httpRequest(cluster.url("/fast"))).status, 200);
+    const conn = new Connection({ redis: cluster.redisUrl, namespace: cluster.namespace });
+    const BURST = 512;
+    const WARM = 8;
+    try {
+      const fast = getHandle("fast", conn);
+      // One at a time first: the handle learns the handler is fast, so calls made together then share batch jobs.
+      for (let i = 0; i < WARM; i++) await fast.call(i);
+      const answers = await Promise.all(Array.from({ length: BURST }, (_, i) => fast.call<{ payload: number }>(i)));
+      assert.deepEqual(answers.map((a) => a.payload), Array.from({ length: BURST }, (_, i) => i));
+    } finally {
+      await conn.close();
+    }
+    const sent = HTTP + WARM + BURST;
+    const api = async <T>(route: string): Promise<T> => JSON.parse((await httpRequest(`${admin}${route}`, { headers: { authorization: `Bearer ${TOKEN}` } })).body) as T;
+    type Traffic = { deployments: Record<string, number>; requests: Record<string, number>; requestsPerS: Record<string, number> };
+    const traffic = await waitFor(`the counts of all ${sent} requests in Redis`, async () => {
+      const t = await api<Traffic>("/api/traffic");
+      return t.requests.fast === sent ? t : undefined;
+    }, { timeoutMs: 10_000, describe: () => api("/api/traffic") });
+    const jobs = traffic.deployments.fast ?? 0;
+    console.log(`# ${sent} requests went in ${jobs} queue jobs`);
+    assert.ok(jobs < BURST, `requests shared batch jobs (${jobs} jobs for ${sent} requests): a rate of jobs would under-count`);
+    const status = await api<{ deployments: Array<{ name: string; requestsPerS?: number; requestsTotal?: number }> }>("/api/status");
+    assert.equal(status.deployments.find((d) => d.name === "fast")?.requestsTotal, sent);
+
+    // The rate averages over 5 s: while the burst is in that window it shows at least BURST / 5, more than every job made would.
+    const seen: string[] = [];
+    const rate = "[data-testid=deployment-fast] [data-testid=rate]";
+    await waitFor("the page's requests/s to count every request of the burst", async () => {
+      const label = await text(rate);
+      if (seen[seen.length - 1] !== label) seen.push(label);
+      const value = Number(/^requests\/s ([\d.]+)$/.exec(label)?.[1] ?? NaN);
+      return value * 5 >= BURST;
+    }, { timeoutMs: 15_000, intervalMs: 100, describe: () => seen });
+    assert.ok(seen.every((label) => /^requests\/s (-|[\d.]+)$/.test(label)), seen.join(" | "));
+    await waitFor("the rate to fall back to 0 once the requests stopped", async () => (await text(rate)) === "requests/s 0.0", { timeoutMs: 15_000, describe: () => text(rate) });
   });
 
   it("fits a phone-sized screen", async () => {

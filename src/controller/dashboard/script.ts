@@ -24,7 +24,6 @@ export const DASHBOARD_SCRIPT = String.raw`
     confirm: null,
     busy: false,
     rates: {},
-    lastJobs: null,
     decisions: {},
     logs: {},
     cards: {},
@@ -114,21 +113,14 @@ export const DASHBOARD_SCRIPT = String.raw`
     askForToken(hadToken ? "The admin API refused that token (401). Enter the FLOTILLA_ADMIN_TOKEN of the controller." : "This controller needs its admin token (FLOTILLA_ADMIN_TOKEN).");
   }
 
-  function recordTraffic(traffic) {
-    var prev = state.lastJobs;
-    state.lastJobs = traffic;
-    if (!prev) return;
-    var dt = (traffic.at - prev.at) / 1000;
-    if (dt <= 0) return;
-    for (var name in traffic.deployments) {
-      var before = prev.deployments[name];
-      if (before === undefined) continue;
-      var diff = traffic.deployments[name] - before;
-      if (diff < 0) continue;
-      var series = state.rates[name] || (state.rates[name] = []);
-      series.push({ t: traffic.at, v: diff / dt });
-      while (series.length && series[0].t < traffic.at - CHART_MS) series.shift();
-    }
+  // Requests per second as the status reports them: counted by every router and handle, one per request even when requests share a batch job.
+  function recordRates(status, at) {
+    status.deployments.forEach(function (d) {
+      if (typeof d.requestsPerS !== "number") return;
+      var series = state.rates[d.name] || (state.rates[d.name] = []);
+      series.push({ t: at, v: d.requestsPerS });
+      while (series.length && series[0].t < at - CHART_MS) series.shift();
+    });
   }
 
   function recordDecisions(status) {
@@ -181,14 +173,10 @@ export const DASHBOARD_SCRIPT = String.raw`
     var started = Date.now();
     try {
       if (!state.needToken) {
-        var results = await Promise.all([
-          api("GET", "/api/status"),
-          api("GET", "/api/traffic").catch(function (err) { if (err.status === 401) throw err; return null; })
-        ]);
-        state.status = results[0];
+        state.status = await api("GET", "/api/status");
         state.apiError = null;
         state.updatedAt = Date.now();
-        if (results[1]) recordTraffic(results[1]);
+        recordRates(state.status, state.updatedAt);
         recordDecisions(state.status);
         await refreshDetail();
         $("login").classList.remove("show");
@@ -315,7 +303,7 @@ export const DASHBOARD_SCRIPT = String.raw`
       c.facts = facts;
       var ch = chart(d.name);
       var label = el("div", { className: "chart-label" },
-        el("span", { "data-testid": "rate", text: "jobs/s " + (ch.last === null ? "-" : ch.last.toFixed(1)) }),
+        el("span", { "data-testid": "rate", text: "requests/s " + (ch.last === null ? "-" : ch.last.toFixed(1)) }),
         el("span", { text: "last 5 min, max " + ch.max.toFixed(1) }));
       c.chart.replaceChildren(ch.svg, label);
       if (d.autoscaling) {
