@@ -23,7 +23,7 @@ import { LeaderLease } from "./leader-lease.js";
 import { PackageGarbageCollector } from "./package-gc.js";
 import { QueueJanitor } from "./queue-janitor.js";
 import { reconcile, type Decisions } from "./reconcile.js";
-import { applyRevisionWrites, readRevisionInputs } from "./revision-io.js";
+import { applyRevisionWrites, RevisionReader } from "./revision-io.js";
 
 /** One leader tick as the controller saw it: for measurements (the fleet simulation), not for control. */
 export interface LeaderTick {
@@ -42,6 +42,7 @@ export class Controller {
   private readonly ticker: Ticker;
   private readonly packageGc: PackageGarbageCollector;
   private readonly view: LeaderView;
+  private readonly revisions: RevisionReader;
   private leader = false;
   private readonly startedAt = Date.now();
   private admin: AdminApi | undefined;
@@ -68,6 +69,7 @@ export class Controller {
       ...(options.packageGcGraceMs !== undefined ? { graceMs: options.packageGcGraceMs } : {}),
     });
     this.view = new LeaderView(this.redis, this.keys);
+    this.revisions = new RevisionReader(this.redis, this.keys);
   }
 
   get id(): string {
@@ -132,8 +134,10 @@ export class Controller {
   /** One reconcile; false when the lease was lost before the write. */
   private async reconcileOnce(): Promise<boolean> {
     const now = Date.now();
-    const { state: observed, changedDeployments } = await this.view.read(now);
-    const revisions = await readRevisionInputs(this.redis, this.keys, observed.deployments, this.view.rollouts, { host: os.hostname(), user: `controller:${this.id}` });
+    const { state: observed, full, changedDeployments } = await this.view.read(now);
+    if (full) this.revisions.clear();
+    const source = { host: os.hostname(), user: `controller:${this.id}` };
+    const revisions = await this.revisions.inputs(observed.deployments, this.view.rollouts, (name) => this.view.stampOf(name), source);
     const state = { ...observed, revisions };
     const decisions = reconcile(state, (deployment) => `${deployment}-${uuidv4().slice(0, 8)}`);
     if (!(await this.applyRevisions(decisions))) {
@@ -212,6 +216,8 @@ export class Controller {
    */
   private async applyRevisions(decisions: Decisions): Promise<boolean> {
     if (decisions.revisionWrites.length === 0) return true;
+    // Whether or not each write applies, what was read of those revisions is no longer known to hold.
+    this.revisions.forget(decisions.revisionWrites.map((w) => w.deployment));
     const result = await applyRevisionWrites(this.lease, this.redis, this.keys, decisions.revisionWrites);
     if (result === "done") return true;
     if (result === "not-leader") {
