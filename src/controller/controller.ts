@@ -170,7 +170,7 @@ export class Controller {
       if (depth.failed > 0) await this.janitor.answerFailed(name);
     }
     // Readers already ignore stale counts: they are deleted as often as their queues are read.
-    await this.janitor.forgetDeadRequesters(this.view.queuesRead);
+    await this.janitor.forgetDeadRequesters(this.view.queuesRead.map((name) => [name, this.view.queues.get(name)] as const));
     for (const name of decisions.forget) await this.janitor.retire(name);
     return true;
   }
