@@ -163,12 +163,9 @@ export class Controller {
     this.view.applied(writes, now);
     await this.announce(hostWrites.hosts, changedDeployments, writes.upsert.length > 0 || writes.remove.length > 0);
     for (const e of decisions.events) this.log[e.level]({ deployment: e.deployment }, e.message);
-    for (const { deployment, workerId } of decisions.releaseLocks) {
-      await releaseWorkerLocks(this.redis, this.keys, deployment, workerId).catch(() => 0);
-    }
-    for (const [name, depth] of state.queues) {
-      if (depth.failed > 0) await this.janitor.answerFailed(name);
-    }
+    // Each at once, not one round trip after another: a host lost with its replicas makes many.
+    await Promise.all(decisions.releaseLocks.map(({ deployment, workerId }) => releaseWorkerLocks(this.redis, this.keys, deployment, workerId).catch(() => 0)));
+    await Promise.all([...state.queues].filter(([, depth]) => depth.failed > 0).map(([name]) => this.janitor.answerFailed(name)));
     // Readers already ignore stale counts: they are deleted as often as their queues are read.
     await this.janitor.forgetDeadRequesters(this.view.queuesRead.map((name) => [name, this.view.queues.get(name)] as const));
     for (const name of decisions.forget) await this.janitor.retire(name);
