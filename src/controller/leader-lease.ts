@@ -9,7 +9,8 @@ import { LuaScript } from "../shared/lua-script.js";
 
 /**
  * KEYS[1] lease; ARGV[1] my id; ARGV[2] ttl ms.
- * Returns 1 if I hold the lease now (acquired or renewed), 0 if another does.
+ * Returns 1 if I hold the lease now (acquired or renewed); if another does,
+ * minus the ms its lease has left (-1 at least).
  */
 const ACQUIRE = new LuaScript(`
 local holder = redis.call("GET", KEYS[1])
@@ -17,7 +18,7 @@ if holder == false or holder == ARGV[1] then
   redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
   return 1
 end
-return 0
+return -math.max(1, redis.call("PTTL", KEYS[1]))
 `);
 
 /** KEYS[1] lease; ARGV[1] my id. Deletes the lease only if I hold it. */
@@ -69,9 +70,14 @@ export class LeaderLease {
     private readonly ttlMs: number,
   ) {}
 
+  /** After a tryAcquire that found another holder: how long (ms) its lease had left then. */
+  heldByOtherForMs: number | undefined;
+
   /** Acquires or renews; true while this process is the leader. */
   async tryAcquire(): Promise<boolean> {
-    return Number(await ACQUIRE.run(this.redis, [this.key], [this.holderId, String(this.ttlMs)])) === 1;
+    const result = Number(await ACQUIRE.run(this.redis, [this.key], [this.holderId, String(this.ttlMs)]));
+    this.heldByOtherForMs = result < 0 ? -result : undefined;
+    return result === 1;
   }
 
   async release(): Promise<void> {
