@@ -10,6 +10,8 @@ export interface WindowFigures {
   perHostNetOutBytesPerS: number;
   /** redis-server's CPU (user + system), % of one core. */
   redisCpuPct: number;
+  /** Calls per second of the busiest Redis commands (those run by scripts included), busiest first. */
+  topCommands: Record<string, number>;
   tick: TickFigures;
 }
 

@@ -71,6 +71,7 @@ function windowFigures(before: Counters, after: Counters, hosts: number, ticks: 
     perHostCmdsPerS: rates.cmdsPerS / hosts,
     perHostNetOutBytesPerS: rates.netOutBytesPerS / hosts,
     redisCpuPct: rates.cpuPct,
+    topCommands: rates.topCommands,
     tick: tickFigures(inWindow),
   };
 }

@@ -23,7 +23,7 @@ import { LeaderLease } from "./leader-lease.js";
 import { PackageGarbageCollector } from "./package-gc.js";
 import { QueueJanitor } from "./queue-janitor.js";
 import { reconcile, type Decisions } from "./reconcile.js";
-import { applyRevisionWrites, readRevisionInputs } from "./revision-io.js";
+import { applyRevisionWrites, RevisionReader } from "./revision-io.js";
 
 /** One leader tick as the controller saw it: for measurements (the fleet simulation), not for control. */
 export interface LeaderTick {
@@ -42,6 +42,7 @@ export class Controller {
   private readonly ticker: Ticker;
   private readonly packageGc: PackageGarbageCollector;
   private readonly view: LeaderView;
+  private readonly revisions: RevisionReader;
   private leader = false;
   private readonly startedAt = Date.now();
   private admin: AdminApi | undefined;
@@ -62,12 +63,13 @@ export class Controller {
     this.sub = createRedis(options.redisUrl, { name: `flotilla-controller-${options.id}-sub` });
     this.lease = new LeaderLease(this.redis, this.keys.leaderLease, options.id, options.leaseTtlMs);
     this.janitor = new QueueJanitor(this.redis, this.keys, log);
-    this.ticker = new Ticker(() => this.tick(), () => options.tickMs);
+    this.ticker = new Ticker(() => this.tick(), () => this.nextTickMs());
     this.packageGc = new PackageGarbageCollector(this.redis, this.keys, log, () => this.leader, {
       ...(options.packageGcIntervalMs !== undefined ? { intervalMs: options.packageGcIntervalMs } : {}),
       ...(options.packageGcGraceMs !== undefined ? { graceMs: options.packageGcGraceMs } : {}),
     });
     this.view = new LeaderView(this.redis, this.keys);
+    this.revisions = new RevisionReader(this.redis, this.keys);
   }
 
   get id(): string {
@@ -92,6 +94,15 @@ export class Controller {
     this.log.info({ controller: this.id }, "controller started");
     this.ticker.start();
     this.packageGc.start();
+  }
+
+  /**
+   * A standby whose leader's lease runs out before its next tick tries again
+   * just after it does: a dead leader is replaced without waiting out a tick.
+   */
+  private nextTickMs(): number {
+    const left = this.leader ? undefined : this.lease.heldByOtherForMs;
+    return left !== undefined && left + 20 < this.options.tickMs ? left + 20 : this.options.tickMs;
   }
 
   private async register(): Promise<void> {
@@ -132,8 +143,10 @@ export class Controller {
   /** One reconcile; false when the lease was lost before the write. */
   private async reconcileOnce(): Promise<boolean> {
     const now = Date.now();
-    const { state: observed, changedDeployments } = await this.view.read(now);
-    const revisions = await readRevisionInputs(this.redis, this.keys, observed.deployments, this.view.rollouts, { host: os.hostname(), user: `controller:${this.id}` });
+    const { state: observed, full, changedDeployments } = await this.view.read(now);
+    if (full) this.revisions.clear();
+    const source = { host: os.hostname(), user: `controller:${this.id}` };
+    const revisions = await this.revisions.inputs(observed.deployments, this.view.rollouts, (name) => this.view.stampOf(name), source);
     const state = { ...observed, revisions };
     const decisions = reconcile(state, (deployment) => `${deployment}-${uuidv4().slice(0, 8)}`);
     if (!(await this.applyRevisions(decisions))) {
@@ -159,14 +172,11 @@ export class Controller {
     this.view.applied(writes, now);
     await this.announce(hostWrites.hosts, changedDeployments, writes.upsert.length > 0 || writes.remove.length > 0);
     for (const e of decisions.events) this.log[e.level]({ deployment: e.deployment }, e.message);
-    for (const { deployment, workerId } of decisions.releaseLocks) {
-      await releaseWorkerLocks(this.redis, this.keys, deployment, workerId).catch(() => 0);
-    }
-    for (const [name, depth] of state.queues) {
-      if (depth.failed > 0) await this.janitor.answerFailed(name);
-    }
+    // Each at once, not one round trip after another: a host lost with its replicas makes many.
+    await Promise.all(decisions.releaseLocks.map(({ deployment, workerId }) => releaseWorkerLocks(this.redis, this.keys, deployment, workerId).catch(() => 0)));
+    await Promise.all([...state.queues].filter(([, depth]) => depth.failed > 0).map(([name]) => this.janitor.answerFailed(name)));
     // Readers already ignore stale counts: they are deleted as often as their queues are read.
-    await this.janitor.forgetDeadRequesters(this.view.queuesRead);
+    await this.janitor.forgetDeadRequesters(this.view.queuesRead.map((name) => [name, this.view.queues.get(name)] as const));
     for (const name of decisions.forget) await this.janitor.retire(name);
     return true;
   }
@@ -212,6 +222,8 @@ export class Controller {
    */
   private async applyRevisions(decisions: Decisions): Promise<boolean> {
     if (decisions.revisionWrites.length === 0) return true;
+    // Whether or not each write applies, what was read of those revisions is no longer known to hold.
+    this.revisions.forget(decisions.revisionWrites.map((w) => w.deployment));
     const result = await applyRevisionWrites(this.lease, this.redis, this.keys, decisions.revisionWrites);
     if (result === "done") return true;
     if (result === "not-leader") {

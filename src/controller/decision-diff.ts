@@ -6,6 +6,7 @@
  */
 import type { AutoscalerState } from "../autoscaler/policy.js";
 import type { ControllerRecord, DeploymentStatusRecord, ReplicaAssignment } from "../shared/records.js";
+import { sameJson } from "../shared/same-json.js";
 import type { Decisions } from "./reconcile-types.js";
 
 /** What Redis holds of the leader's writes, as far as the leader knows. */
@@ -16,10 +17,10 @@ export interface Written {
   autoscaler: ReadonlyMap<string, AutoscalerState>;
 }
 
-const same = (a: unknown, b: unknown): boolean => a !== undefined && JSON.stringify(a) === JSON.stringify(b);
+const same = (a: unknown, b: unknown): boolean => a !== undefined && sameJson(a, b);
 
 /** Statuses compare without their time: one that says the same is not written again. */
-const sameStatus = (a: DeploymentStatusRecord | undefined, b: DeploymentStatusRecord): boolean => a !== undefined && same({ ...a, updatedAt: 0 }, { ...b, updatedAt: 0 });
+const sameStatus = (a: DeploymentStatusRecord | undefined, b: DeploymentStatusRecord): boolean => a !== undefined && sameJson(a, b, "updatedAt");
 
 function changedEntries<T>(decided: ReadonlyMap<string, T>, written: ReadonlyMap<string, T>): Map<string, T> {
   const out = new Map<string, T>();

@@ -5,27 +5,29 @@
  * in the same Lua script, so a deposed leader can never write.
  */
 import type { Redis } from "ioredis";
+import { LuaScript } from "../shared/lua-script.js";
 
 /**
  * KEYS[1] lease; ARGV[1] my id; ARGV[2] ttl ms.
- * Returns 1 if I hold the lease now (acquired or renewed), 0 if another does.
+ * Returns 1 if I hold the lease now (acquired or renewed); if another does,
+ * minus the ms its lease has left (-1 at least).
  */
-const ACQUIRE = `
+const ACQUIRE = new LuaScript(`
 local holder = redis.call("GET", KEYS[1])
 if holder == false or holder == ARGV[1] then
   redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
   return 1
 end
-return 0
-`;
+return -math.max(1, redis.call("PTTL", KEYS[1]))
+`);
 
 /** KEYS[1] lease; ARGV[1] my id. Deletes the lease only if I hold it. */
-const RELEASE = `
+const RELEASE = new LuaScript(`
 if redis.call("GET", KEYS[1]) == ARGV[1] then
   return redis.call("DEL", KEYS[1])
 end
 return 0
-`;
+`);
 
 /**
  * KEYS[1] lease, KEYS[2..n] every key the ops and guards touch; ARGV[1] my id,
@@ -34,7 +36,7 @@ return 0
  * the lease and every guarded hash field holds its value. Returns 1 when
  * applied, 0 when not the leader, 2 when a guard did not hold.
  */
-const FENCED_APPLY = `
+const FENCED_APPLY = new LuaScript(`
 if redis.call("GET", KEYS[1]) ~= ARGV[1] then
   return 0
 end
@@ -50,7 +52,7 @@ for _, op in ipairs(ops) do
   redis.call(unpack(op))
 end
 return 1
-`;
+`);
 
 export type RedisOp = [command: string, key: string, ...args: string[]];
 
@@ -68,13 +70,18 @@ export class LeaderLease {
     private readonly ttlMs: number,
   ) {}
 
+  /** After a tryAcquire that found another holder: how long (ms) its lease had left then. */
+  heldByOtherForMs: number | undefined;
+
   /** Acquires or renews; true while this process is the leader. */
   async tryAcquire(): Promise<boolean> {
-    return Number(await this.redis.eval(ACQUIRE, 1, this.key, this.holderId, String(this.ttlMs))) === 1;
+    const result = Number(await ACQUIRE.run(this.redis, [this.key], [this.holderId, String(this.ttlMs)]));
+    this.heldByOtherForMs = result < 0 ? -result : undefined;
+    return result === 1;
   }
 
   async release(): Promise<void> {
-    await this.redis.eval(RELEASE, 1, this.key, this.holderId);
+    await RELEASE.run(this.redis, [this.key], [this.holderId]);
   }
 
   async holder(): Promise<string | null> {
@@ -85,7 +92,7 @@ export class LeaderLease {
   async fencedApply(ops: readonly RedisOp[]): Promise<boolean> {
     if (ops.length === 0) return true;
     const keys = [this.key, ...new Set(ops.map((op) => op[1]))];
-    return Number(await this.redis.eval(FENCED_APPLY, keys.length, ...keys, this.holderId, JSON.stringify(ops))) === 1;
+    return Number(await FENCED_APPLY.run(this.redis, keys, [this.holderId, JSON.stringify(ops)])) === 1;
   }
 
   /**
@@ -94,7 +101,7 @@ export class LeaderLease {
    */
   async fencedApplyIf(guards: readonly RedisGuard[], ops: readonly RedisOp[]): Promise<GuardedApply> {
     const keys = [this.key, ...new Set([...ops.map((op) => op[1]), ...guards.map((g) => g[0])])];
-    const result = Number(await this.redis.eval(FENCED_APPLY, keys.length, ...keys, this.holderId, JSON.stringify(ops), JSON.stringify(guards)));
+    const result = Number(await FENCED_APPLY.run(this.redis, keys, [this.holderId, JSON.stringify(ops), JSON.stringify(guards)]));
     return result === 1 ? "applied" : result === 2 ? "stale" : "not-leader";
   }
 }

@@ -103,6 +103,11 @@ export class LeaderView implements Written {
     this.stale = true;
   }
 
+  /** The stamp of a deployment's record as last read (what changes with every write of the record). */
+  stampOf(deployment: string): string | undefined {
+    return this.stamps.get(deployment);
+  }
+
   /** A host started, stopped or began draining: the host list is read at the next tick. */
   hostsChanged(): void {
     this.hostsAnnounced = true;

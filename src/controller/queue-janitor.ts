@@ -13,7 +13,8 @@ import { errorReply, replyOrigin } from "../shared/reply.js";
 import { DeploymentQueue } from "../queue/deployment-queue.js";
 import { ReplyLists } from "../queue/reply-lists.js";
 import { AsyncRecords, isAsyncId } from "../queue/async-requests.js";
-import { sweepStaleRequesters } from "../queue/requester-demand.js";
+import type { QueueDepth } from "../queue/queue-depths.js";
+import { deleteStale } from "../queue/requester-demand.js";
 
 export class QueueJanitor {
   private readonly queues = new Map<string, DeploymentQueue>();
@@ -84,10 +85,15 @@ export class QueueJanitor {
     }
   }
 
-  /** Deletes the demand counts of requesters that stopped refreshing them (they died), so no reader has to. */
-  async forgetDeadRequesters(names: readonly string[]): Promise<void> {
+  /**
+   * Deletes the demand counts of requesters that stopped refreshing them (they
+   * died), as queue depths just read found them, so no reader has to. A count
+   * written again since it was read stays.
+   */
+  async forgetDeadRequesters(depths: Iterable<readonly [string, QueueDepth | undefined]>): Promise<void> {
     try {
-      const deleted = await sweepStaleRequesters(this.redis, this.keys, names);
+      const counts = await Promise.all([...depths].map(([name, depth]) => (depth?.stale ? deleteStale(this.redis, this.keys, name, depth.stale) : 0)));
+      const deleted = counts.reduce((a, b) => a + b, 0);
       if (deleted > 0) this.log.info({ deleted }, "deleted the demand counts of requesters that stopped");
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, "could not delete stale requester counts");

@@ -9,10 +9,10 @@
  * by `revisionsToRead` from the rollout records. Every write is a
  * compare-and-set on what was read.
  */
-import { canonicalJson } from "../client/deployment-store.js";
 import { settledOutcome, type OutcomeChange, type RevisionSource, type RevisionState } from "../client/revision-policy.js";
 import { parseRevisions } from "../client/revisions.js";
 import type { DeploymentRecord, RolloutRecord } from "../shared/records.js";
+import { sameJson } from "../shared/same-json.js";
 import { rolloutPolicyOf } from "../spec/deployment-spec.js";
 import { planAutoRollback, rolloutFailure, type AutoRollbackWrite } from "./auto-rollback.js";
 import type { Backoff } from "./reconcile-scaling.js";
@@ -92,7 +92,7 @@ export function watchRollout(input: WatchInput): WatchResult {
   if (next.done === undefined) judge(next, input, result);
   const hash = input.revisions?.views.get(record.spec.name);
   if (hash) actOnRevisions(next, hash, input, result);
-  result.changed = canonicalJson(next) !== canonicalJson(input.previous ?? null);
+  result.changed = !sameJson(next, input.previous);
   return result;
 }
 

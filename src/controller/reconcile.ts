@@ -179,7 +179,9 @@ function memoryOf(record: DeploymentRecord, backoff: Backoff, scaling: Scaling):
 
 /** A status whose assignment is gone is left over (hosts only write statuses of assigned replicas). */
 function leftoverStatuses(state: ObservedState): string[] {
-  return [...state.replicaStatus.keys()].filter((id) => !state.assignments.has(id));
+  const out: string[] = [];
+  for (const id of state.replicaStatus.keys()) if (!state.assignments.has(id)) out.push(id);
+  return out;
 }
 
 /** Places the replicas that wait for a host, then writes every status with its pending reasons. */

@@ -1,49 +1,90 @@
 /**
  * The leader's reads and writes around the rollout stage
- * (reconcile-revisions.ts): before a tick, its rollout records and the
- * revisions of only the deployments that need them; after, each revision
- * write as its own guarded, fenced apply.
+ * (reconcile-revisions.ts): before a tick, the revisions of only the
+ * deployments that need them, and only when they changed; after, each
+ * revision write as its own guarded, fenced apply.
  */
 import type { Redis } from "ioredis";
 import type { RevisionSource } from "../client/revision-policy.js";
-import { parseJsonHash } from "../shared/json-hash.js";
 import type { Keys } from "../shared/keys.js";
 import type { DeploymentRecord, RolloutRecord } from "../shared/records.js";
 import { revisionWriteOps } from "./decision-ops.js";
 import type { LeaderLease } from "./leader-lease.js";
 import { revisionsToRead, type RevisionInputs, type RevisionWrite } from "./reconcile-revisions.js";
 
-export interface RolloutInputs {
-  rollouts: ReadonlyMap<string, RolloutRecord>;
-  revisions: RevisionInputs;
+/** What a revision hash was read at: the record stamp it goes with, and the hash. */
+interface CachedRevisions {
+  stamp: string;
+  hash: Record<string, string>;
 }
 
-export async function readRolloutInputs(redis: Redis, keys: Keys, deployments: ReadonlyMap<string, DeploymentRecord>, source: RevisionSource): Promise<RolloutInputs> {
-  const rollouts = parseJsonHash<RolloutRecord>(await redis.hgetall(keys.rollouts));
-  return { rollouts, revisions: await readRevisionInputs(redis, keys, deployments, rollouts, source) };
-}
+/**
+ * The leader's copy of the revisions of the deployments whose rollouts it
+ * watches. A deployment's revisions are read again only when its record stamp
+ * moved (every write that adds a revision, a deploy, a rollback or a delete,
+ * stores a new stamp), after the leader wrote to them itself, and after
+ * `clear` (the leader view's full reads). So a rolling update of every
+ * deployment costs one read of each history, not one per tick.
+ */
+export class RevisionReader {
+  private readonly cache = new Map<string, CachedRevisions>();
 
-/** The revisions of only the deployments that need them, given the rollout records (the leader keeps its own copy). */
-export async function readRevisionInputs(
-  redis: Redis,
-  keys: Keys,
-  deployments: ReadonlyMap<string, DeploymentRecord>,
-  rollouts: ReadonlyMap<string, RolloutRecord>,
-  source: RevisionSource,
-): Promise<RevisionInputs> {
-  const names = revisionsToRead(deployments, rollouts);
-  const views = new Map<string, Record<string, string>>();
-  if (names.length > 0) {
-    const pipeline = redis.pipeline();
-    for (const name of names) pipeline.hgetall(keys.revisions(name));
-    const replies = (await pipeline.exec()) ?? [];
-    names.forEach((name, i) => {
-      const [err, hash] = replies[i] ?? [new Error("no reply"), null];
-      if (err) throw err;
-      views.set(name, hash as Record<string, string>);
-    });
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+  ) {}
+
+  /** Reads every history again at the next tick (a client that settled an outcome does not change the stamp). */
+  clear(): void {
+    this.cache.clear();
   }
-  return { views, source };
+
+  /** The leader wrote to these deployments' revisions (or tried to): read them again at the next tick. */
+  forget(deployments: Iterable<string>): void {
+    for (const name of deployments) this.cache.delete(name);
+  }
+
+  /**
+   * The revisions of only the deployments that need them, given the rollout
+   * records; read from Redis only for those whose stamp (`stampOf`, as the
+   * leader view last read it) differs from the one the copy was read at.
+   */
+  async inputs(
+    deployments: ReadonlyMap<string, DeploymentRecord>,
+    rollouts: ReadonlyMap<string, RolloutRecord>,
+    stampOf: (deployment: string) => string | undefined,
+    source: RevisionSource,
+  ): Promise<RevisionInputs> {
+    const names = revisionsToRead(deployments, rollouts);
+    const wanted = new Set(names);
+    // Settled deployments need no copy: it is read again if they roll out again.
+    for (const name of this.cache.keys()) if (!wanted.has(name)) this.cache.delete(name);
+    const stale = names.filter((name) => {
+      const cached = this.cache.get(name);
+      return cached === undefined || cached.stamp !== stampOf(name);
+    });
+    const fresh = new Map<string, Record<string, string>>();
+    if (stale.length > 0) {
+      const pipeline = this.redis.pipeline();
+      for (const name of stale) pipeline.hgetall(this.keys.revisions(name));
+      const replies = (await pipeline.exec()) ?? [];
+      stale.forEach((name, i) => {
+        const [err, hash] = replies[i] ?? [new Error("no reply"), null];
+        if (err) throw err;
+        // Read after the stamp: a deploy in between leaves a newer hash under the older stamp, read again next tick.
+        const stamp = stampOf(name);
+        if (stamp !== undefined) this.cache.set(name, { stamp, hash: hash as Record<string, string> });
+        else this.cache.delete(name);
+        fresh.set(name, hash as Record<string, string>);
+      });
+    }
+    const views = new Map<string, Readonly<Record<string, string>>>();
+    for (const name of names) {
+      const hash = fresh.get(name) ?? this.cache.get(name)?.hash;
+      if (hash) views.set(name, hash);
+    }
+    return { views, source };
+  }
 }
 
 /**

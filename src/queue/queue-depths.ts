@@ -1,7 +1,7 @@
 /**
  * How much work deployments' queues hold, as the autoscaler and status see it.
  * A read only: it never writes (stale requester counts are the leader's to
- * delete, see sweepStaleRequesters).
+ * delete: it deletes those a read found, see deleteStale).
  */
 import type { Redis } from "ioredis";
 import type { Keys } from "../shared/keys.js";
@@ -18,6 +18,8 @@ export interface QueueDepth {
    * batch jobs. Counts requests, where `waiting` and `active` count jobs. @default 0
    */
   requested?: number;
+  /** Requester counts found stale (their requesters died), as read: only when there are some. */
+  stale?: Array<[field: string, value: string]>;
 }
 
 /**
@@ -37,8 +39,8 @@ export async function queueDepths(redis: Redis, keys: Keys, deployments: readonl
   deployments.forEach((name, i) => {
     const num = (j: number): number => Number(results[i]?.[j]?.[1] ?? 0);
     const time = results[i]?.[5]?.[1] as Array<string | number> | undefined;
-    const { requested } = sumRequested(results[i]?.[4]?.[1] as Record<string, string> | undefined, Number(time?.[0] ?? 0));
-    out.set(name, { waiting: num(0) + num(1), active: num(2), failed: num(3), requested });
+    const { requested, stale } = sumRequested(results[i]?.[4]?.[1] as Record<string, string> | undefined, Number(time?.[0] ?? 0));
+    out.set(name, { waiting: num(0) + num(1), active: num(2), failed: num(3), requested, ...(stale.length > 0 ? { stale } : {}) });
   });
   return out;
 }

@@ -13,6 +13,7 @@
  */
 import type { Redis } from "ioredis";
 import type { Keys } from "../shared/keys.js";
+import { LuaScript } from "../shared/lua-script.js";
 import { QueueKeys } from "./queue-keys.js";
 
 /** How often a requester writes its counts. */
@@ -54,36 +55,18 @@ export function sumRequested(hash: Record<string, string> | null | undefined, no
  * that wrote again since (it was only slow) keeps its count. Returns the
  * number of fields deleted.
  */
-const DELETE_STALE = `
+const DELETE_STALE = new LuaScript(`
 local n = 0
 for i = 1, #ARGV, 2 do
   if redis.call("HGET", KEYS[1], ARGV[i]) == ARGV[i + 1] then n = n + redis.call("HDEL", KEYS[1], ARGV[i]) end
 end
 return n
-`;
+`);
 
 /** Deletes stale requester counts of a deployment as read (see sumRequested); resolves with how many went. */
 export async function deleteStale(redis: Redis, keys: Keys, deployment: string, stale: ReadonlyArray<readonly [string, string]>): Promise<number> {
   if (stale.length === 0) return 0;
-  return Number(await redis.eval(DELETE_STALE, 1, requestersKey(keys, deployment), ...stale.flat()));
-}
-
-/**
- * Deletes the counts of dead requesters of `deployments`: reads them all in
- * one round trip and, only where some are stale, deletes those in a second.
- * The leader controller runs it each tick. Resolves with how many went.
- */
-export async function sweepStaleRequesters(redis: Redis, keys: Keys, deployments: readonly string[]): Promise<number> {
-  const read = await Promise.all(deployments.map((name) => redis.pipeline().hgetall(requestersKey(keys, name)).time().exec()));
-  const deleted = await Promise.all(
-    deployments.map((name, i) => {
-      const time = read[i]?.[1]?.[1] as Array<string | number> | undefined;
-      if (!time) return 0;
-      const { stale } = sumRequested(read[i]?.[0]?.[1] as Record<string, string> | undefined, Number(time[0]));
-      return deleteStale(redis, keys, name, stale);
-    }),
-  );
-  return deleted.reduce((a, b) => a + b, 0);
+  return Number(await DELETE_STALE.run(redis, [requestersKey(keys, deployment)], stale.flat()));
 }
 
 /** One requester's counts, kept in memory per request and written to Redis every REPORT_MS. */

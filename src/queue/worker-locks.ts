@@ -4,6 +4,7 @@
  */
 import type { Redis } from "ioredis";
 import type { Keys } from "../shared/keys.js";
+import { LuaScript } from "../shared/lua-script.js";
 import { QueueKeys } from "./queue-keys.js";
 
 /**
@@ -12,7 +13,7 @@ import { QueueKeys } from "./queue-keys.js";
  * (`<prefix>:<queue>:`, a lock is `<prefix>:<queue>:<id>:lock`), ARGV[2] = the
  * worker id. Returns the number of locks deleted.
  */
-const RELEASE_LOCKS = `
+const RELEASE_LOCKS = new LuaScript(`
 local ids = redis.call("LRANGE", KEYS[1], 0, -1)
 local released = 0
 local owner = ARGV[2] .. ":"
@@ -25,7 +26,7 @@ for _, id in ipairs(ids) do
   end
 end
 return released
-`;
+`);
 
 /**
  * Deletes the locks of active jobs held by `workerId` (a dead replica's worker).
@@ -34,5 +35,5 @@ return released
  */
 export async function releaseWorkerLocks(redis: Redis, keys: Keys, deployment: string, workerId: string): Promise<number> {
   const queue = new QueueKeys(keys.namespace).of(deployment);
-  return Number(await redis.eval(RELEASE_LOCKS, 1, queue.active, queue.jobPrefix, workerId));
+  return Number(await RELEASE_LOCKS.run(redis, [queue.active], [queue.jobPrefix, workerId]));
 }

@@ -100,7 +100,7 @@ describe("requester demand", () => {
     assert.deepEqual((await redis.hkeys(key)).sort(), ["dead-router", "garbled", "live-router"], "reading the depth wrote nothing");
     const janitor = new QueueJanitor(redis, keys, createLogger("test-janitor"));
     try {
-      await janitor.forgetDeadRequesters(["ghosts", "nothing-here"]);
+      await janitor.forgetDeadRequesters(await queueDepths(redis, keys, ["ghosts", "nothing-here"]));
     } finally {
       await janitor.close();
     }
