@@ -50,18 +50,17 @@ if #fields == 0 then
   return none
 end
 redis.call("SET", jobKey .. ":lock", ARGV[3], "PX", ARGV[4])
-local n = #fields
-fields[n + 1] = "processedOn"
-fields[n + 2] = ARGV[2]
-fields[n + 3] = "ats"
-fields[n + 4] = tostring(redis.call("HINCRBY", jobKey, "ats", 1))
-if ARGV[5] ~= "" then
-  redis.call("HSET", jobKey, "processedOn", ARGV[2], "pb", ARGV[5])
-  fields[n + 5] = "pb"
-  fields[n + 6] = ARGV[5]
-else
-  redis.call("HSET", jobKey, "processedOn", ARGV[2])
+local ats = 1
+for i = 1, #fields, 2 do
+  if fields[i] == "ats" then ats = (tonumber(fields[i + 1]) or 0) + 1 end
 end
+local set = {"processedOn", ARGV[2], "ats", tostring(ats)}
+if ARGV[5] ~= "" then
+  set[5] = "pb"
+  set[6] = ARGV[5]
+end
+redis.call("HSET", jobKey, unpack(set))
+for _, v in ipairs(set) do fields[#fields + 1] = v end
 return {fields, id, 0, 0}
 `);
 
@@ -89,10 +88,13 @@ if lock ~= ARGV[2] then
   if lock then return -6 end
   return -2
 end
-redis.call("DEL", lockKey)
+if redis.call("LREM", KEYS[1], -1, ARGV[1]) < 1 then
+  redis.call("DEL", lockKey)
+  redis.call("SREM", KEYS[2], ARGV[1])
+  return -3
+end
 redis.call("SREM", KEYS[2], ARGV[1])
-if redis.call("LREM", KEYS[1], -1, ARGV[1]) < 1 then return -3 end
-redis.call("DEL", jobKey, jobKey .. ":logs", jobKey .. ":dependencies", jobKey .. ":processed", jobKey .. ":failed", jobKey .. ":unsuccessful")
+redis.call("DEL", lockKey, jobKey, jobKey .. ":logs", jobKey .. ":dependencies", jobKey .. ":processed", jobKey .. ":failed", jobKey .. ":unsuccessful")
 return 0
 `);
 

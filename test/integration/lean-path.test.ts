@@ -60,7 +60,8 @@ describe("lean request path", () => {
     });
     await events.waitUntilReady();
     for (let n = 0; n < 3; n++) {
-      const job = await queue.add("request", { kind: "call", payload: { n } });
+      // Kept a while on completion: removed at once (the replica's default), the job can be gone before waitUntilFinished looks.
+      const job = await queue.add("request", { kind: "call", payload: { n } }, { removeOnComplete: 10 });
       const reply = (await job.waitUntilFinished(events, 10_000)) as { status: number; value: { payload: unknown } };
       assert.equal(reply.status, 200);
       assert.deepEqual(reply.value.payload, { n }, `job ${job.id}: the whole reply is its return value`);
