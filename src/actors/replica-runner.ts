@@ -20,7 +20,7 @@ import { Semaphore } from "../shared/semaphore.js";
 import { Keys } from "../shared/keys.js";
 import { Batcher } from "../shared/batcher.js";
 import { createRedis } from "../shared/redis.js";
-import { DeploymentWorker } from "../queue/deployment-worker.js";
+import { Answered, DeploymentWorker } from "../queue/deployment-worker.js";
 import { ReplyLists } from "../queue/reply-lists.js";
 import { AsyncJobs, type AsyncRun } from "./async-jobs.js";
 import { queueJobShape, requestShape } from "./job-shape.js";
@@ -192,12 +192,12 @@ export class ReplicaRunner {
    * answered 400 INVALID_REQUEST naming the field. In a batch, each request
    * is checked (and refused) on its own.
    */
-  private async process(raw: unknown, jobSignal: AbortSignal | undefined): Promise<Reply | { status: number; batch?: number }> {
+  private async process(raw: unknown, jobSignal: AbortSignal | undefined): Promise<Reply | { status: number; batch?: number } | Answered> {
     // The usual shape is checked without an await, which would delay the job's start by a turn.
     const shaped = queueJobShape(raw);
     const data = shaped ? ({ ok: true, value: shaped } as const) : (await loadJobSchema()).queueJobData(raw);
     if (!data.ok) return this.refuse(raw, data.problem);
-    if (data.value.kind !== "batch") return this.serve(data.value, jobSignal);
+    if (data.value.kind !== "batch") return this.serve(data.value, jobSignal, true);
     const { requests } = data.value;
     // Each request of the batch listens for the job's abort: more listeners than an AbortSignal's default warning limit.
     if (jobSignal) setMaxListeners(requests.length + 10, jobSignal);
@@ -224,7 +224,8 @@ export class ReplicaRunner {
     return reply;
   }
 
-  private async serve(data: RequestJob, jobSignal: AbortSignal | undefined): Promise<Reply | { status: number }> {
+  /** `alone`: the request is its job's only one, so its reply can go to Redis with the job's completion. */
+  private async serve(data: RequestJob, jobSignal: AbortSignal | undefined, alone = false): Promise<Reply | { status: number } | Answered> {
     const handler = this.handler;
     await this.slots.acquire();
     this.inflight++;
@@ -274,9 +275,10 @@ export class ReplicaRunner {
         reply = this.errorReply(data, err);
       }
       reply.ms = Math.round((performance.now() - started) * 1000) / 1000;
-      // The reply is in Redis before the job completes: a crash in between retries the request, never loses it.
+      // The reply is in Redis no later than the job completes (in the same script for a job of its own): a crash in between retries the request, never loses it.
       if (data.asyncId !== undefined) await this.asyncJobs.end(data.asyncId, reply);
       if (data.replyTo) {
+        if (alone && this.replyLists.accepts(data.replyTo)) return new Answered({ status: reply.status }, data.replyTo, [JSON.stringify(reply)]);
         await this.sendReply(data.replyTo, reply);
         return { status: reply.status };
       }

@@ -26,3 +26,9 @@ export const Queue = load<typeof QueueClass>("queue.js", "Queue");
 export type Queue = QueueClass;
 export const Job = load<typeof JobClass>("job.js", "Job");
 export type Job = JobClass;
+
+/**
+ * BullMQ's decoder of a raw moveToActive answer into the worker's job data
+ * (internal: undefined if a release moves it, and the lean take is not used).
+ */
+export const raw2NextJobData = load<((raw: unknown) => unknown[]) | undefined>("redis-queue-backend.js", "raw2NextJobData");

@@ -1,13 +1,19 @@
 /**
  * A replica's consumer of its deployment's queue: a BullMQ worker with the
- * replica's options and the idle tuning, handing each job's data to the
- * replica and storing what it returns as the job's return value.
+ * replica's options, the idle tuning and the lean finish, handing each job's
+ * data to the replica and storing what it returns as the job's return value
+ * (an Answered result completes with its replies, see lean-finish.ts).
  */
 import type { Redis } from "ioredis";
+import { Keys } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
-import { Worker, type WorkerOptions } from "./bullmq.js";
+import { Worker, type Job, type WorkerOptions } from "./bullmq.js";
+import { Answered, leanFinish } from "./lean-finish.js";
 import { QueueKeys } from "./queue-keys.js";
+import { ReplyLists } from "./reply-lists.js";
 import { tuneIdleWorker } from "./tuned-worker.js";
+
+export { Answered } from "./lean-finish.js";
 
 /** What the worker may change while it runs. */
 export interface WorkerSettings {
@@ -22,7 +28,11 @@ export interface DeploymentWorkerOptions extends WorkerSettings {
   connection: Redis;
   namespace: string;
   deployment: string;
-  /** Runs one job: its data as stored (validate it), and a signal that fires when the worker is force-closed. */
+  /**
+   * Runs one job: its data as stored (validate it), and a signal that fires
+   * when the worker is force-closed. An Answered result's replies are pushed
+   * to its reply list (which the caller checked) together with the job's completion.
+   */
   process(data: unknown, signal: AbortSignal | undefined): Promise<unknown>;
   /** True while the replica runs nothing: the idle tuning starts a job it has at once. */
   isIdle(): boolean;
@@ -51,14 +61,21 @@ export function workerOptions(settings: WorkerSettings): Omit<WorkerOptions, "co
 
 export class DeploymentWorker {
   private readonly worker: Worker;
+  /** Hands an Answered result to the lean finish (set right after the worker: no job runs before). */
+  private answer: (job: Job, answered: Answered) => Promise<unknown> = async (_job, answered) => answered.returnValue;
 
   constructor(options: DeploymentWorkerOptions) {
     const keys = new QueueKeys(options.namespace);
-    this.worker = new Worker(keys.name(options.deployment), (job, _token, signal) => options.process(job.data, signal), {
-      ...workerOptions(options),
-      connection: options.connection,
-      prefix: keys.prefix,
-    });
+    this.worker = new Worker(
+      keys.name(options.deployment),
+      async (job, _token, signal) => {
+        const result = await options.process(job.data, signal);
+        return result instanceof Answered ? this.answer(job, result) : result;
+      },
+      { ...workerOptions(options), connection: options.connection, prefix: keys.prefix },
+    );
+    const replyLists = new ReplyLists(options.connection, new Keys(options.namespace));
+    this.answer = leanFinish(this.worker, (list, replies) => replyLists.push(list, replies), options.log);
     tuneIdleWorker(this.worker, options.isIdle, keys.of(options.deployment), options.log);
   }
 

@@ -5,6 +5,7 @@
 import type { Logger } from "../shared/logger.js";
 import { Job, type JobsOptions, type Queue } from "./bullmq.js";
 import { missingMembers, warnFallbackOnce } from "./internals-check.js";
+import { LEAN_ADD } from "./lean-scripts.js";
 
 /** What BullMQ's queue backend stores for a new job (the fields of `Job.asJSON` its add scripts read). */
 interface NewJobData {
@@ -14,25 +15,60 @@ interface NewJobData {
   timestamp: number;
 }
 type NoParent = { parentKey?: undefined; parentDependenciesKey: string };
+/** What BullMQ's backend sends a script through (`client.runCommand(name, args)`). */
+interface CommandSink {
+  runCommand(name: string, args: unknown[]): Promise<unknown>;
+}
 interface AddBackend {
   addJob(job: NewJobData, jobId: undefined, parentKeyOpts: NoParent): Promise<string>;
   addJobs(entries: Array<{ job: NewJobData; jobId: undefined; parentKeyOpts: NoParent }>): Promise<string[]>;
+  addJobToTransaction?(client: CommandSink, job: NewJobData, jobId: undefined, parentKeyOpts: NoParent): Promise<unknown>;
+  queue?: { client?: Promise<LuaClient>; keys?: Record<string, string> };
 }
+type LuaClient = Parameters<typeof LEAN_ADD.run>[0];
 
 /** The queue internals the lean add calls. */
 const ADD_INTERNALS = { "backend.addJob": "function", "backend.addJobs": "function" } as const;
+/** BullMQ's keys of a queue the lean add script writes (`""` is the job key prefix). */
+const ADD_KEYS = ["id", "wait", "meta", "active", "marker", ""] as const;
 
 /** Adds jobs of one name and fixed options to a queue; resolves with their ids. */
 export type JobAdder = (data: unknown[]) => Promise<string[]>;
 
 /**
+ * The options of a standard job as BullMQ's add sends them to Redis
+ * (msgpack), taken from BullMQ's own argument building with a client that
+ * only records the command; undefined when that is not what it sends.
+ */
+function packedOptions(backend: AddBackend, job: NewJobData): Buffer | undefined {
+  if (typeof backend.addJobToTransaction !== "function") return undefined;
+  let sent: { name: string; args: unknown[] } | undefined;
+  const recorder: CommandSink = {
+    runCommand: (name, args) => {
+      sent = { name, args };
+      return Promise.resolve("0");
+    },
+  };
+  try {
+    void backend.addJobToTransaction(recorder, job, undefined, { parentDependenciesKey: "" }).catch(() => undefined);
+  } catch {
+    return undefined;
+  }
+  // addStandardJob's 9 keys, then its packed arguments, the data, and the packed options.
+  if (!sent?.name.startsWith("addStandardJob") || sent.args.length !== 12 || sent.args[10] !== job.data) return undefined;
+  const opts = sent.args[11];
+  return Buffer.isBuffer(opts) ? opts : opts instanceof Uint8Array ? Buffer.from(opts) : undefined;
+}
+
+/**
  * Jobs of one name and one set of options (no parent, delay, priority or
- * custom id): BullMQ's backend gets the stored form of each job directly,
- * without a Job object per job (which also serialises an empty result, error
- * and stack trace each time). The options are normalised and validated once,
- * by a Job built the usual way, so the stored job is the one `queue.add`
- * stores. If a BullMQ release moves the backend's methods, it is `queue.add`
- * again (said once, loudly).
+ * custom id) are added by one script (LEAN_ADD) per call, which stores each
+ * job as BullMQ's add does, without the event stream entries nobody reads
+ * for them. The options are normalised and validated once, by a Job built
+ * the usual way, and sent in BullMQ's own encoding, so the stored job is the
+ * one `queue.add` stores. If BullMQ's internals are not where expected, it is
+ * BullMQ's backend with the stored form of each job, or `queue.add` (said
+ * once, loudly).
  */
 export function jobAdder(queue: Queue, name: string, options: JobsOptions, log?: Logger): JobAdder {
   const merged: JobsOptions = { ...queue.defaultJobOptions, ...options };
@@ -48,9 +84,21 @@ export function jobAdder(queue: Queue, name: string, options: JobsOptions, log?:
     };
   }
   const backend = (queue as unknown as { backend: AddBackend }).backend;
-  const { addJob, addJobs } = backend;
   const opts = template.opts;
-  const stored = (d: unknown): NewJobData => ({ name, data: JSON.stringify(d === undefined ? {} : d), opts, timestamp: Date.now() });
+  const json = (d: unknown): string => JSON.stringify(d === undefined ? {} : d);
+  const keys = backend.queue?.keys;
+  const packed = packedOptions(backend, { name, data: "{}", opts, timestamp: 0 });
+  if (keys && ADD_KEYS.every((k) => typeof keys[k] === "string") && packed !== undefined && backend.queue?.client) {
+    const client = backend.queue.client;
+    const scriptKeys = ADD_KEYS.slice(0, 5).map((k) => keys[k] as string);
+    return async (data) => {
+      const ids = await LEAN_ADD.run(await client, scriptKeys, [keys[""] as string, name, packed as Buffer, Date.now(), ...data.map(json)]);
+      return (ids as unknown[]).map(String);
+    };
+  }
+  warnFallbackOnce("the lean job add script", ["backend.addJobToTransaction (addStandardJob's arguments)", "backend.queue.keys"], log);
+  const { addJob, addJobs } = backend;
+  const stored = (d: unknown): NewJobData => ({ name, data: json(d), opts, timestamp: Date.now() });
   const noParent: NoParent = { parentDependenciesKey: "" };
   return async (data) => {
     if (data.length === 1) return [String(await addJob.call(backend, stored(data[0]), undefined, noParent))];

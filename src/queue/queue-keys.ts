@@ -20,6 +20,10 @@ export interface DeploymentKeys {
   failed: string;
   /** Sorted set: BullMQ's wake-up markers for blocked workers. */
   marker: string;
+  /** Set: active jobs the stalled check found last time (a job's lock must come back before the next). */
+  stalled: string;
+  /** Hash: the queue's settings (paused, global concurrency and rate limit). */
+  meta: string;
   /** String: the last job id handed out. */
   id: string;
   /** Hash: requester id → requests it waits on (Flotilla's own; beside the queue for its hash tag). */
@@ -55,6 +59,8 @@ export class QueueKeys {
       delayed: k("delayed"),
       failed: k("failed"),
       marker: k("marker"),
+      stalled: k("stalled"),
+      meta: k("meta"),
       id: k("id"),
       requesters: k("requesters"),
       jobPrefix: k(""),

@@ -3,8 +3,9 @@
  * trips between a request's arrival and its start. See tuneIdleWorker.
  */
 import type { Logger } from "../shared/logger.js";
-import type { Worker } from "./bullmq.js";
+import { raw2NextJobData, type Worker } from "./bullmq.js";
 import { missingMembers, warnFallbackOnce } from "./internals-check.js";
+import { LEAN_TAKE } from "./lean-scripts.js";
 
 /** Keys of a queue the idle tuning reads (a DeploymentKeys has them). */
 export interface MarkerKeys {
@@ -53,14 +54,36 @@ interface WorkerInternals {
   _getNextJob?: FetchNext;
   moveToActive?: (token: string, name?: string) => Promise<unknown>;
   drained?: boolean;
-  opts: { name?: string };
+  opts: { name?: string; lockDuration?: number; limiter?: unknown };
   backend?: {
     waitForJob?: WaitForJob;
     moveToActive?: BackendMoveToActive;
     blockingClient?: Promise<RedisClientish>;
-    /** The facade BullMQ's backend reads its connection from (`client` is a getter). */
-    queue?: object;
+    /** The facade BullMQ's backend reads its connection and keys from (`client` is a getter). */
+    queue?: { keys?: Record<string, string> };
   };
+}
+
+/** BullMQ's keys of a queue the lean take uses (`""` is the job key prefix). */
+const TAKE_KEYS = ["wait", "active", "prioritized", "delayed", "meta", "marker", ""] as const;
+
+/**
+ * The lean take (lean-scripts.ts) for `worker`, sent on its blocking
+ * connection; undefined when the worker has a rate limiter (which the lean
+ * take does not count) or BullMQ's keys or decoder are not where expected.
+ */
+function leanTake(target: WorkerInternals): ((client: Promise<RedisClientish>, token: string) => Promise<NextJobData | undefined>) | undefined {
+  const keys = target.backend?.queue?.keys;
+  const lockDuration = target.opts.lockDuration;
+  if (!keys || !TAKE_KEYS.every((k) => typeof keys[k] === "string") || typeof raw2NextJobData !== "function") return undefined;
+  if (target.opts.limiter || typeof lockDuration !== "number") return undefined;
+  const scriptKeys = TAKE_KEYS.slice(0, 6).map((k) => keys[k] as string);
+  const decode = raw2NextJobData;
+  return (client, token) =>
+    client.then(async (c) => {
+      const raw = await LEAN_TAKE.run(c as never, scriptKeys, [keys[""] as string, Date.now(), token, lockDuration, target.opts.name ?? ""]);
+      return decode(raw) as NextJobData;
+    });
 }
 
 /**
@@ -94,6 +117,7 @@ function onBlockingConnection<T>(facade: object, blockingClient: Promise<RedisCl
     Object.defineProperty(facade, "client", own);
   }
 }
+
 
 /**
  * What the tuning calls or replaces on a BullMQ Worker. The first five are
@@ -169,7 +193,14 @@ export function tuneIdleWorker(worker: Worker, isIdle: () => boolean, keys: Mark
   ) {
     return false;
   }
+  const take = leanTake(target);
   let skipNextFetch = false;
+  /**
+   * Whether a marker may be left with nothing waiting: BullMQ's own fetch and
+   * finish scripts leave one whenever they take a job; the lean take only
+   * when more jobs wait.
+   */
+  let markerMayBeStale = true;
   /** The token of the fetch in progress: the one a fetch sent with its wait must lock the job with. */
   let fetchToken: string | undefined;
   /** A fetch sent with a blocking wait, not yet handed to the worker. */
@@ -204,8 +235,17 @@ export function tuneIdleWorker(worker: Worker, isIdle: () => boolean, keys: Mark
       const data = await ahead.data;
       if (hasJob(data)) return data;
     }
+    markerMayBeStale = true;
     return backendMoveToActive.call(backend, token, name);
   };
+
+  const moveToFinished = (backend as { moveToFinished?: (...args: unknown[]) => Promise<unknown> }).moveToFinished;
+  if (typeof moveToFinished === "function") {
+    (backend as { moveToFinished?: (...args: unknown[]) => Promise<unknown> }).moveToFinished = (...args) => {
+      markerMayBeStale = true;
+      return moveToFinished.apply(backend, args);
+    };
+  }
 
   backend.waitForJob = async (blockTimeout) => {
     const token = fetchToken;
@@ -214,11 +254,20 @@ export function tuneIdleWorker(worker: Worker, isIdle: () => boolean, keys: Mark
     if (!client || !blockingClient) return waitForJob.call(backend, blockTimeout);
     let waiting: Promise<unknown> | undefined;
     inOneWrite(client, () => {
-      client.eval(CLEAR_STALE_MARKER, 4, keys.marker, keys.wait, keys.prioritized, keys.delayed).catch(() => undefined);
-      // BullMQ sends its blocking pop after one await; the fetch below also sends after one, so it follows the pop.
+      if (markerMayBeStale) {
+        markerMayBeStale = false;
+        client.eval(CLEAR_STALE_MARKER, 4, keys.marker, keys.wait, keys.prioritized, keys.delayed).catch(() => undefined);
+      }
+      // BullMQ sends its blocking pop after one await on the blocking client; the fetch below also awaits it once, so it follows the pop.
       waiting = waitForJob.call(backend, blockTimeout);
       if (token !== undefined && backend.queue) {
-        const data = onBlockingConnection(backend.queue, blockingClient, () => backendMoveToActive.call(backend, token, target.opts.name));
+        let data: Promise<NextJobData | undefined> | undefined;
+        if (take) {
+          data = take(blockingClient, token);
+        } else {
+          markerMayBeStale = true;
+          data = onBlockingConnection(backend.queue, blockingClient, () => backendMoveToActive.call(backend, token, target.opts.name));
+        }
         if (data) prefetched = { token, data: data.catch(() => undefined) };
       }
     });

@@ -1,0 +1,126 @@
+/**
+ * Lean versions of BullMQ's take and finish scripts for the request path.
+ * They keep what makes a job durable and recoverable exactly as BullMQ's
+ * scripts do it (the active list, the lock key and its token, the stalled
+ * set), and leave out what nobody reads for Flotilla's own jobs: the event
+ * stream entries, the metrics, the checks for parents, deduplication and
+ * rate limits. Whoever calls them decides when that holds; anything unusual
+ * in Redis makes the take answer "nothing", and BullMQ's own fetch follows.
+ */
+import { LuaScript } from "../shared/lua-script.js";
+
+/**
+ * Takes the next waiting job, as BullMQ's moveToActive does in the common
+ * case: moved from the wait list to the active list, locked with the
+ * worker's token, processedOn and attemptsStarted set, and the base marker
+ * put back only when more jobs wait (BullMQ's puts it back always, which
+ * wakes the next wait for nothing); otherwise the marker of the next
+ * delayed job, if any, so the worker's next wait learns when it is due. It takes nothing, and leaves everything
+ * to BullMQ's fetch, when the queue is paused, has a global concurrency or
+ * rate limit, has a delayed job due (BullMQ's fetch promotes it) or has
+ * nothing in the wait list (BullMQ's fetch looks at prioritized jobs and
+ * the next delayed one).
+ * KEYS[1] wait, KEYS[2] active, KEYS[3] prioritized, KEYS[4] delayed,
+ * KEYS[5] meta, KEYS[6] marker; ARGV[1] job key prefix, ARGV[2] timestamp
+ * (ms), ARGV[3] lock token, ARGV[4] lock duration (ms), ARGV[5] worker name
+ * ("" for none). Returns BullMQ's raw moveToActive answer: {job fields, job
+ * id, 0, 0}, or {0, 0, 0, 0} when it took nothing.
+ */
+export const LEAN_TAKE = new LuaScript(`
+local none = {0, 0, 0, 0}
+local meta = redis.call("HMGET", KEYS[5], "paused", "concurrency", "max")
+if meta[1] or meta[2] or meta[3] then return none end
+local delayed = tonumber(redis.call("ZRANGE", KEYS[4], 0, 0, "WITHSCORES")[2])
+if delayed and delayed < (tonumber(ARGV[2]) + 1) * 0x1000 then return none end
+local id = redis.call("RPOPLPUSH", KEYS[1], KEYS[2])
+if id and string.sub(id, 1, 2) == "0:" then
+  redis.call("LREM", KEYS[2], 1, id)
+  id = redis.call("RPOPLPUSH", KEYS[1], KEYS[2])
+end
+if not id then return none end
+if redis.call("LLEN", KEYS[1]) > 0 or redis.call("ZCARD", KEYS[3]) > 0 then
+  redis.call("ZADD", KEYS[6], 0, "0")
+elseif delayed then
+  redis.call("ZADD", KEYS[6], delayed / 0x1000, "1")
+end
+local jobKey = ARGV[1] .. id
+local fields = redis.call("HGETALL", jobKey)
+if #fields == 0 then
+  redis.call("LREM", KEYS[2], -1, id)
+  return none
+end
+redis.call("SET", jobKey .. ":lock", ARGV[3], "PX", ARGV[4])
+local ats = 1
+for i = 1, #fields, 2 do
+  if fields[i] == "ats" then ats = (tonumber(fields[i + 1]) or 0) + 1 end
+end
+local set = {"processedOn", ARGV[2], "ats", tostring(ats)}
+if ARGV[5] ~= "" then
+  set[5] = "pb"
+  set[6] = ARGV[5]
+end
+redis.call("HSET", jobKey, unpack(set))
+for _, v in ipairs(set) do fields[#fields + 1] = v end
+return {fields, id, 0, 0}
+`);
+
+/**
+ * Completes a job that is removed on completion, as BullMQ's moveToFinished
+ * does for one without parent or deduplication: the lock must be the
+ * worker's (then it and the job's stalled mark go), the job leaves the
+ * active list, and its keys are deleted. With a reply list, the replies are
+ * pushed first, in the same script: the answer is in Redis whenever the job
+ * is gone, and a job whose lock was lost (it will run again) still answers.
+ * KEYS[1] active, KEYS[2] stalled, KEYS[3] the job's key, KEYS[4] (optional)
+ * reply list; ARGV[1] job id, ARGV[2] lock token, ARGV[3] reply list TTL
+ * (ms), ARGV[4..] replies. Returns 0, or BullMQ's codes: -2 lock missing,
+ * -6 lock held by another token, -3 job not active.
+ */
+export const LEAN_FINISH = new LuaScript(`
+if KEYS[4] and #ARGV > 3 then
+  redis.call("RPUSH", KEYS[4], unpack(ARGV, 4))
+  redis.call("PEXPIRE", KEYS[4], ARGV[3])
+end
+local jobKey = KEYS[3]
+local lockKey = jobKey .. ":lock"
+local lock = redis.call("GET", lockKey)
+if lock ~= ARGV[2] then
+  if lock then return -6 end
+  return -2
+end
+if redis.call("LREM", KEYS[1], -1, ARGV[1]) < 1 then
+  redis.call("DEL", lockKey)
+  redis.call("SREM", KEYS[2], ARGV[1])
+  return -3
+end
+redis.call("SREM", KEYS[2], ARGV[1])
+redis.call("DEL", lockKey, jobKey, jobKey .. ":logs", jobKey .. ":dependencies", jobKey .. ":processed", jobKey .. ":failed", jobKey .. ":unsuccessful")
+return 0
+`);
+
+/**
+ * Adds jobs of one name and one set of options, stored as BullMQ's
+ * addStandardJob stores them (the same hash fields, the options JSON-encoded
+ * in Redis from the same msgpack bytes), pushed to the wait list in order,
+ * with one base marker unless the queue is paused or at its global
+ * concurrency. Left out: the 'added' and 'waiting' event stream entries.
+ * KEYS[1] id counter, KEYS[2] wait, KEYS[3] meta, KEYS[4] active,
+ * KEYS[5] marker; ARGV[1] job key prefix, ARGV[2] name, ARGV[3] options
+ * (msgpack, as BullMQ sends them), ARGV[4] timestamp, ARGV[5..] each job's
+ * data (JSON). Returns the new job ids, in order.
+ */
+export const LEAN_ADD = new LuaScript(`
+local opts = cjson.encode(cmsgpack.unpack(ARGV[3]))
+local ids = {}
+for i = 5, #ARGV do
+  local id = redis.call("INCR", KEYS[1]) .. ""
+  redis.call("HMSET", ARGV[1] .. id, "name", ARGV[2], "data", ARGV[i], "opts", opts, "timestamp", ARGV[4], "delay", 0, "priority", 0)
+  redis.call("LPUSH", KEYS[2], id)
+  ids[#ids + 1] = id
+end
+local meta = redis.call("HMGET", KEYS[3], "paused", "concurrency")
+if not meta[1] and not (meta[2] and redis.call("LLEN", KEYS[4]) >= tonumber(meta[2])) then
+  redis.call("ZADD", KEYS[5], 0, "0")
+end
+return ids
+`);

@@ -1,0 +1,140 @@
+/**
+ * The request path's lean scripts on the real Redis (take, finish, add; see
+ * src/queue/lean-scripts.ts): a plain BullMQ client's job is still answered
+ * with BullMQ's completion event; a request's job is completed with its reply
+ * and leaves nothing behind; and a job a replica took the lean way and never
+ * finished (the replica died) is run again by another replica.
+ */
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import { RequestClient } from "../../src/client/request-client.js";
+import { Queue } from "../../src/queue/bullmq.js";
+import { DeploymentQueue } from "../../src/queue/deployment-queue.js";
+import { Answered, DeploymentWorker } from "../../src/queue/deployment-worker.js";
+import { QueueKeys } from "../../src/queue/queue-keys.js";
+import { releaseWorkerLocks } from "../../src/queue/worker-locks.js";
+import { Keys } from "../../src/shared/keys.js";
+import { createLogger } from "../../src/shared/logger.js";
+import { echoReplica } from "../helpers/echo-replica.js";
+import { cleanupNamespace, REDIS_URL, testNamespace, testRedis } from "../helpers/redis.js";
+import { waitFor } from "../helpers/wait.js";
+
+process.env.FLOTILLA_LOG_LEVEL ??= "warn";
+
+/** BullMQ's QueueEvents, loaded the way a plain client loads it (src/queue/bullmq.ts loads only what Flotilla uses). */
+const { QueueEvents } = (await import("bullmq")) as typeof import("bullmq");
+
+describe("lean request path", () => {
+  const namespace = testNamespace("lean");
+  const keys = new Keys(namespace);
+  const queueKeys = new QueueKeys(namespace);
+  const redis = testRedis();
+  const closers: Array<() => Promise<unknown>> = [];
+  after(async () => {
+    for (const close of closers.reverse()) await close().catch(() => undefined);
+    redis.disconnect();
+    await cleanupNamespace(namespace);
+  });
+
+  async function replica(deployment: string) {
+    const runner = echoReplica(namespace, `r-${deployment}`, { deployment, importRef: "echo.ts" });
+    runner.actor.start();
+    closers.push(async () => {
+      runner.actor.send({ type: "DRAIN" });
+      await waitFor(`replica of ${deployment} to stop`, () => runner.report().state === "stopped");
+      await runner.closeConnections();
+    });
+    await waitFor(`replica of ${deployment} to run`, () => runner.report().state === "running");
+    return runner;
+  }
+
+  it("answers a plain BullMQ client's job, which gets BullMQ's completion event with the reply", async () => {
+    await replica("plain");
+    const connection = testRedis();
+    const queue = new Queue(queueKeys.name("plain"), { connection, prefix: queueKeys.prefix });
+    const events = new QueueEvents(queueKeys.name("plain"), { connection: { url: REDIS_URL } as never, prefix: queueKeys.prefix });
+    closers.push(async () => {
+      await events.close();
+      await queue.close();
+      connection.disconnect();
+    });
+    await events.waitUntilReady();
+    for (let n = 0; n < 3; n++) {
+      // Kept a while on completion: removed at once (the replica's default), the job can be gone before waitUntilFinished looks.
+      const job = await queue.add("request", { kind: "call", payload: { n } }, { removeOnComplete: 10 });
+      const reply = (await job.waitUntilFinished(events, 10_000)) as { status: number; value: { payload: unknown } };
+      assert.equal(reply.status, 200);
+      assert.deepEqual(reply.value.payload, { n }, `job ${job.id}: the whole reply is its return value`);
+    }
+  });
+
+  it("completes a request's job with its reply and leaves no lock, active entry, stalled mark, job hash or event behind", async () => {
+    await replica("quiet");
+    const client = new RequestClient({ redisUrl: REDIS_URL, namespace });
+    closers.push(() => client.close());
+    const idKey = queueKeys.key("quiet", "id");
+    const first = Number(await redis.get(idKey)) + 1;
+    for (let n = 0; n < 20; n++) {
+      const reply = await client.submit("quiet", { kind: "call", payload: { n } });
+      assert.deepEqual((reply.value as { payload: unknown }).payload, { n });
+    }
+    const last = Number(await redis.get(idKey));
+    assert.ok(last >= first + 19, `20 jobs were added (ids ${first}..${last})`);
+    const ids = Array.from({ length: last - first + 1 }, (_, i) => String(first + i));
+    await waitFor("every job to be completed and removed", async () => (await redis.exists(...ids.map((id) => queueKeys.key("quiet", id)))) === 0);
+    assert.equal(await redis.exists(...ids.map((id) => queueKeys.key("quiet", `${id}:lock`))), 0, "no lock left");
+    assert.equal(await redis.llen(queueKeys.key("quiet", "active")), 0);
+    assert.equal(await redis.llen(queueKeys.key("quiet", "wait")), 0);
+    assert.equal(await redis.exists(queueKeys.key("quiet", "completed")), 0, "completed jobs are not kept");
+    const stalled = await redis.smembers(queueKeys.key("quiet", "stalled"));
+    assert.deepEqual(stalled.filter((id) => ids.includes(id)), []);
+    const entries = await redis.xrange(queueKeys.key("quiet", "events"), "-", "+");
+    const mentioned = entries.filter(([, fields]) => ids.includes(fields[fields.indexOf("jobId") + 1] ?? ""));
+    assert.deepEqual(mentioned, [], "no event stream entry for a request's job");
+  });
+
+  it("runs again on another replica a job whose replica took it the lean way and died before finishing", async () => {
+    const deployment = "crashy";
+    const replyList = `${keys.repliesPrefix}lean-test`;
+    const log = createLogger("lean-test");
+    const base = { namespace, deployment, concurrency: 4, maxRetries: 3, isIdle: () => true, log };
+    const taken: string[] = [];
+    const deadConnection = testRedis();
+    // The first replica takes the job and never answers (its process is stuck), then dies.
+    const dead = new DeploymentWorker({ ...base, connection: deadConnection, process: () => new Promise(() => taken.push("dead")) });
+    await dead.ready();
+    const queue = new DeploymentQueue(redis, namespace, deployment);
+    closers.push(() => queue.close());
+    const [jobId] = await queue.addRequests([{ kind: "call", payload: { crash: 1 }, replyTo: replyList, requestId: "1" }]);
+    const lockKey = queueKeys.key(deployment, `${jobId}:lock`);
+    await waitFor("the first replica to take the job", async () => taken.length === 1 && (await redis.exists(lockKey)) === 1);
+    const token = await redis.get(lockKey);
+    assert.ok(token?.startsWith(`${dead.id}:`), `the job is locked with the first replica's token (${token})`);
+    assert.deepEqual(await redis.lrange(queueKeys.key(deployment, "active"), 0, -1), [jobId]);
+    await dead.close(true);
+    deadConnection.disconnect();
+    // What a host does when its replica dies: release its locks, for the stalled check of any replica to requeue the job.
+    assert.equal(await releaseWorkerLocks(redis, keys, deployment, dead.id), 1);
+
+    const liveConnection = testRedis();
+    const live = new DeploymentWorker({
+      ...base,
+      connection: liveConnection,
+      process: async (data) => {
+        taken.push("live");
+        return new Answered({ status: 200 }, replyList, [JSON.stringify({ requestId: "1", status: 200, data })]);
+      },
+    });
+    closers.push(async () => {
+      await live.close();
+      liveConnection.disconnect();
+    });
+    const answer = await redis.blpop(replyList, 15);
+    assert.ok(answer, "the second replica answered within 15 s");
+    assert.deepEqual(JSON.parse(answer[1]).data.payload, { crash: 1 });
+    assert.deepEqual(taken, ["dead", "live"]);
+    await waitFor("the job to be completed and removed", async () => (await redis.exists(queueKeys.key(deployment, jobId as string))) === 0);
+    assert.equal(await redis.llen(queueKeys.key(deployment, "active")), 0);
+    assert.equal(await redis.exists(lockKey), 0);
+  });
+});

@@ -1,0 +1,72 @@
+/**
+ * What one request costs Redis at 1 connection, command by command: a
+ * RequestClient sends requests one after another to an echo replica in this
+ * process, against a private redis-server on a free port (so its counters see
+ * nothing else). Prints the client's p50, the commands per request by name
+ * (INFO commandstats), the scripts run per request and Redis's CPU per
+ * request (used_cpu_user + used_cpu_sys). Run it by hand:
+ *
+ *   node --import tsx test/tools/request-redis-cost.ts [requests]
+ *
+ * The router's HTTP and the process hops are not in it: `npm run bench` times
+ * the whole path.
+ */
+import { spawn } from "node:child_process";
+import { RequestClient } from "../../src/client/request-client.js";
+import { createRedis } from "../../src/shared/redis.js";
+import { freePort } from "../helpers/private-redis.js";
+import { waitFor } from "../helpers/wait.js";
+
+process.env.FLOTILLA_LOG_LEVEL ??= "warn";
+const requests = Number(process.argv[2] ?? 2000);
+const port = await freePort();
+const server = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
+const url = `redis://127.0.0.1:${port}`;
+// The test helpers read REDIS_URL when they load: the replica goes to the private server.
+process.env.REDIS_URL = url;
+const { echoReplica } = await import("../helpers/echo-replica.js");
+const admin = createRedis(url, { name: "request-redis-cost" });
+try {
+  await waitFor("the private redis-server to answer", async () => (await admin.ping().catch(() => "")) === "PONG");
+  const namespace = "cost";
+  const replica = echoReplica(namespace, "r1", { deployment: "echo", importRef: "echo.ts" });
+  replica.actor.start();
+  await waitFor("the replica to run", () => replica.report().state === "running");
+  const client = new RequestClient({ redisUrl: url, namespace });
+  const job = { kind: "call" as const, payload: { a: 1 } };
+  for (let i = 0; i < 300; i++) await client.submit("echo", job); // warm-up: scripts loaded, code optimised
+  await admin.config("RESETSTAT");
+  const cpu = async (): Promise<number> => {
+    const info = await admin.info("cpu");
+    return Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1]) + Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1]);
+  };
+  const cpu0 = await cpu();
+  const times: number[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < requests; i++) {
+    const t = performance.now();
+    await client.submit("echo", job);
+    times.push(performance.now() - t);
+  }
+  const elapsed = performance.now() - t0;
+  const cpuUs = ((await cpu()) - cpu0) * 1e6;
+  const stats = await admin.info("commandstats");
+  times.sort((a, b) => a - b);
+  const rows: Array<[string, number]> = [];
+  for (const line of stats.split(/\r?\n/)) {
+    const m = /^cmdstat_([^:]+):calls=(\d+)/.exec(line);
+    if (m && !/^(info|config)/.test(m[1] as string)) rows.push([m[1] as string, Number(m[2]) / requests]);
+  }
+  rows.sort((a, b) => b[1] - a[1]);
+  const total = rows.reduce((sum, [, n]) => sum + n, 0);
+  console.log(`${requests} requests, ${Math.round((requests / elapsed) * 1000)} req/s, p50 ${times[requests >> 1]?.toFixed(3)} ms`);
+  console.log(`Redis: ${total.toFixed(1)} commands and ${(cpuUs / requests).toFixed(1)} µs CPU per request`);
+  for (const [name, n] of rows) if (n >= 0.01) console.log(`  ${name.padEnd(16)} ${n.toFixed(2)}`);
+  replica.actor.send({ type: "DRAIN" });
+  await waitFor("the replica to stop", () => replica.report().state === "stopped");
+  await replica.closeConnections();
+  await client.close();
+} finally {
+  admin.disconnect();
+  server.kill();
+}
