@@ -8,14 +8,14 @@ export interface BenchConfig {
   idleS: number;
   /** BENCH_CONNECTIONS: comma-separated. @default 1,16,64,256 */
   connections: number[];
-  /** BENCH_TARGETS: comma-separated subset of raw-http, bullmq-naive, flotilla, batching, streaming. @default all five */
+  /** BENCH_TARGETS: comma-separated subset of raw-http, bullmq-naive, moleculer, flotilla, batching, streaming. @default all six */
   targets: string[];
   /** BENCH_MAX_S: the whole run is aborted (and cleaned up) after this long. @default derived from the above */
   maxS: number;
 }
 
 /** `batching` and `streaming` are cells of their own (bench/batching.ts, bench/streaming.ts), at fixed connection counts. */
-export const TARGET_NAMES = ["raw-http", "bullmq-naive", "flotilla", "batching", "streaming"] as const;
+export const TARGET_NAMES = ["raw-http", "bullmq-naive", "moleculer", "flotilla", "batching", "streaming"] as const;
 
 function positive(name: string, fallback: number): number {
   const raw = process.env[name];

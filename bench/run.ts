@@ -1,6 +1,7 @@
 /**
- * Flotilla's serving path against two baselines: a raw node:http server (the
- * upper bound) and a naive BullMQ front (queue.add + waitUntilFinished). Each
+ * Flotilla's serving path against three baselines: a raw node:http server (the
+ * upper bound), a naive BullMQ front (queue.add + waitUntilFinished) and an RPC
+ * framework over the same Redis (a Moleculer front and service). Each
  * target runs as its own processes and is loaded with autocannon at several
  * connection counts; Redis-backed targets also get their Redis cost per
  * request. Prints a table per connection count and writes
@@ -13,11 +14,12 @@
  *
  * Settings: see bench/config.ts. BENCH_VERBOSE=1 echoes the children's logs.
  */
-import { startNaiveBullmq, startRawHttp } from "./baseline-targets.js";
+import { startMoleculer, startNaiveBullmq, startRawHttp } from "./baseline-targets.js";
 import { measureBatching } from "./batching.js";
 import { measureStreaming } from "./streaming.js";
 import { readConfig, type BenchConfig } from "./config.js";
 import { measureStartup } from "./flotilla-startup.js";
+import { computeGoals } from "./goals.js";
 import { benchPlanners } from "./planners.js";
 import { startFlotilla, type FlotillaTarget } from "./flotilla-target.js";
 import { runLoad } from "./load.js";
@@ -26,7 +28,7 @@ import { deleteKeys, openBenchRedis, type BenchRedis } from "./redis-server.js";
 import { costBetween, resetStats, snapshot } from "./redis-stats.js";
 import { machineInfo, renderTables, writeJson, type BenchReport, type Cell, type TargetRun } from "./report.js";
 import type { Target } from "./target.js";
-import { sleep, withDeadline } from "./wait.js";
+import { fetchBody, sleep, withDeadline } from "./wait.js";
 
 const log = (message: string): void => void process.stderr.write(`bench: ${message}\n`);
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
@@ -34,6 +36,7 @@ const message = (err: unknown): string => (err instanceof Error ? err.message : 
 const starters: Record<string, (redisUrl: string) => Promise<Target>> = {
   "raw-http": () => startRawHttp(),
   "bullmq-naive": (url) => startNaiveBullmq(url),
+  moleculer: (url) => startMoleculer(url),
   flotilla: (url) => startFlotilla(url),
 };
 
@@ -75,7 +78,8 @@ async function benchTarget(name: string, config: BenchConfig, report: BenchRepor
     for (const p of target.keyPatterns) dirtyPatterns.add(p);
     run.url = target.url;
     run.startMs = Math.round(performance.now() - t0);
-    log(`${name} answering at ${target.url} after ${run.startMs} ms`);
+    run.body = await fetchBody(target.url);
+    log(`${name} answering at ${target.url} after ${run.startMs} ms: ${run.body}`);
     if (target.usesRedis) {
       const before = await snapshot(redis.client);
       await sleep(config.idleS * 1000);
@@ -154,6 +158,7 @@ async function main(): Promise<number> {
       "Redis cmds/req: sum of commandstats calls over all commands (commands run inside Lua scripts are counted too) / completed requests",
       "Redis usec/req (JSON only): sum of commandstats usec; double-counts script work (EVALSHA usec includes its inner commands)",
       "Redis CPU µs/req: delta of used_cpu_user+used_cpu_sys of redis-server / completed requests; includes the target's background traffic (see idleRedis)",
+      "goals: Flotilla ÷ Moleculer req/s and p50, Flotilla ÷ naive BullMQ p50, per connection count, and Flotilla's Redis CPU µs/req at 1 connection, against the request path's targets",
     ],
     targets: [],
   };
@@ -170,6 +175,7 @@ async function main(): Promise<number> {
     benchRedis = undefined;
     clearTimeout(watchdog);
   }
+  report.goals = computeGoals(report.targets, config.connections);
   report.planners = benchPlanners();
   process.stdout.write(`${renderTables(report)}\n`);
   process.stdout.write("\ncontrol plane: one controller tick (pure reconcile) for 1,000 deployments × 10 replicas on 100 hosts, after 5 warm-up ticks\n");
