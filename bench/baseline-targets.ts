@@ -33,7 +33,7 @@ export async function startRawHttp(): Promise<Target> {
   return guarded([server], async () => {
     const url = `http://127.0.0.1:${await portOf(server)}/`;
     await answering(url);
-    return { name: "raw-http", url, usesRedis: false, keyPatterns: [], stop: () => stopAllOf([server]) };
+    return { name: "raw-http", url, usesRedis: false, keyPatterns: [], processes: async () => ({ server: server.pid }), stop: () => stopAllOf([server]) };
   });
 }
 
@@ -47,7 +47,7 @@ export async function startNaiveBullmq(redisUrl: string): Promise<Target> {
     await worker.waitForJson("to be ready", (e) => (e.event === "ready" ? true : undefined), START_TIMEOUT_MS);
     const url = `http://127.0.0.1:${await portOf(front)}/`;
     await answering(url);
-    return { name: "bullmq-naive", url, usesRedis: true, keyPatterns: [`${prefix}:*`], stop: () => stopAllOf(procs) };
+    return { name: "bullmq-naive", url, usesRedis: true, keyPatterns: [`${prefix}:*`], processes: async () => ({ front: front.pid, worker: worker.pid }), stop: () => stopAllOf(procs) };
   });
 }
 
@@ -61,6 +61,6 @@ export async function startMoleculer(redisUrl: string): Promise<Target> {
     await service.waitForJson("to be ready", (e) => (e.event === "ready" ? true : undefined), START_TIMEOUT_MS);
     const url = `http://127.0.0.1:${await portOf(front)}/`;
     await answering(url);
-    return { name: "moleculer", url, usesRedis: true, keyPatterns: [], stop: () => stopAllOf(procs) };
+    return { name: "moleculer", url, usesRedis: true, keyPatterns: [], processes: async () => ({ front: front.pid, service: service.pid }), stop: () => stopAllOf(procs) };
   });
 }

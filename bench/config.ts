@@ -10,6 +10,8 @@ export interface BenchConfig {
   connections: number[];
   /** BENCH_TARGETS: comma-separated subset of raw-http, bullmq-naive, moleculer, flotilla, batching, streaming. @default all six */
   targets: string[];
+  /** BENCH_LOAD_ONLY=1: only the load cells; no start-up, memory or controller-tick figures. @default false */
+  loadOnly: boolean;
   /** BENCH_MAX_S: the whole run is aborted (and cleaned up) after this long. @default derived from the above */
   maxS: number;
 }
@@ -39,5 +41,6 @@ export function readConfig(): BenchConfig {
   const warmupS = positive("BENCH_WARMUP_S", 1);
   const idleS = positive("BENCH_IDLE_S", 2);
   const perTargetS = 60 + idleS + warmupS + connections.length * (durationS + 5);
-  return { durationS, warmupS, idleS, connections, targets, maxS: positive("BENCH_MAX_S", 120 + targets.length * perTargetS) };
+  const loadOnly = process.env.BENCH_LOAD_ONLY === "1";
+  return { durationS, warmupS, idleS, connections, targets, loadOnly, maxS: positive("BENCH_MAX_S", 120 + targets.length * perTargetS) };
 }

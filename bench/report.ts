@@ -9,6 +9,7 @@ import { renderGoals, type Goals } from "./goals.js";
 import { renderStreaming, type StreamingResult } from "./streaming.js";
 import type { FlotillaStartup } from "./flotilla-startup.js";
 import type { LoadResult } from "./load.js";
+import type { ProcessCost } from "./process-cpu.js";
 import type { RedisCost } from "./redis-stats.js";
 
 export interface Cell {
@@ -16,6 +17,8 @@ export interface Cell {
   load: LoadResult;
   /** Redis-backed targets only. */
   redis?: RedisCost;
+  /** CPU µs and write calls per request of each of the target's processes (see process-cpu.ts). */
+  processes?: Record<string, ProcessCost>;
 }
 
 export interface TargetRun {
@@ -99,6 +102,13 @@ export function renderTables(report: BenchReport): string {
   }
   for (const t of report.targets) {
     if (t.idleRedis) out.push(`${t.target} idle: ${fmt(t.idleRedis.calls / Math.max(t.idleRedis.elapsedS, 1e-3), 1)} Redis cmds/s, ${fmt(t.idleRedis.cpuUs / Math.max(t.idleRedis.elapsedS, 1e-3) / 1000, 2)} ms Redis CPU/s`);
+  }
+  for (const connections of report.config.connections) {
+    const parts = report.targets.flatMap((t) => {
+      const procs = t.cells.find((c) => c.connections === connections)?.processes;
+      return procs ? [`${t.target} ${Object.entries(procs).map(([k, v]) => `${k} ${fmt(v.cpuUs)}${v.writes === undefined ? "" : ` (${fmt(v.writes, 1)} w)`}`).join(" + ")}`] : [];
+    });
+    if (parts.length > 0) out.push(`process CPU µs/req (write calls/req) @ ${connections}: ${parts.join("; ")}`);
   }
   const bodies = new Set(report.targets.flatMap((t) => (t.body === undefined ? [] : [t.body])));
   if (bodies.size > 1) out.push(`\nthe targets answer different bodies: ${report.targets.map((t) => `${t.target} ${t.body ?? "-"}`).join("; ")}`);

@@ -26,6 +26,7 @@ import { runLoad } from "./load.js";
 import { killAllNow, stopAll } from "./proc.js";
 import { deleteKeys, openBenchRedis, type BenchRedis } from "./redis-server.js";
 import { costBetween, resetStats, snapshot } from "./redis-stats.js";
+import { cpuPerRequest, cpuSnapshot } from "./process-cpu.js";
 import { machineInfo, renderTables, writeJson, type BenchReport, type Cell, type TargetRun } from "./report.js";
 import type { Target } from "./target.js";
 import { fetchBody, sleep, withDeadline } from "./wait.js";
@@ -55,9 +56,12 @@ async function measureCell(target: Target, connections: number, config: BenchCon
   const client = benchRedis?.client;
   const tracked = target.usesRedis && client;
   if (tracked && benchRedis?.private) await resetStats(client);
+  const pids = (await target.processes?.()) ?? {};
   const before = tracked ? await snapshot(client) : undefined;
+  const cpuBefore = cpuSnapshot(pids);
   const load = await runLoad(target.url, connections, config.durationS);
-  const cell: Cell = { connections, load };
+  const processes = cpuPerRequest(cpuBefore, cpuSnapshot(pids), load.completed);
+  const cell: Cell = { connections, load, processes };
   if (tracked && before) cell.redis = costBetween(before, await snapshot(client), load.completed);
   log(`${target.name} @ ${connections}: ${load.rps.toFixed(0)} req/s, p50 ${load.p50Ms} ms, p99 ${load.p99Ms} ms, errors ${load.errors}`);
   await sleep(500); // let stragglers finish before the next cell's counters start
@@ -88,7 +92,7 @@ async function benchTarget(name: string, config: BenchConfig, report: BenchRepor
     await runLoad(target.url, 16, config.warmupS);
     await sleep(500);
     for (const connections of config.connections) run.cells.push(await measureCell(target, connections, config));
-    if (name === "flotilla") {
+    if (name === "flotilla" && !config.loadOnly) {
       try {
         report.flotilla = await measureStartup(target as FlotillaTarget);
       } catch (err) {
@@ -158,6 +162,7 @@ async function main(): Promise<number> {
       "Redis cmds/req: sum of commandstats calls over all commands (commands run inside Lua scripts are counted too) / completed requests",
       "Redis usec/req (JSON only): sum of commandstats usec; double-counts script work (EVALSHA usec includes its inner commands)",
       "Redis CPU µs/req: delta of used_cpu_user+used_cpu_sys of redis-server / completed requests; includes the target's background traffic (see idleRedis)",
+      "processes: per completed request, each of the target's processes' CPU µs (delta of utime+stime in /proc/<pid>/stat, 10 ms ticks) and write system calls (delta of syscw in /proc/<pid>/io) over the cell",
       "goals: Flotilla ÷ Moleculer req/s and p50, Flotilla ÷ naive BullMQ p50, per connection count, and Flotilla's Redis CPU µs/req at 1 connection, against the request path's targets",
     ],
     targets: [],
@@ -176,10 +181,10 @@ async function main(): Promise<number> {
     clearTimeout(watchdog);
   }
   report.goals = computeGoals(report.targets, config.connections);
-  report.planners = benchPlanners();
+  if (!config.loadOnly) report.planners = benchPlanners();
   process.stdout.write(`${renderTables(report)}\n`);
-  process.stdout.write("\ncontrol plane: one controller tick (pure reconcile) for 1,000 deployments × 10 replicas on 100 hosts, after 5 warm-up ticks\n");
-  for (const t of report.planners) process.stdout.write(`  ${t.scenario}: median ${t.medianMs} ms, max ${t.maxMs} ms; first tick ${t.firstMs} ms (${t.decisions} decisions)\n`);
+  if (report.planners) process.stdout.write("\ncontrol plane: one controller tick (pure reconcile) for 1,000 deployments × 10 replicas on 100 hosts, after 5 warm-up ticks\n");
+  for (const t of report.planners ?? []) process.stdout.write(`  ${t.scenario}: median ${t.medianMs} ms, max ${t.maxMs} ms; first tick ${t.firstMs} ms (${t.decisions} decisions)\n`);
   log(`wrote ${writeJson(report)}`);
   return report.targets.some((t) => t.error) || report.flotillaError || report.batchingError || report.streamingError ? 1 : 0;
 }
