@@ -1,4 +1,4 @@
-/** Starts the two baselines, each as its own processes: raw node:http, and the naive BullMQ front + worker. */
+/** Starts the baselines, each as its own processes: raw node:http, the naive BullMQ front + worker, and a Moleculer front + service. */
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { startTsProc, type Proc } from "./proc.js";
@@ -33,7 +33,7 @@ export async function startRawHttp(): Promise<Target> {
   return guarded([server], async () => {
     const url = `http://127.0.0.1:${await portOf(server)}/`;
     await answering(url);
-    return { name: "raw-http", url, usesRedis: false, keyPatterns: [], stop: () => stopAllOf([server]) };
+    return { name: "raw-http", url, usesRedis: false, keyPatterns: [], processes: async () => ({ server: server.pid }), stop: () => stopAllOf([server]) };
   });
 }
 
@@ -47,6 +47,20 @@ export async function startNaiveBullmq(redisUrl: string): Promise<Target> {
     await worker.waitForJson("to be ready", (e) => (e.event === "ready" ? true : undefined), START_TIMEOUT_MS);
     const url = `http://127.0.0.1:${await portOf(front)}/`;
     await answering(url);
-    return { name: "bullmq-naive", url, usesRedis: true, keyPatterns: [`${prefix}:*`], stop: () => stopAllOf(procs) };
+    return { name: "bullmq-naive", url, usesRedis: true, keyPatterns: [`${prefix}:*`], processes: async () => ({ front: front.pid, worker: worker.pid }), stop: () => stopAllOf(procs) };
+  });
+}
+
+/** A node:http front calling a Moleculer service on another process over the Redis transporter (pub/sub: no keys). */
+export async function startMoleculer(redisUrl: string): Promise<Target> {
+  const env = { REDIS_URL: redisUrl, BENCH_MOLECULER_NAMESPACE: `bench-${randomUUID().slice(0, 8)}` };
+  const service = startTsProc("moleculer-service", file("moleculer-service.ts"), env);
+  const front = startTsProc("moleculer-front", file("moleculer-front.ts"), env);
+  const procs = [front, service];
+  return guarded(procs, async () => {
+    await service.waitForJson("to be ready", (e) => (e.event === "ready" ? true : undefined), START_TIMEOUT_MS);
+    const url = `http://127.0.0.1:${await portOf(front)}/`;
+    await answering(url);
+    return { name: "moleculer", url, usesRedis: true, keyPatterns: [], processes: async () => ({ front: front.pid, service: service.pid }), stop: () => stopAllOf(procs) };
   });
 }

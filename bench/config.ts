@@ -8,14 +8,16 @@ export interface BenchConfig {
   idleS: number;
   /** BENCH_CONNECTIONS: comma-separated. @default 1,16,64,256 */
   connections: number[];
-  /** BENCH_TARGETS: comma-separated subset of raw-http, bullmq-naive, flotilla, batching, streaming. @default all five */
+  /** BENCH_TARGETS: comma-separated subset of raw-http, bullmq-naive, moleculer, flotilla, batching, streaming. @default all six */
   targets: string[];
+  /** BENCH_LOAD_ONLY=1: only the load cells; no start-up, memory or controller-tick figures. @default false */
+  loadOnly: boolean;
   /** BENCH_MAX_S: the whole run is aborted (and cleaned up) after this long. @default derived from the above */
   maxS: number;
 }
 
 /** `batching` and `streaming` are cells of their own (bench/batching.ts, bench/streaming.ts), at fixed connection counts. */
-export const TARGET_NAMES = ["raw-http", "bullmq-naive", "flotilla", "batching", "streaming"] as const;
+export const TARGET_NAMES = ["raw-http", "bullmq-naive", "moleculer", "flotilla", "batching", "streaming"] as const;
 
 function positive(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -39,5 +41,6 @@ export function readConfig(): BenchConfig {
   const warmupS = positive("BENCH_WARMUP_S", 1);
   const idleS = positive("BENCH_IDLE_S", 2);
   const perTargetS = 60 + idleS + warmupS + connections.length * (durationS + 5);
-  return { durationS, warmupS, idleS, connections, targets, maxS: positive("BENCH_MAX_S", 120 + targets.length * perTargetS) };
+  const loadOnly = process.env.BENCH_LOAD_ONLY === "1";
+  return { durationS, warmupS, idleS, connections, targets, loadOnly, maxS: positive("BENCH_MAX_S", 120 + targets.length * perTargetS) };
 }

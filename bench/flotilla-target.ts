@@ -109,7 +109,13 @@ export async function startFlotilla(redisUrl: string): Promise<FlotillaTarget> {
     const url = `http://127.0.0.1:${port}/hello`;
     await waitFor(`${url} to answer 200`, async () => (await probeHttp(url)) === 200, { timeoutMs: START_TIMEOUT_MS, intervalMs: 200 });
     const trackDeployment = (name: string): void => void deployed.push(name);
-    return { name: "flotilla", url, usesRedis: true, keyPatterns: keys.patterns, namespace, keys, redis, controller, host, router, firstRolloutMs, deploy, trackDeployment, status, stop };
+    const processes = async (): Promise<Record<string, number | undefined>> => ({
+      router: router.pid,
+      replica: (await status()).deployments.find((d) => d.name === "hello")?.replicas.find((r) => r.state === "running")?.pid ?? undefined,
+      host: host.pid,
+      controller: controller.pid,
+    });
+    return { name: "flotilla", url, usesRedis: true, keyPatterns: keys.patterns, processes, namespace, keys, redis, controller, host, router, firstRolloutMs, deploy, trackDeployment, status, stop };
   } catch (err) {
     await stop();
     throw err;

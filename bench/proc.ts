@@ -122,9 +122,10 @@ export function startProc(name: string, command: string, args: string[], env: No
   return proc;
 }
 
-/** Runs a TypeScript file of the benchmark as its own Node process. */
+/** Runs a TypeScript file of the benchmark as its own Node process; BENCH_BASELINE_EXEC_ARGV adds Node flags (e.g. --cpu-prof). */
 export function startTsProc(name: string, file: string, env: NodeJS.ProcessEnv = {}): Proc {
-  return startProc(name, process.execPath, ["--import", "tsx", file], env);
+  const execArgv = (process.env.BENCH_BASELINE_EXEC_ARGV ?? "").split(" ").filter(Boolean);
+  return startProc(name, process.execPath, [...execArgv, "--import", "tsx", file], env);
 }
 
 /** Remembers a grandchild to kill at the end; `mark` must appear in its command line then (pids get reused). */

@@ -5,9 +5,11 @@ import os from "node:os";
 import path from "node:path";
 import Table from "cli-table3";
 import { renderBatching, type BatchingResult } from "./batching.js";
+import { renderGoals, type Goals } from "./goals.js";
 import { renderStreaming, type StreamingResult } from "./streaming.js";
 import type { FlotillaStartup } from "./flotilla-startup.js";
 import type { LoadResult } from "./load.js";
+import type { ProcessCost } from "./process-cpu.js";
 import type { RedisCost } from "./redis-stats.js";
 
 export interface Cell {
@@ -15,6 +17,8 @@ export interface Cell {
   load: LoadResult;
   /** Redis-backed targets only. */
   redis?: RedisCost;
+  /** CPU µs and write calls per request of each of the target's processes (see process-cpu.ts). */
+  processes?: Record<string, ProcessCost>;
 }
 
 export interface TargetRun {
@@ -22,6 +26,8 @@ export interface TargetRun {
   url?: string;
   /** Spawn until answering 200 (includes the first rollout for Flotilla). */
   startMs?: number;
+  /** One answer's body, to check that the targets answer alike. */
+  body?: string;
   /** Redis traffic while the target sat idle, per second. */
   idleRedis?: RedisCost;
   cells: Cell[];
@@ -34,6 +40,8 @@ export interface BenchReport {
   config: { durationS: number; warmupS: number; connections: number[]; redis: { private: boolean; version: string } };
   method: string[];
   targets: TargetRun[];
+  /** Flotilla against Moleculer and naive BullMQ: see goals.ts. */
+  goals?: Goals;
   flotilla?: FlotillaStartup;
   flotillaError?: string;
   planners?: PlannerTiming[];
@@ -65,14 +73,15 @@ export function renderTables(report: BenchReport): string {
     const cellOf = (name: string): Cell | undefined => report.targets.find((t) => t.target === name)?.cells.find((c) => c.connections === connections);
     const raw = cellOf("raw-http")?.load.rps;
     const naive = cellOf("bullmq-naive")?.load.rps;
+    const moleculer = cellOf("moleculer")?.load.rps;
     const table = new Table({
-      head: ["target", "req/s", "p50 ms", "p99 ms", "errors", "vs raw", "vs bullmq", "Redis cmds/req", "Redis CPU µs/req"],
+      head: ["target", "req/s", "p50 ms", "p99 ms", "errors", "vs raw", "vs bullmq", "vs moleculer", "Redis cmds/req", "Redis CPU µs/req"],
       style: { head: [], border: [] },
     });
     for (const t of report.targets) {
       const cell = t.cells.find((c) => c.connections === connections);
       if (!cell) {
-        table.push([t.target, { colSpan: 8, content: t.error ? `failed: ${t.error.slice(0, 90)}` : "not run" }]);
+        table.push([t.target, { colSpan: 9, content: t.error ? `failed: ${t.error.slice(0, 90)}` : "not run" }]);
         continue;
       }
       const { load, redis } = cell;
@@ -84,6 +93,7 @@ export function renderTables(report: BenchReport): string {
         String(load.errors),
         ratio(load.rps, raw),
         ratio(load.rps, naive),
+        ratio(load.rps, moleculer),
         fmt(redis?.perRequest?.calls, 1),
         fmt(redis?.perRequest?.cpuUs, 1),
       ]);
@@ -93,6 +103,16 @@ export function renderTables(report: BenchReport): string {
   for (const t of report.targets) {
     if (t.idleRedis) out.push(`${t.target} idle: ${fmt(t.idleRedis.calls / Math.max(t.idleRedis.elapsedS, 1e-3), 1)} Redis cmds/s, ${fmt(t.idleRedis.cpuUs / Math.max(t.idleRedis.elapsedS, 1e-3) / 1000, 2)} ms Redis CPU/s`);
   }
+  for (const connections of report.config.connections) {
+    const parts = report.targets.flatMap((t) => {
+      const procs = t.cells.find((c) => c.connections === connections)?.processes;
+      return procs ? [`${t.target} ${Object.entries(procs).map(([k, v]) => `${k} ${fmt(v.cpuUs)}${v.writes === undefined ? "" : ` (${fmt(v.writes, 1)} w)`}`).join(" + ")}`] : [];
+    });
+    if (parts.length > 0) out.push(`process CPU µs/req (write calls/req) @ ${connections}: ${parts.join("; ")}`);
+  }
+  const bodies = new Set(report.targets.flatMap((t) => (t.body === undefined ? [] : [t.body])));
+  if (bodies.size > 1) out.push(`\nthe targets answer different bodies: ${report.targets.map((t) => `${t.target} ${t.body ?? "-"}`).join("; ")}`);
+  out.push(...renderGoals(report.goals));
   out.push(...renderStartup(report));
   out.push(...renderBatching(report.batching, report.batchingError));
   out.push(...renderStreaming(report.streaming, report.streamingError));

@@ -1,6 +1,7 @@
 /**
- * Flotilla's serving path against two baselines: a raw node:http server (the
- * upper bound) and a naive BullMQ front (queue.add + waitUntilFinished). Each
+ * Flotilla's serving path against three baselines: a raw node:http server (the
+ * upper bound), a naive BullMQ front (queue.add + waitUntilFinished) and an RPC
+ * framework over the same Redis (a Moleculer front and service). Each
  * target runs as its own processes and is loaded with autocannon at several
  * connection counts; Redis-backed targets also get their Redis cost per
  * request. Prints a table per connection count and writes
@@ -13,20 +14,22 @@
  *
  * Settings: see bench/config.ts. BENCH_VERBOSE=1 echoes the children's logs.
  */
-import { startNaiveBullmq, startRawHttp } from "./baseline-targets.js";
+import { startMoleculer, startNaiveBullmq, startRawHttp } from "./baseline-targets.js";
 import { measureBatching } from "./batching.js";
 import { measureStreaming } from "./streaming.js";
 import { readConfig, type BenchConfig } from "./config.js";
 import { measureStartup } from "./flotilla-startup.js";
+import { computeGoals } from "./goals.js";
 import { benchPlanners } from "./planners.js";
 import { startFlotilla, type FlotillaTarget } from "./flotilla-target.js";
 import { runLoad } from "./load.js";
 import { killAllNow, stopAll } from "./proc.js";
 import { deleteKeys, openBenchRedis, type BenchRedis } from "./redis-server.js";
 import { costBetween, resetStats, snapshot } from "./redis-stats.js";
+import { cpuPerRequest, cpuSnapshot } from "./process-cpu.js";
 import { machineInfo, renderTables, writeJson, type BenchReport, type Cell, type TargetRun } from "./report.js";
 import type { Target } from "./target.js";
-import { sleep, withDeadline } from "./wait.js";
+import { fetchBody, sleep, withDeadline } from "./wait.js";
 
 const log = (message: string): void => void process.stderr.write(`bench: ${message}\n`);
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
@@ -34,6 +37,7 @@ const message = (err: unknown): string => (err instanceof Error ? err.message : 
 const starters: Record<string, (redisUrl: string) => Promise<Target>> = {
   "raw-http": () => startRawHttp(),
   "bullmq-naive": (url) => startNaiveBullmq(url),
+  moleculer: (url) => startMoleculer(url),
   flotilla: (url) => startFlotilla(url),
 };
 
@@ -52,9 +56,12 @@ async function measureCell(target: Target, connections: number, config: BenchCon
   const client = benchRedis?.client;
   const tracked = target.usesRedis && client;
   if (tracked && benchRedis?.private) await resetStats(client);
+  const pids = (await target.processes?.()) ?? {};
   const before = tracked ? await snapshot(client) : undefined;
+  const cpuBefore = cpuSnapshot(pids);
   const load = await runLoad(target.url, connections, config.durationS);
-  const cell: Cell = { connections, load };
+  const processes = cpuPerRequest(cpuBefore, cpuSnapshot(pids), load.completed);
+  const cell: Cell = { connections, load, processes };
   if (tracked && before) cell.redis = costBetween(before, await snapshot(client), load.completed);
   log(`${target.name} @ ${connections}: ${load.rps.toFixed(0)} req/s, p50 ${load.p50Ms} ms, p99 ${load.p99Ms} ms, errors ${load.errors}`);
   await sleep(500); // let stragglers finish before the next cell's counters start
@@ -75,7 +82,8 @@ async function benchTarget(name: string, config: BenchConfig, report: BenchRepor
     for (const p of target.keyPatterns) dirtyPatterns.add(p);
     run.url = target.url;
     run.startMs = Math.round(performance.now() - t0);
-    log(`${name} answering at ${target.url} after ${run.startMs} ms`);
+    run.body = await fetchBody(target.url);
+    log(`${name} answering at ${target.url} after ${run.startMs} ms: ${run.body}`);
     if (target.usesRedis) {
       const before = await snapshot(redis.client);
       await sleep(config.idleS * 1000);
@@ -84,7 +92,7 @@ async function benchTarget(name: string, config: BenchConfig, report: BenchRepor
     await runLoad(target.url, 16, config.warmupS);
     await sleep(500);
     for (const connections of config.connections) run.cells.push(await measureCell(target, connections, config));
-    if (name === "flotilla") {
+    if (name === "flotilla" && !config.loadOnly) {
       try {
         report.flotilla = await measureStartup(target as FlotillaTarget);
       } catch (err) {
@@ -154,6 +162,8 @@ async function main(): Promise<number> {
       "Redis cmds/req: sum of commandstats calls over all commands (commands run inside Lua scripts are counted too) / completed requests",
       "Redis usec/req (JSON only): sum of commandstats usec; double-counts script work (EVALSHA usec includes its inner commands)",
       "Redis CPU µs/req: delta of used_cpu_user+used_cpu_sys of redis-server / completed requests; includes the target's background traffic (see idleRedis)",
+      "processes: per completed request, each of the target's processes' CPU µs (delta of utime+stime in /proc/<pid>/stat, 10 ms ticks) and write system calls (delta of syscw in /proc/<pid>/io) over the cell",
+      "goals: Flotilla ÷ Moleculer req/s and p50, Flotilla ÷ naive BullMQ p50, per connection count, and Flotilla's Redis CPU µs/req at 1 connection, against the request path's targets",
     ],
     targets: [],
   };
@@ -170,10 +180,11 @@ async function main(): Promise<number> {
     benchRedis = undefined;
     clearTimeout(watchdog);
   }
-  report.planners = benchPlanners();
+  report.goals = computeGoals(report.targets, config.connections);
+  if (!config.loadOnly) report.planners = benchPlanners();
   process.stdout.write(`${renderTables(report)}\n`);
-  process.stdout.write("\ncontrol plane: one controller tick (pure reconcile) for 1,000 deployments × 10 replicas on 100 hosts, after 5 warm-up ticks\n");
-  for (const t of report.planners) process.stdout.write(`  ${t.scenario}: median ${t.medianMs} ms, max ${t.maxMs} ms; first tick ${t.firstMs} ms (${t.decisions} decisions)\n`);
+  if (report.planners) process.stdout.write("\ncontrol plane: one controller tick (pure reconcile) for 1,000 deployments × 10 replicas on 100 hosts, after 5 warm-up ticks\n");
+  for (const t of report.planners ?? []) process.stdout.write(`  ${t.scenario}: median ${t.medianMs} ms, max ${t.maxMs} ms; first tick ${t.firstMs} ms (${t.decisions} decisions)\n`);
   log(`wrote ${writeJson(report)}`);
   return report.targets.some((t) => t.error) || report.flotillaError || report.batchingError || report.streamingError ? 1 : 0;
 }

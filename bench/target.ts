@@ -6,6 +6,8 @@ export interface Target {
   usesRedis: boolean;
   /** SCAN patterns of every key this target may have written. */
   keyPatterns: string[];
+  /** The target's own processes by role (front first), for their CPU per request. */
+  processes?(): Promise<Record<string, number | undefined>>;
   /** Stops every process of the target (SIGTERM, then SIGKILL after a deadline). */
   stop(): Promise<void>;
 }

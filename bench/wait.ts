@@ -61,3 +61,9 @@ export async function probeHttp(url: string, timeoutMs = 2000): Promise<number |
     return undefined;
   }
 }
+
+/** GET `url` once; resolves with the body as text (the first 200 characters). */
+export async function fetchBody(url: string, timeoutMs = 5000): Promise<string> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+  return (await res.text()).slice(0, 200);
+}

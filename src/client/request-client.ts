@@ -43,6 +43,11 @@ export interface SubmitOptions {
   maxQueued?: number;
   /** The caller went away: the request is withdrawn if no replica took it, else its handler's signal fires. Rejects with the signal's reason. */
   signal?: AbortSignal;
+  /**
+   * Called at once with a function that does what aborting `signal` does, rejecting with the reason given;
+   * after the answer it does nothing. Cheaper than a signal for callers (the router) that cancel rarely.
+   */
+  cancelWith?: (cancel: (reason: Error) => void) => void;
 }
 
 export interface OpenStreamOptions {
@@ -144,16 +149,20 @@ export class RequestClient {
       this.pending.set(requestId, { deployment, resolve, reject, timer });
       this.demand.change(deployment, 1);
     });
+    const cancel = (reason: Error): void => {
+      const entry = this.pending.get(requestId);
+      if (!entry) return;
+      timedOut = true;
+      this.settle(requestId, true);
+      // The caller may not hold `answer` yet (the add is still in flight): not an unhandled rejection.
+      answer.catch(() => undefined);
+      entry.reject(reason);
+      void publishCancel(this.redis, this.keys, deployment, this.replyKey, requestId).catch(() => undefined);
+    };
+    options.cancelWith?.(cancel);
     if (options.signal) {
       const signal = options.signal;
-      const onAbort = (): void => {
-        const entry = this.pending.get(requestId);
-        if (!entry) return;
-        timedOut = true;
-        this.settle(requestId, true);
-        entry.reject(signal.reason);
-        void publishCancel(this.redis, this.keys, deployment, this.replyKey, requestId).catch(() => undefined);
-      };
+      const onAbort = (): void => cancel(signal.reason);
       if (signal.aborted) queueMicrotask(onAbort);
       else {
         signal.addEventListener("abort", onAbort, { once: true });

@@ -22,6 +22,7 @@ import { settledWithin } from "../shared/settled-within.js";
 import { Ticker } from "../shared/ticker.js";
 import { AsyncRequestClient } from "../client/async-request-client.js";
 import { AsyncRoutes, prefersAsync, REQUESTS_PATH } from "./async-routes.js";
+import { parseTarget, toUrl } from "./request-target.js";
 import { RouteTable } from "./route-table.js";
 import { writeStreamResponse } from "./stream-response.js";
 import { warmUp } from "./warm-up.js";
@@ -160,46 +161,53 @@ export class Router {
     let status: number | undefined;
     this.metrics?.begin();
     try {
-      const url = parseUrl(req.url ?? "/");
-      if (url.pathname === "/-/healthz") return this.healthz(res);
-      if (url.pathname === "/-/routes") {
-        return this.send(res, 200, { "content-type": "application/json" }, JSON.stringify(Object.fromEntries(this.routes.list().map((r) => [r.prefix, r.deployment]))));
+      const raw = req.url ?? "/";
+      const target = parseTarget(raw);
+      const { pathname } = target;
+      if (pathname.charCodeAt(1) === 45 /* "-" */ && pathname.startsWith("/-/")) {
+        if (pathname === "/-/healthz") return this.healthz(res);
+        if (pathname === "/-/routes") {
+          return this.send(res, 200, { "content-type": "application/json" }, JSON.stringify(Object.fromEntries(this.routes.list().map((r) => [r.prefix, r.deployment]))));
+        }
+        if (pathname.startsWith(REQUESTS_PATH)) {
+          const answer = await this.asyncRoutes.serve(req, toUrl(target, raw));
+          return this.send(res, answer.status, answer.headers, answer.body);
+        }
       }
-      if (url.pathname.startsWith(REQUESTS_PATH)) {
-        const answer = await this.asyncRoutes.serve(req, url);
-        return this.send(res, answer.status, answer.headers, answer.body);
-      }
-      const route = this.routes.match(url.pathname);
-      if (!route) throw new FlotillaError("NOT_FOUND", `no deployment serves path '${url.pathname}'`);
+      const route = this.routes.match(pathname);
+      if (!route) throw new FlotillaError("NOT_FOUND", `no deployment serves path '${pathname}'`);
       deployment = route.deployment;
-      const body = await readBody(req, this.options.maxBodyBytes);
       const request: HttpRequestData = {
         method: req.method ?? "GET",
-        path: url.pathname,
-        subPath: route.prefix === "/" ? url.pathname : url.pathname.slice(route.prefix.length) || "/",
-        query: queryObject(url.searchParams),
+        path: pathname,
+        subPath: route.prefix === "/" ? pathname : pathname.slice(route.prefix.length) || "/",
+        query: target.query,
         headers: headerObject(req),
-        body,
+        body: hasBody(req) ? await readBody(req, this.options.maxBodyBytes) : "",
       };
-      if (prefersAsync(request.headers.prefer)) {
+      if (request.headers.prefer !== undefined && prefersAsync(request.headers.prefer)) {
         const accepted = await this.asyncRoutes.accept(route, request);
         this.send(res, accepted.status, accepted.headers, accepted.body);
         status = accepted.status;
         return;
       }
-      // A client that goes away withdraws its request, or aborts its handler's signal.
-      const gone = new AbortController();
-      const onGone = (): void => {
-        if (!res.writableEnded) gone.abort(new FlotillaError("INVALID_REQUEST", "the client went away"));
-      };
-      res.once("close", onGone);
-      const reply = await this.client
-        .submit(route.deployment, { kind: "http", http: request }, {
-          timeoutMs: this.options.requestTimeoutS * 1000,
-          signal: gone.signal,
-          ...(route.maxQueuedRequests !== undefined ? { maxQueued: route.maxQueuedRequests } : {}),
-        })
-        .finally(() => res.off("close", onGone));
+      // A client that goes away withdraws its request, or aborts its handler's signal. "close" also
+      // comes after an answer, when there is nothing left to withdraw.
+      let cancel: ((reason: Error) => void) | undefined;
+      let gone = false;
+      res.on("close", () => {
+        if (res.writableEnded) return;
+        gone = true;
+        cancel?.(clientGone());
+      });
+      const reply = await this.client.submit(route.deployment, { kind: "http", http: request }, {
+        timeoutMs: this.options.requestTimeoutS * 1000,
+        cancelWith: (c) => {
+          cancel = c;
+          if (gone) c(clientGone());
+        },
+        ...(route.maxQueuedRequests !== undefined ? { maxQueued: route.maxQueuedRequests } : {}),
+      });
       status = reply.status;
       if (reply.stream) await this.stream(req, res, route.deployment, reply, startedAt);
       else this.answer(res, reply);
@@ -227,8 +235,10 @@ export class Router {
   }
 
   private answer(res: ServerResponse, reply: Reply): void {
-    const headers: Record<string, string> = { ...reply.headers, "x-flotilla-replica": reply.replica ?? "", "x-flotilla-version": reply.version ?? "" };
-    this.send(res, reply.status, headers, reply.base64 ? Buffer.from(reply.body, "base64") : reply.body);
+    const headers: Record<string, string> = { ...reply.headers };
+    headers["x-flotilla-replica"] = reply.replica ?? "";
+    headers["x-flotilla-version"] = reply.version ?? "";
+    this.write(res, reply.status, headers, reply.base64 ? Buffer.from(reply.body, "base64") : reply.body);
   }
 
   /** Answers with the error; returns its status. */
@@ -242,12 +252,18 @@ export class Router {
     return answer.status;
   }
 
-  private send(res: ServerResponse, status: number, headers: Record<string, string>, body: string | Buffer): void {
+  private send(res: ServerResponse, status: number, headers: Readonly<Record<string, string>>, body: string | Buffer): void {
+    this.write(res, status, { ...headers }, body);
+  }
+
+  /** Like send, with a header object of the caller's to give away: the length (and connection) are set on it. */
+  private write(res: ServerResponse, status: number, headers: Record<string, string>, body: string | Buffer): void {
     if (res.headersSent || res.destroyed) return;
+    headers["content-length"] = String(Buffer.byteLength(body));
     // Stopping: the connection ends after this answer, so no client sends another request on it. Not on a 413,
     // whose connection lingeringClose ends: "close" would reset it under the unread upload and can erase the answer.
-    const close = this.stopping && status !== ERROR_CODES.PAYLOAD_TOO_LARGE.status;
-    res.writeHead(status, { ...headers, "content-length": String(Buffer.byteLength(body)), ...(close ? { connection: "close" } : {}) });
+    if (this.stopping && status !== ERROR_CODES.PAYLOAD_TOO_LARGE.status) headers.connection = "close";
+    res.writeHead(status, headers);
     res.end(body);
   }
 
@@ -283,6 +299,8 @@ export class Router {
   }
 }
 
+const clientGone = (): FlotillaError => new FlotillaError("INVALID_REQUEST", "the client went away");
+
 /** How long a refused upload may keep sending (discarded) after its 413 before the router hangs up. */
 const LINGER_MS = 2000;
 
@@ -301,31 +319,26 @@ function lingeringClose(req: IncomingMessage): void {
   socket.once("close", () => clearTimeout(timer));
 }
 
-function parseUrl(raw: string): URL {
-  let url: URL;
-  try {
-    url = new URL(raw, "http://router");
-    decodeURIComponent(url.pathname);
-    decodeURIComponent(url.search);
-  } catch {
-    throw new FlotillaError("INVALID_REQUEST", `the request URL is not valid (bad percent-encoding?): ${raw.slice(0, 200)}`);
-  }
-  return url;
-}
-
-function queryObject(params: URLSearchParams): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const [k, v] of params) {
-    const prev = out[k];
-    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
-  }
-  return out;
-}
-
+/** The request's headers, lower-cased; repeated ones (set-cookie is an array in Node) joined with ", ". */
 function headerObject(req: IncomingMessage): Record<string, string> {
+  const headers = req.headers;
+  for (const k in headers) {
+    if (typeof headers[k] !== "string") return joinedHeaders(headers);
+  }
+  // Node builds this object for the request alone, with string values: it is serialised as it is.
+  return headers as Record<string, string>;
+}
+
+function joinedHeaders(headers: IncomingMessage["headers"]): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(req.headers)) {
+  for (const [k, v] of Object.entries(headers)) {
     if (v !== undefined) out[k] = Array.isArray(v) ? v.join(", ") : v;
   }
   return out;
+}
+
+/** RFC 9112 §6.3: a request with neither Content-Length nor Transfer-Encoding has no body; "0" has none either. */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers["content-length"];
+  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
 }
