@@ -342,7 +342,6 @@ interface FuzzReport {
   cases: number;
   valid: number;
   rejected: number;
-  ms: number;
   /** Property name → violations found. */
   violations: Record<"throwsOnlyInvalidSpec" | "messageNonEmpty" | "messageBounded" | "namesField" | "expectation" | "frozen" | "roundTrip" | "prototypes" | "allOrNothing", Violation[]>;
 }
@@ -353,11 +352,9 @@ function runFuzz(): FuzzReport {
     cases: 0,
     valid: 0,
     rejected: 0,
-    ms: 0,
     violations: { throwsOnlyInvalidSpec: [], messageNonEmpty: [], messageBounded: [], namesField: [], expectation: [], frozen: [], roundTrip: [], prototypes: [], allOrNothing: [] },
   };
   const v = report.violations;
-  const started = performance.now();
 
   const checkRejection = (at: string, err: unknown, field: string | undefined, fieldPrefix?: boolean): void => {
     report.rejected++;
@@ -423,7 +420,6 @@ function runFuzz(): FuzzReport {
     }
     report.cases++;
   }
-  report.ms = performance.now() - started;
   return report;
 }
 
@@ -445,11 +441,10 @@ describe(`spec fuzz (seed ${SEED})`, () => {
     report = runFuzz();
   });
 
-  it("runs thousands of cases quickly, both accepting and rejecting many", () => {
+  it("runs thousands of cases, both accepting and rejecting many", () => {
     assert.ok(report.cases >= SPEC_CASES + FILE_CASES, `${report.cases} cases`);
     assert.ok(report.valid > 500, `${report.valid} valid specs seen`);
     assert.ok(report.rejected > 3000, `${report.rejected} rejections seen`);
-    assert.ok(report.ms < 10_000, `fuzzing took ${Math.round(report.ms)} ms`);
   });
 
   it("never throws anything but FlotillaError INVALID_SPEC", () => {
