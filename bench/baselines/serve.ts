@@ -1,5 +1,5 @@
 /** Shared bits of the baseline server processes: announce readiness on stdout as one JSON line, exit on SIGTERM. */
-import type http from "node:http";
+import http from "node:http";
 import type { AddressInfo } from "node:net";
 
 export function announce(event: string, fields: Record<string, unknown> = {}): void {
@@ -31,4 +31,32 @@ export function env(name: string): string {
   const value = process.env[name];
   if (!value) throw new Error(`${name} must be set`);
   return value;
+}
+
+function writeJson(res: http.ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/**
+ * Serves every request with `answer`'s value as JSON (500 with its message
+ * when it rejects) on a free loopback port, announces "listening" with the
+ * port, and on SIGTERM closes the server, then runs `close`.
+ */
+export async function serveJson(answer: (req: http.IncomingMessage) => unknown, close: () => Promise<void> = async () => undefined): Promise<void> {
+  const server = http.createServer((req, res) => {
+    new Promise((resolve) => resolve(answer(req))).then(
+      (result: unknown) => writeJson(res, 200, result),
+      (err: unknown) => writeJson(res, 500, { error: err instanceof Error ? err.message : String(err) }),
+    );
+  });
+  server.keepAliveTimeout = 65_000;
+  const port = await listen(server);
+  announce("listening", { port });
+  exitOnSignal(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await close();
+  });
 }

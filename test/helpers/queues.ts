@@ -7,6 +7,7 @@ import { Keys } from "../../src/shared/keys.js";
 import { cleanupNamespace, testNamespace, testRedis } from "./redis.js";
 
 export interface QueueFixture {
+  namespace: string;
   keys: Keys;
   /** The keys of the namespace's queues. */
   queueKeys: QueueKeys;
@@ -31,6 +32,7 @@ export function queueFixture(label: string): QueueFixture {
     await cleanupNamespace(namespace);
   });
   return {
+    namespace,
     keys,
     queueKeys,
     redis,

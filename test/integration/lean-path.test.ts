@@ -6,17 +6,16 @@
  * finished (the replica died) is run again by another replica.
  */
 import assert from "node:assert/strict";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { RequestClient } from "../../src/client/request-client.js";
 import { Queue } from "../../src/queue/bullmq.js";
 import { DeploymentQueue } from "../../src/queue/deployment-queue.js";
 import { Answered, DeploymentWorker } from "../../src/queue/deployment-worker.js";
-import { QueueKeys } from "../../src/queue/queue-keys.js";
 import { releaseWorkerLocks } from "../../src/queue/worker-locks.js";
-import { Keys } from "../../src/shared/keys.js";
 import { createLogger } from "../../src/shared/logger.js";
 import { echoReplica } from "../helpers/echo-replica.js";
-import { cleanupNamespace, REDIS_URL, testNamespace, testRedis } from "../helpers/redis.js";
+import { queueFixture } from "../helpers/queues.js";
+import { REDIS_URL, testRedis } from "../helpers/redis.js";
 import { waitFor } from "../helpers/wait.js";
 
 process.env.FLOTILLA_LOG_LEVEL ??= "warn";
@@ -25,16 +24,7 @@ process.env.FLOTILLA_LOG_LEVEL ??= "warn";
 const { QueueEvents } = (await import("bullmq")) as typeof import("bullmq");
 
 describe("lean request path", () => {
-  const namespace = testNamespace("lean");
-  const keys = new Keys(namespace);
-  const queueKeys = new QueueKeys(namespace);
-  const redis = testRedis();
-  const closers: Array<() => Promise<unknown>> = [];
-  after(async () => {
-    for (const close of closers.reverse()) await close().catch(() => undefined);
-    redis.disconnect();
-    await cleanupNamespace(namespace);
-  });
+  const { namespace, keys, queueKeys, redis, closers } = queueFixture("lean");
 
   async function replica(deployment: string) {
     const runner = echoReplica(namespace, `r-${deployment}`, { deployment, importRef: "echo.ts" });
