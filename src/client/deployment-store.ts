@@ -131,7 +131,7 @@ export async function applyDeployments(redis: Redis, keys: Keys, specs: readonly
   return results;
 }
 
-/** Deletes a deployment: its replicas drain, queued requests are answered 404, its queue goes. */
+/** Deletes a deployment: its replicas drain, queued requests are answered 404, its queue and its request total go. */
 export async function deleteDeployment(redis: Redis, keys: Keys, name: string): Promise<boolean> {
   const results = await redis
     .multi()
@@ -140,6 +140,8 @@ export async function deleteDeployment(redis: Redis, keys: Keys, name: string): 
     .incr(keys.deploymentsVersion)
     .publish(keys.changes, "deployments")
     .del(keys.revisions(name))
+    // Its running request total goes with it: a later deployment of the name starts from 0, and the hash does not keep every name ever deleted.
+    .hdel(keys.requestsTotal, name)
     .exec();
   return Number(results?.[0]?.[1] ?? 0) === 1;
 }

@@ -49,8 +49,10 @@ describe("deployment store", () => {
     assert.equal(await getDeployment(redis, keys, "c"), undefined, "nothing of the refused apply was written");
   });
 
-  it("deletes a deployment and says whether it existed", async () => {
+  it("deletes a deployment and its request total, and says whether it existed", async () => {
+    await redis.hset(keys.requestsTotal, "b", 12, "a", 5);
     assert.equal(await deleteDeployment(redis, keys, "b"), true);
+    assert.deepEqual(await redis.hgetall(keys.requestsTotal), { a: "5" }, "only b's total is gone");
     assert.equal(await deleteDeployment(redis, keys, "b"), false);
     assert.equal(await getDeployment(redis, keys, "b"), undefined);
   });
