@@ -3,6 +3,7 @@ import { ReplicaRunner } from "../../src/actors/replica-runner.js";
 import { createLogger } from "../../src/shared/logger.js";
 import { FIXTURE_APP } from "./cluster.js";
 import { REDIS_URL } from "./redis.js";
+import { waitFor } from "./wait.js";
 
 export function echoReplica(namespace: string, replicaId: string, handler: { deployment: string; importRef: string } = { deployment: "echo", importRef: "echo.ts" }): ReplicaRunner {
   return new ReplicaRunner(
@@ -27,4 +28,17 @@ export function echoReplica(namespace: string, replicaId: string, handler: { dep
     },
     createLogger("test-replica"),
   );
+}
+
+/** Starts the replica and waits until it takes jobs. */
+export async function startReplica(runner: ReplicaRunner, what = "the replica"): Promise<void> {
+  runner.actor.start();
+  await waitFor(`${what} to run`, () => runner.report().state === "running");
+}
+
+/** Drains the replica, waits until it stopped, and closes its connections. */
+export async function stopReplica(runner: ReplicaRunner, what = "the replica"): Promise<void> {
+  runner.actor.send({ type: "DRAIN" });
+  await waitFor(`${what} to stop`, () => runner.report().state === "stopped");
+  await runner.closeConnections();
 }

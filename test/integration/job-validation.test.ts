@@ -11,7 +11,7 @@ import { Queue } from "bullmq";
 import { QueueKeys } from "../../src/queue/queue-keys.js";
 import { Keys } from "../../src/shared/keys.js";
 import type { Reply } from "../../src/shared/protocol.js";
-import { echoReplica } from "../helpers/echo-replica.js";
+import { echoReplica, startReplica, stopReplica } from "../helpers/echo-replica.js";
 import { cleanupNamespace, testNamespace, testRedis } from "../helpers/redis.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -30,15 +30,12 @@ describe("job data at the replica's edge", () => {
   const replyTo = keys.replies("bare-client");
 
   before(async () => {
-    runner.actor.start();
-    await waitFor("the replica to run", () => runner.report().state === "running");
+    await startReplica(runner);
   });
 
   after(async () => {
     await queue.close();
-    runner.actor.send({ type: "DRAIN" });
-    await waitFor("the replica to stop", () => runner.report().state === "stopped");
-    await runner.closeConnections();
+    await stopReplica(runner);
     redis.disconnect();
     await cleanupNamespace(namespace);
   });

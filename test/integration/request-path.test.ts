@@ -8,7 +8,7 @@ import { RequestClient } from "../../src/client/request-client.js";
 import { FlotillaError } from "../../src/errors.js";
 import { QueueKeys } from "../../src/queue/queue-keys.js";
 import { cleanupNamespace, REDIS_URL, testNamespace, testRedis } from "../helpers/redis.js";
-import { echoReplica } from "../helpers/echo-replica.js";
+import { echoReplica, startReplica, stopReplica } from "../helpers/echo-replica.js";
 import { waitFor } from "../helpers/wait.js";
 
 process.env.FLOTILLA_LOG_LEVEL ??= "warn";
@@ -21,14 +21,11 @@ describe("request path", () => {
   const runner = echoReplica(namespace, "echo-test");
 
   before(async () => {
-    runner.actor.start();
-    await waitFor("the replica to run", () => runner.report().state === "running");
+    await startReplica(runner);
   });
 
   after(async () => {
-    runner.actor.send({ type: "DRAIN" });
-    await waitFor("the replica to stop", () => runner.report().state === "stopped");
-    await runner.closeConnections();
+    await stopReplica(runner);
     await client.close();
     redis.disconnect();
     await cleanupNamespace(namespace);

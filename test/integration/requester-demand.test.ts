@@ -20,7 +20,7 @@ import { Keys } from "../../src/shared/keys.js";
 import { createLogger } from "../../src/shared/logger.js";
 import { parseDeploymentSpec } from "../../src/spec/deployment-spec.js";
 import { cleanupNamespace, REDIS_URL, testNamespace, testRedis } from "../helpers/redis.js";
-import { echoReplica } from "../helpers/echo-replica.js";
+import { echoReplica, startReplica, stopReplica } from "../helpers/echo-replica.js";
 import { waitFor } from "../helpers/wait.js";
 
 process.env.FLOTILLA_LOG_LEVEL ??= "warn";
@@ -45,15 +45,12 @@ describe("requester demand", () => {
     const queue = new Queue(queueKeys.name("echo"), { connection: redis, prefix: queueKeys.prefix });
 
     before(async () => {
-      runner.actor.start();
-      await waitFor("the replica to run", () => runner.report().state === "running");
+      await startReplica(runner);
     });
 
     after(async () => {
       await queue.close();
-      runner.actor.send({ type: "DRAIN" });
-      await waitFor("the replica to stop", () => runner.report().state === "stopped");
-      await runner.closeConnections();
+      await stopReplica(runner);
     });
 
     it("counts every waiting request, though 100 of them wait in a few batch jobs, and drops them once answered", async () => {

@@ -8,7 +8,7 @@ import { after, before, describe, it } from "node:test";
 import { Queue } from "bullmq";
 import { QueueKeys } from "../../src/queue/queue-keys.js";
 import type { Reply } from "../../src/shared/protocol.js";
-import { echoReplica } from "../helpers/echo-replica.js";
+import { echoReplica, startReplica, stopReplica } from "../helpers/echo-replica.js";
 import { cleanupNamespace, testNamespace, testRedis } from "../helpers/redis.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -22,15 +22,12 @@ describe("a streamed answer without a reply list", () => {
   const queue = new Queue(queueKeys.name("st"), { connection: redis, prefix: queueKeys.prefix });
 
   before(async () => {
-    runner.actor.start();
-    await waitFor("the replica to run", () => runner.report().state === "running");
+    await startReplica(runner);
   });
 
   after(async () => {
     await queue.close();
-    runner.actor.send({ type: "DRAIN" });
-    await waitFor("the replica to stop", () => runner.report().state === "stopped");
-    await runner.closeConnections();
+    await stopReplica(runner);
     redis.disconnect();
     await cleanupNamespace(namespace);
   });

@@ -9,7 +9,7 @@ import { Queue } from "bullmq";
 import { RequestClient } from "../../src/client/request-client.js";
 import { FlotillaError } from "../../src/errors.js";
 import { QueueKeys } from "../../src/queue/queue-keys.js";
-import { echoReplica } from "../helpers/echo-replica.js";
+import { echoReplica, stopReplica } from "../helpers/echo-replica.js";
 import { cleanupNamespace, REDIS_URL, testNamespace, testRedis } from "../helpers/redis.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -92,9 +92,7 @@ describe("withdrawing timed-out requests", () => {
     } finally {
       await queue.resume();
       await queue.close();
-      runner.actor.send({ type: "DRAIN" });
-      await waitFor("the replica to stop", () => runner.report().state === "stopped");
-      await runner.closeConnections();
+      await stopReplica(runner);
     }
   });
 });
