@@ -8,15 +8,13 @@ import { FlotillaError, errorMessage } from "../errors.js";
 import type { Keys } from "../shared/keys.js";
 import type { RequestJob } from "../shared/protocol.js";
 import { AsyncRecords, FINISHED, isAsyncId, newAsyncId, type AsyncRequestView } from "../queue/async-requests.js";
-import { DeploymentQueue } from "../queue/deployment-queue.js";
+import { DeploymentQueues } from "./deployment-queues.js";
 import { RequestCounter } from "./request-counter.js";
 
 /** The longest a poll may wait for a change, in seconds. */
 export const MAX_WAIT_S = 60;
 /** How often a waiting poll reads the record again. */
 const POLL_MS = 100;
-/** The most queues prepare() sets up ahead of use. */
-const MAX_PREPARED = 16;
 
 export interface AsyncSubmitOptions {
   /** Refuse with BACKPRESSURE when this many requests already wait. @default unlimited */
@@ -30,54 +28,30 @@ const unavailable = (err: unknown): FlotillaError =>
 
 export class AsyncRequestClient {
   private readonly records: AsyncRecords;
-  private readonly queues = new Map<string, DeploymentQueue>();
+  private readonly queues: DeploymentQueues;
   private readonly counter: RequestCounter;
-  /** Whether the counter is this client's own, to close with it. */
-  private readonly ownCounter: boolean;
+  /** Whether the queues and the counter are this client's own, to close with it. */
+  private readonly ownsShared: boolean;
 
-  /** `redis` is shared, not owned; so is `counter` when given (a router shares its request path's). */
+  /** `redis` is shared, not owned; so are `shared` queues and counter when given (a router shares its request path's). */
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
-    counter?: RequestCounter,
+    shared?: { queues: DeploymentQueues; counter: RequestCounter },
   ) {
     this.records = new AsyncRecords(redis, keys);
-    this.ownCounter = counter === undefined;
-    this.counter = counter ?? new RequestCounter(redis, keys);
+    this.ownsShared = shared === undefined;
+    this.queues = shared?.queues ?? new DeploymentQueues(redis, keys.namespace);
+    this.counter = shared?.counter ?? new RequestCounter(redis, keys);
   }
 
-  private queue(deployment: string): DeploymentQueue {
-    let queue = this.queues.get(deployment);
-    if (!queue) {
-      queue = new DeploymentQueue(this.redis, this.keys.namespace, deployment);
-      this.queues.set(deployment, queue);
-    }
-    return queue;
+  private queue(deployment: string) {
+    return this.queues.get(deployment);
   }
 
-  /**
-   * Sets up the queues of (at most MAX_PREPARED of) these deployments ahead
-   * of their first request, so a router's first 202 costs what a later one
-   * does. Most of that cost is the process's first queue (BullMQ defines its
-   * scripts on the connection); a further queue costs one round trip, so a
-   * router of many deployments sets up the rest on first use rather than
-   * holding a queue object for each. Best effort: a queue that could not be
-   * set up (Redis away) is dropped and made again by the request that needs it.
-   */
-  async prepare(deployments: Iterable<string>): Promise<void> {
-    const room = Math.max(0, MAX_PREPARED - this.queues.size);
-    const fresh = [...new Set(deployments)].filter((deployment) => !this.queues.has(deployment)).slice(0, room);
-    await Promise.all(
-      fresh.map(async (deployment) => {
-        const queue = this.queue(deployment);
-        try {
-          await queue.ready();
-        } catch {
-          if (this.queues.get(deployment) === queue) this.queues.delete(deployment);
-          await queue.close().catch(() => undefined);
-        }
-      }),
-    );
+  /** Sets up these deployments' queues ahead of their first request (see DeploymentQueues.prepare). */
+  prepare(deployments: Iterable<string>): Promise<void> {
+    return this.queues.prepare(deployments);
   }
 
   /** Queues the request as a job of its own; resolves with its id once both its record and its job are in Redis. */
@@ -165,9 +139,9 @@ export class AsyncRequestClient {
   }
 
   async close(): Promise<void> {
-    if (this.ownCounter) await this.counter.close();
-    await Promise.all([...this.queues.values()].map((queue) => queue.close().catch(() => undefined)));
-    this.queues.clear();
+    if (!this.ownsShared) return;
+    await this.counter.close();
+    await this.queues.close();
   }
 }
 

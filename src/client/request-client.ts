@@ -12,7 +12,7 @@ import { Keys } from "../shared/keys.js";
 import type { BatchJob, Reply, RequestJob } from "../shared/protocol.js";
 import { Batcher } from "../shared/batcher.js";
 import { closeRedis, createRedis, waitReady } from "../shared/redis.js";
-import { DeploymentQueue } from "../queue/deployment-queue.js";
+import { DeploymentQueues } from "./deployment-queues.js";
 import { DemandReporter } from "../queue/requester-demand.js";
 import { publishCancel, StreamReaderChannel } from "../queue/stream-channel.js";
 import { BlockingPool } from "./blocking-pool.js";
@@ -72,7 +72,8 @@ export class RequestClient {
   private readonly redis: Redis;
   /** Dedicated to the blocking reply reads. */
   private readonly replyReader: Redis;
-  private readonly queues = new Map<string, DeploymentQueue>();
+  /** The deployments' queues, shared with a router's async requests. */
+  readonly queues: DeploymentQueues;
   private readonly pending = new Map<string, Pending>();
   /** Batch jobs: requests still pending in each. The last to time out withdraws the job. */
   private readonly batchShares = new Map<string, number>();
@@ -104,6 +105,7 @@ export class RequestClient {
     this.redis.once("ready", () => (this.everReady = true));
     this.demand = new DemandReporter(this.redis, this.keys, this.id);
     this.counter = new RequestCounter(this.redis, this.keys);
+    this.queues = new DeploymentQueues(this.redis, this.keys.namespace);
   }
 
   get inflight(): number {
@@ -115,13 +117,8 @@ export class RequestClient {
     return this.redis;
   }
 
-  private queue(deployment: string): DeploymentQueue {
-    let queue = this.queues.get(deployment);
-    if (!queue) {
-      queue = new DeploymentQueue(this.redis, this.keys.namespace, deployment);
-      this.queues.set(deployment, queue);
-    }
-    return queue;
+  private queue(deployment: string) {
+    return this.queues.get(deployment);
   }
 
   /** Enqueues one request and resolves with its reply. */
@@ -321,7 +318,7 @@ export class RequestClient {
     }
     await this.demand.stop();
     await this.counter.close();
-    await Promise.all([...this.queues.values()].map((queue) => queue.close().catch(() => undefined)));
+    await this.queues.close();
     this.replyReader.disconnect();
     this.streamConnections.close();
     await this.readerLoop?.catch(() => undefined);

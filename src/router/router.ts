@@ -70,7 +70,7 @@ export class Router {
     this.id = options.id ?? `router-${uuidv4().slice(0, 8)}`;
     this.keys = new Keys(options.namespace);
     this.client = new RequestClient({ redisUrl: options.redisUrl, namespace: options.namespace, id: this.id });
-    this.asyncClient = new AsyncRequestClient(this.client.connection, this.keys, this.client.counter);
+    this.asyncClient = new AsyncRequestClient(this.client.connection, this.keys, { queues: this.client.queues, counter: this.client.counter });
     this.asyncRoutes = new AsyncRoutes(this.asyncClient);
     // Waits through outages (route refresh and registration are not the request path); the refresher keeps one pending at most.
     this.redis = createRedis(options.redisUrl, { name: `flotilla-${this.id}-control` });

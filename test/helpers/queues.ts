@@ -1,10 +1,12 @@
 /** BullMQ queues of one suite on the real Redis, in a namespace of their own that is removed after the suite. */
 import { after } from "node:test";
+import type { Queue as BullQueue } from "bullmq";
 import type { Redis } from "ioredis";
 import { Queue } from "../../src/queue/bullmq.js";
 import { QueueKeys } from "../../src/queue/queue-keys.js";
 import { Keys } from "../../src/shared/keys.js";
 import { cleanupNamespace, testNamespace, testRedis } from "./redis.js";
+import { waitFor } from "./wait.js";
 
 export interface QueueFixture {
   namespace: string;
@@ -43,4 +45,13 @@ export function queueFixture(label: string): QueueFixture {
       return q;
     },
   };
+}
+
+/** Adds a job as any BullMQ client would, waits until it completed, and resolves with its return value. */
+export async function runAsPlainClient(queue: BullQueue, data: unknown): Promise<unknown> {
+  const job = await queue.add("request", data, { removeOnComplete: false });
+  const done = await waitFor(`job ${job.id} to complete`, async () => ((await queue.getJobState(job.id!)) === "completed" ? await queue.getJob(job.id!) : undefined), {
+    describe: async () => ({ state: await queue.getJobState(job.id!), failed: (await queue.getJob(job.id!))?.failedReason }),
+  });
+  return done.returnvalue;
 }

@@ -12,8 +12,8 @@ import { QueueKeys } from "../../src/queue/queue-keys.js";
 import { Keys } from "../../src/shared/keys.js";
 import type { Reply } from "../../src/shared/protocol.js";
 import { echoReplica, startReplica, stopReplica } from "../helpers/echo-replica.js";
+import { runAsPlainClient } from "../helpers/queues.js";
 import { cleanupNamespace, testNamespace, testRedis } from "../helpers/redis.js";
-import { waitFor } from "../helpers/wait.js";
 
 process.env.FLOTILLA_LOG_LEVEL ??= "error";
 
@@ -42,11 +42,7 @@ describe("job data at the replica's edge", () => {
 
   /** Adds a job as any BullMQ client would, and resolves with its return value. */
   async function run(data: unknown): Promise<Reply> {
-    const job = await queue.add("request", data, { removeOnComplete: false });
-    const done = await waitFor(`job ${job.id} to complete`, async () => ((await queue.getJobState(job.id!)) === "completed" ? await queue.getJob(job.id!) : undefined), {
-      describe: async () => ({ state: await queue.getJobState(job.id!), failed: (await queue.getJob(job.id!))?.failedReason }),
-    });
-    return done.returnvalue as Reply;
+    return (await runAsPlainClient(queue, data)) as Reply;
   }
 
   async function nextReply(): Promise<Reply> {

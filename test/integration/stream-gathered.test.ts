@@ -9,8 +9,8 @@ import { Queue } from "bullmq";
 import { QueueKeys } from "../../src/queue/queue-keys.js";
 import type { Reply } from "../../src/shared/protocol.js";
 import { echoReplica, startReplica, stopReplica } from "../helpers/echo-replica.js";
+import { runAsPlainClient } from "../helpers/queues.js";
 import { cleanupNamespace, testNamespace, testRedis } from "../helpers/redis.js";
-import { waitFor } from "../helpers/wait.js";
 
 process.env.FLOTILLA_LOG_LEVEL ??= "error";
 
@@ -33,9 +33,7 @@ describe("a streamed answer without a reply list", () => {
   });
 
   async function run(data: unknown): Promise<Reply> {
-    const job = await queue.add("request", data, { removeOnComplete: false });
-    const done = await waitFor(`job ${job.id} to complete`, async () => ((await queue.getJobState(job.id!)) === "completed" ? await queue.getJob(job.id!) : undefined));
-    return done.returnvalue as Reply;
+    return (await runAsPlainClient(queue, data)) as Reply;
   }
 
   it("answers a call job with the array of yielded values", async () => {
