@@ -8,6 +8,7 @@
  * such request, so a cancel published before the subscription was live still
  * stops it. Costs a request one map entry.
  */
+import type { Abortable } from "./request-abort.js";
 import type { Redis } from "ioredis";
 import type { Keys } from "../shared/keys.js";
 import type { CancelSubscriber } from "./cancel-subscriber.js";
@@ -19,7 +20,7 @@ export const LISTEN_AFTER_MS = 100;
 interface Watched {
   replyTo: string;
   requestId: string;
-  abort: AbortController;
+  abort: Abortable;
   since: number;
   /** Its cancel key was read (or is being read) with the subscription live. */
   checked: boolean;
@@ -44,7 +45,7 @@ export class CancelWatch {
   }
 
   /** Watches one request while it runs; returns the function that stops watching it. */
-  watch(replyTo: string, requestId: string, abort: AbortController): () => void {
+  watch(replyTo: string, requestId: string, abort: Abortable): () => void {
     const key = `${replyTo}\n${requestId}`;
     const watched: Watched = { replyTo, requestId, abort, since: performance.now(), checked: false };
     this.running.set(key, watched);

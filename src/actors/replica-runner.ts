@@ -3,7 +3,6 @@
  * handler, consume the deployment's queue, check each job's data, answer each
  * request on its requester's reply list, drain on request.
  */
-import { setMaxListeners } from "node:events";
 import type { Redis } from "ioredis";
 import { createActor, fromPromise, type Actor } from "xstate";
 import { ERROR_CODES, errorMessage, FlotillaError } from "../errors.js";
@@ -12,7 +11,9 @@ import type { ReplicaReport } from "./replica-ipc.js";
 import { encodeResult, type HttpRequestData, type Reply, type RequestJob } from "../shared/protocol.js";
 import { CancelSubscriber } from "./cancel-subscriber.js";
 import { CancelWatch } from "./cancel-watch.js";
-import { streamResult } from "./stream-result.js";
+import { streamResult, streams } from "./stream-result.js";
+import { RequestAbort, type Abortable } from "./request-abort.js";
+import { ReplyGroup } from "./reply-group.js";
 import { StreamStopped } from "./stream-stopped.js";
 import type { JobDataProblem } from "../shared/job-data.js";
 import { errorReply, replyOrigin, type ReplyOrigin } from "../shared/reply.js";
@@ -58,7 +59,7 @@ export class ReplicaRunner {
   private streamsStarted = 0;
   private readonly asyncJobs: AsyncJobs;
   private inflight = 0;
-  private readonly controllers = new Set<AbortController>();
+  private readonly controllers = new Set<Abortable>();
   /** maxConcurrentQueries counts requests, also when several arrive in one batch job. */
   private readonly slots: Semaphore;
   /** Replies finished in the same turn go to Redis together: one command per reply list. */
@@ -122,7 +123,7 @@ export class ReplicaRunner {
       deployment: this.config.deployment,
       concurrency: this.config.maxConcurrentQueries,
       maxRetries: this.config.maxRetries,
-      process: (data, signal) => this.process(data, signal),
+      process: (data) => this.process(data),
       isIdle: () => this.inflight === 0,
       log: this.log,
     });
@@ -192,24 +193,30 @@ export class ReplicaRunner {
    * answered 400 INVALID_REQUEST naming the field. In a batch, each request
    * is checked (and refused) on its own.
    */
-  private async process(raw: unknown, jobSignal: AbortSignal | undefined): Promise<Reply | { status: number; batch?: number } | Answered> {
+  private async process(raw: unknown): Promise<Reply | { status: number; batch?: number } | Answered> {
     // The usual shape is checked without an await, which would delay the job's start by a turn.
     const shaped = queueJobShape(raw);
     const data = shaped ? ({ ok: true, value: shaped } as const) : (await loadJobSchema()).queueJobData(raw);
     if (!data.ok) return this.refuse(raw, data.problem);
-    if (data.value.kind !== "batch") return this.serve(data.value, jobSignal, true);
+    if (data.value.kind !== "batch") return this.serve(data.value, true);
     const { requests } = data.value;
-    // Each request of the batch listens for the job's abort: more listeners than an AbortSignal's default warning limit.
-    if (jobSignal) setMaxListeners(requests.length + 10, jobSignal);
+    const first = requests[0] as { replyTo?: unknown } | undefined;
+    const group = typeof first?.replyTo === "string" && this.replyLists.accepts(first.replyTo) ? new ReplyGroup(first.replyTo, (key, values) => this.replyLists.push(key, values)) : undefined;
     await Promise.all(
       requests.map(async (request, i) => {
         const value = requestShape(request);
-        if (value) return this.serve(value, jobSignal);
+        if (value) return this.serve(value, false, group);
         const checked = (await loadJobSchema()).requestJobData(request, `requests[${i}]`);
-        return checked.ok ? this.serve(checked.value, jobSignal) : this.refuse(request, checked.problem);
+        return checked.ok ? this.serve(checked.value, false, group) : this.refuse(request, checked.problem);
       }),
     );
-    return { status: 200, batch: requests.length };
+    const answered = { status: 200, batch: requests.length };
+    if (!group) return answered;
+    // Answered within the turn the job started: the replies go to Redis with the job's completion, in one script.
+    const replies = group.take();
+    if (replies.length > 0) return new Answered(answered, group.replyTo, replies);
+    await group.sent;
+    return answered;
   }
 
   /** Answers malformed request data with INVALID_REQUEST, on its reply list if it names one of this namespace. */
@@ -224,16 +231,19 @@ export class ReplicaRunner {
     return reply;
   }
 
-  /** `alone`: the request is its job's only one, so its reply can go to Redis with the job's completion. */
-  private async serve(data: RequestJob, jobSignal: AbortSignal | undefined, alone = false): Promise<Reply | { status: number } | Answered> {
+  /**
+   * `alone`: the request is its job's only one, so its reply can go to Redis
+   * with the job's completion. `group`: its batch's replies, which go with
+   * the batch's completion when they come soon enough.
+   */
+  private async serve(data: RequestJob, alone = false, group?: ReplyGroup): Promise<Reply | { status: number } | Answered> {
     const handler = this.handler;
-    await this.slots.acquire();
+    // A free slot is taken at once: an await here would start every request a turn late.
+    if (!this.slots.tryAcquire()) await this.slots.acquire();
     this.inflight++;
     const started = performance.now();
-    const abort = new AbortController();
+    const abort = new RequestAbort();
     this.controllers.add(abort);
-    const onJobAbort = (): void => abort.abort(jobSignal?.reason);
-    jobSignal?.addEventListener("abort", onJobAbort, { once: true });
     const unwatch = data.replyTo !== undefined && data.requestId !== undefined ? this.cancels.watch(data.replyTo, data.requestId, abort) : undefined;
     let timer: NodeJS.Timeout | undefined;
     let run: AsyncRun | undefined;
@@ -248,23 +258,32 @@ export class ReplicaRunner {
       let reply: Reply;
       try {
         if (!handler) throw new Error("handler not loaded");
-        const arg = data.kind === "http" ? this.httpRequest(data.http, abort.signal) : data.payload;
-        const call = Promise.resolve(handler.call(arg, { signal: abort.signal, progress: run ? run.progress : noProgress }));
+        const arg = data.kind === "http" ? this.httpRequest(data.http, abort) : data.payload;
+        const progress = run ? run.progress : noProgress;
+        const out: unknown = handler.call(arg, {
+          get signal() {
+            return abort.signal;
+          },
+          progress,
+        });
         const timeoutS = this.config.requestTimeoutS;
-        const result = timeoutS
-          ? await Promise.race([
-              call,
-              new Promise<never>((_, reject) => {
-                timer = setTimeout(() => {
-                  const err = new RequestTimeout(timeoutS);
-                  abort.abort(err);
-                  reject(err);
-                }, timeoutS * 1000);
-              }),
-            ])
-          : await call;
+        // A handler that answered synchronously is not awaited: an await would only start its reply a turn late.
+        const result = !isThenable(out)
+          ? out
+          : timeoutS
+            ? await Promise.race([
+                out,
+                new Promise<never>((_, reject) => {
+                  timer = setTimeout(() => {
+                    const err = new RequestTimeout(timeoutS);
+                    abort.abort(err);
+                    reject(err);
+                  }, timeoutS * 1000);
+                }),
+              ])
+            : await out;
         if (timer) clearTimeout(timer);
-        const streamed = await this.stream(data, result, abort, started);
+        const streamed = streams(result) ? await this.stream(data, result, abort, started) : undefined;
         // Nothing to abort once the handler (and its stream) finished: writing the reply is not watched.
         unwatch?.();
         if (streamed && "status" in streamed) return streamed;
@@ -279,6 +298,7 @@ export class ReplicaRunner {
       if (data.asyncId !== undefined) await this.asyncJobs.end(data.asyncId, reply);
       if (data.replyTo) {
         if (alone && this.replyLists.accepts(data.replyTo)) return new Answered({ status: reply.status }, data.replyTo, [JSON.stringify(reply)]);
+        if (group?.add(data.replyTo, JSON.stringify(reply))) return { status: reply.status };
         await this.sendReply(data.replyTo, reply);
         return { status: reply.status };
       }
@@ -286,7 +306,6 @@ export class ReplicaRunner {
     } finally {
       if (timer) clearTimeout(timer);
       unwatch?.();
-      jobSignal?.removeEventListener("abort", onJobAbort);
       this.controllers.delete(abort);
       this.inflight--;
       this.slots.release();
@@ -294,7 +313,7 @@ export class ReplicaRunner {
   }
 
   /** A result that streams, streamed or gathered (stream-result.ts); undefined for any other. */
-  private stream(data: RequestJob, result: unknown, abort: AbortController, started: number): ReturnType<typeof streamResult> {
+  private stream(data: RequestJob, result: unknown, abort: Abortable, started: number): ReturnType<typeof streamResult> {
     const { requestTimeoutS, streamTimeoutS } = this.config;
     const deps = {
       redis: this.redis,
@@ -337,10 +356,12 @@ export class ReplicaRunner {
     return values.map(() => undefined);
   }
 
-  private httpRequest(http: HttpRequestData, signal: AbortSignal): HttpRequest {
+  private httpRequest(http: HttpRequestData, abort: Abortable): HttpRequest {
     return {
       ...http,
-      signal,
+      get signal() {
+        return abort.signal;
+      },
       json<T>(): T {
         if (http.body === "") return null as T;
         try {
@@ -352,6 +373,9 @@ export class ReplicaRunner {
     };
   }
 }
+
+const isThenable = (value: unknown): value is PromiseLike<unknown> =>
+  (typeof value === "object" || typeof value === "function") && value !== null && typeof (value as { then?: unknown }).then === "function";
 
 /** The progress() of a request that is not async: nothing to report to. */
 const noProgress = (): Promise<void> => Promise.resolve();

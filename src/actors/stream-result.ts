@@ -4,6 +4,7 @@
  * requester that reads a reply list, gathered into one answer for a client
  * that reads return values. Any other result is left to the ordinary reply.
  */
+import type { Abortable } from "./request-abort.js";
 import type { Redis } from "ioredis";
 import { StreamWriterChannel } from "../queue/stream-channel.js";
 import type { Keys } from "../shared/keys.js";
@@ -26,6 +27,11 @@ export interface StreamResultDeps {
   streamTimeoutS?: number;
 }
 
+/** Whether a handler's result streams (else streamResult leaves it alone). */
+export function streams(result: unknown): boolean {
+  return isStreamable(isHttpResponse(result) ? result.body : result);
+}
+
 /**
  * `{ status }` once a stream was written (its head and chunks went out), `{ gathered }` for a result to answer
  * as one value, undefined for a result that does not stream. Throws what the handler threw before its first chunk.
@@ -34,7 +40,7 @@ export async function streamResult(
   deps: StreamResultDeps,
   data: RequestJob,
   result: unknown,
-  abort: AbortController,
+  abort: Abortable,
   started: number,
 ): Promise<{ status: number } | { gathered: unknown } | undefined> {
   const body = isHttpResponse(result) ? result.body : result;

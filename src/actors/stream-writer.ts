@@ -8,6 +8,7 @@
  * replica is forced to stop; a handler that throws ends the stream with
  * HANDLER_ERROR.
  */
+import type { Abortable } from "./request-abort.js";
 import { errorMessage } from "../errors.js";
 import type { StreamWriterChannel } from "../queue/stream-channel.js";
 import type { Logger } from "../shared/logger.js";
@@ -22,8 +23,8 @@ export interface StreamRun {
   headers: Record<string, string>;
   channel: StreamWriterChannel;
   writer: string;
-  /** The handler's abort controller: aborted here on cancel and timeouts, elsewhere on a forced stop. */
-  abort: AbortController;
+  /** The handler's abort signal: aborted here on cancel and timeouts, elsewhere on a forced stop. */
+  abort: Abortable;
   /** Builds the head reply from what the stream's start decided. */
   head(fields: Pick<Reply, "status" | "headers" | "stream">): Reply;
   idleTimeoutS?: number;

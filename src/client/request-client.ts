@@ -91,7 +91,10 @@ export class RequestClient {
   readonly counter: RequestCounter;
   private closed = false;
   private everReady = false;
+  /** The reply reader's last run. */
   private readerLoop: Promise<void> | undefined;
+  /** Whether the reply reader runs (it stops when no request is pending); set and cleared synchronously. */
+  private reading = false;
   /** Connections for reading streamed answers. */
   private readonly streamConnections: BlockingPool;
 
@@ -99,7 +102,8 @@ export class RequestClient {
     this.id = options.id ?? `client-${uuidv4()}`;
     this.keys = new Keys(options.namespace);
     this.redis = createRedis(options.redisUrl, { mode: "failFast", name: `flotilla-${this.id}` });
-    this.replyReader = createRedis(options.redisUrl, { name: `flotilla-${this.id}-replies` });
+    // Fails fast like `redis`: a request's add may go on it (see addJobs).
+    this.replyReader = createRedis(options.redisUrl, { mode: "failFast", name: `flotilla-${this.id}-replies` });
     this.replyKey = this.keys.replies(this.id);
     this.streamConnections = new BlockingPool(options.redisUrl, `flotilla-${this.id}`);
     this.redis.once("ready", () => (this.everReady = true));
@@ -124,7 +128,6 @@ export class RequestClient {
   /** Enqueues one request and resolves with its reply. */
   async submit(deployment: string, job: RequestJob, options: SubmitOptions = {}): Promise<Reply> {
     if (this.closed) throw new FlotillaError("INTERNAL", "the request client is closed");
-    this.ensureReader();
     if (this.redis.status !== "ready") await this.whenConnected();
     if (options.maxQueued === undefined) this.unbatched.delete(deployment);
     else {
@@ -171,7 +174,10 @@ export class RequestClient {
     }
     let jobId: string | undefined;
     try {
-      jobId = await this.adds.add(deployment, { ...job, replyTo: this.replyKey, requestId }, this.pending.size === 1);
+      const added = this.adds.add(deployment, { ...job, replyTo: this.replyKey, requestId }, this.pending.size === 1);
+      // Normally started by the add (addJobs); here when the add waits for company or for the queue's set-up.
+      this.ensureReader();
+      jobId = await added;
     } catch (err) {
       this.settle(requestId);
       answer.catch(() => undefined);
@@ -221,7 +227,7 @@ export class RequestClient {
     if (jobs.length > 1 && !this.unbatched.has(deployment) && (this.serviceMs.get(deployment) ?? Infinity) < BATCH_BELOW_MS) {
       const data: BatchJob[] = [];
       for (let i = 0; i < jobs.length; i += MAX_BATCH) data.push({ kind: "batch", requests: jobs.slice(i, i + MAX_BATCH) });
-      const ids = await queue.addBatches(data);
+      const ids = await this.addAndRead((via) => queue.addBatches(data, via));
       data.forEach((batch, b) => {
         const id = ids[b];
         const shares = id === undefined ? 0 : batch.requests.filter((r) => this.attach(r.requestId, id)).length;
@@ -229,9 +235,35 @@ export class RequestClient {
       });
       return jobs.map((_, i) => ids[Math.floor(i / MAX_BATCH)]);
     }
-    const ids = await queue.addRequests(jobs);
+    const ids = await this.addAndRead((via) => queue.addRequests(jobs, via));
     jobs.forEach((job, i) => this.attach(job.requestId, ids[i]));
     return ids;
+  }
+
+  /**
+   * Sends an add and makes sure replies are read. When the reply connection
+   * is idle (no request was pending), the add goes on it, followed in the
+   * same write by the BLMPOP that waits for the answer: one write and one
+   * read in Redis instead of two each. Redis runs a connection's commands in
+   * order, so the add runs before the pop blocks. Otherwise the add goes on
+   * the request connection, beside the pop already waiting.
+   */
+  private addAndRead(add: (via?: Redis) => Promise<string[]>): Promise<string[]> {
+    if (this.reading || this.closed || this.replyReader.status !== "ready") {
+      const added = add();
+      this.ensureReader();
+      return added;
+    }
+    const stream = (this.replyReader as unknown as { stream?: { cork?(): void; uncork?(): void } }).stream;
+    const corked = typeof stream?.cork === "function" && typeof stream.uncork === "function";
+    if (corked) stream.cork?.();
+    try {
+      const added = add(this.replyReader);
+      this.ensureReader();
+      return added;
+    } finally {
+      if (corked) stream.uncork?.();
+    }
   }
 
   /** Notes the job of a request still pending; false if it was already answered or failed. */
@@ -254,22 +286,37 @@ export class RequestClient {
     }
   }
 
+  /** Starts the reply reader unless it runs; its first BLMPOP is sent in this turn. */
   private ensureReader(): void {
-    if (!this.readerLoop) this.readerLoop = this.readReplies();
+    if (this.reading || this.closed) return;
+    this.reading = true;
+    this.readerLoop = this.readReplies();
   }
 
+  /**
+   * Reads replies while requests are pending; the next request starts it
+   * again (see addAndRead). `reading` is cleared in the same turn as the
+   * last check of `pending`, so a request added after it starts a reader.
+   */
   private async readReplies(): Promise<void> {
-    while (!this.closed) {
-      try {
-        const res = (await this.replyReader.call("BLMPOP", "1", "1", this.replyKey, "LEFT", "COUNT", "512")) as [string, string[]] | null;
-        if (!res) continue;
-        for (const raw of res[1]) this.deliver(raw);
-        // Let the requests just answered write their responses before the next BLMPOP's write.
-        await new Promise((resolve) => setImmediate(resolve));
-      } catch {
-        if (this.closed) break;
-        await new Promise((r) => setTimeout(r, 200));
+    try {
+      while (!this.closed && this.pending.size > 0) {
+        try {
+          const res = (await this.replyReader.call("BLMPOP", "1", "1", this.replyKey, "LEFT", "COUNT", "512")) as [string, string[]] | null;
+          if (!res) continue;
+          for (const raw of res[1]) this.deliver(raw);
+          if (this.pending.size === 0) break;
+          // Let the requests just answered write their responses before the next BLMPOP's write.
+          await new Promise((resolve) => setImmediate(resolve));
+        } catch {
+          if (this.closed) break;
+          // Redis away: wait for the connection (failing fast meanwhile); a command error: a pause, not a busy loop.
+          if (this.replyReader.status !== "ready") await waitReady(this.replyReader, 2000).catch(() => undefined);
+          else await new Promise((r) => setTimeout(r, 200));
+        }
       }
+    } finally {
+      this.reading = false;
     }
   }
 

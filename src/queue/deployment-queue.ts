@@ -49,14 +49,17 @@ export class DeploymentQueue {
     await this.queue.waitUntilReady();
   }
 
-  /** Adds one job per request, in one round trip; resolves with their ids in order. */
-  addRequests(jobs: readonly RequestJob[]): Promise<string[]> {
-    return this.requests([...jobs]);
+  /**
+   * Adds one job per request, in one round trip; resolves with their ids in
+   * order. `via`: sent on that connection, in this turn (see JobAdder).
+   */
+  addRequests(jobs: readonly RequestJob[], via?: Redis): Promise<string[]> {
+    return this.requests([...jobs], via);
   }
 
-  /** Adds batch jobs, in one round trip; resolves with their ids in order. */
-  addBatches(jobs: readonly BatchJob[]): Promise<string[]> {
-    return this.batches([...jobs]);
+  /** Adds batch jobs, in one round trip; resolves with their ids in order. `via` as for addRequests. */
+  addBatches(jobs: readonly BatchJob[], via?: Redis): Promise<string[]> {
+    return this.batches([...jobs], via);
   }
 
   /** Jobs waiting to be taken (prioritized and delayed ones aside: requests have neither). */

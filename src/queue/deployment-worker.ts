@@ -11,7 +11,7 @@ import { Worker, type Job, type WorkerOptions } from "./bullmq.js";
 import { Answered, leanFinish } from "./lean-finish.js";
 import { QueueKeys } from "./queue-keys.js";
 import { ReplyLists } from "./reply-lists.js";
-import { tuneIdleWorker } from "./tuned-worker.js";
+import { tuneIdleWorker, WaitLane } from "./tuned-worker.js";
 
 export { Answered } from "./lean-finish.js";
 
@@ -29,11 +29,13 @@ export interface DeploymentWorkerOptions extends WorkerSettings {
   namespace: string;
   deployment: string;
   /**
-   * Runs one job: its data as stored (validate it), and a signal that fires
-   * when the worker is force-closed. An Answered result's replies are pushed
-   * to its reply list (which the caller checked) together with the job's completion.
+   * Runs one job, given its data as stored (validate it). An Answered
+   * result's replies are pushed to its reply list (which the caller checked)
+   * together with the job's completion. A forced close does not abort it:
+   * the caller aborts what it runs (BullMQ aborts a job's signal only on
+   * cancelJob, which nothing calls, and makes one per job when asked for it).
    */
-  process(data: unknown, signal: AbortSignal | undefined): Promise<unknown>;
+  process(data: unknown): Promise<unknown>;
   /** True while the replica runs nothing: the idle tuning starts a job it has at once. */
   isIdle(): boolean;
   log: Logger;
@@ -68,15 +70,16 @@ export class DeploymentWorker {
     const keys = new QueueKeys(options.namespace);
     this.worker = new Worker(
       keys.name(options.deployment),
-      async (job, _token, signal) => {
-        const result = await options.process(job.data, signal);
+      async (job) => {
+        const result = await options.process(job.data);
         return result instanceof Answered ? this.answer(job, result) : result;
       },
       { ...workerOptions(options), connection: options.connection, prefix: keys.prefix },
     );
     const replyLists = new ReplyLists(options.connection, new Keys(options.namespace));
-    this.answer = leanFinish(this.worker, (list, replies) => replyLists.push(list, replies), options.log);
-    tuneIdleWorker(this.worker, options.isIdle, keys.of(options.deployment), options.log);
+    const lane = new WaitLane();
+    this.answer = leanFinish(this.worker, (list, replies) => replyLists.push(list, replies), options.log, lane);
+    tuneIdleWorker(this.worker, options.isIdle, keys.of(options.deployment), options.log, lane);
   }
 
   /** BullMQ's worker id: the job locks it holds start with it (see releaseWorkerLocks). */

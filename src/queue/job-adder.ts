@@ -2,6 +2,7 @@
  * A leaner `queue.add`/`addBulk` for the request path: jobs that all share
  * one name and one set of options.
  */
+import type { Redis } from "ioredis";
 import type { Logger } from "../shared/logger.js";
 import { Job, type JobsOptions, type Queue } from "./bullmq.js";
 import { missingMembers, warnFallbackOnce } from "./internals-check.js";
@@ -32,8 +33,13 @@ const ADD_INTERNALS = { "backend.addJob": "function", "backend.addJobs": "functi
 /** BullMQ's keys of a queue the lean add script writes (`""` is the job key prefix). */
 const ADD_KEYS = ["id", "wait", "meta", "active", "marker", ""] as const;
 
-/** Adds jobs of one name and fixed options to a queue; resolves with their ids. */
-export type JobAdder = (data: unknown[]) => Promise<string[]>;
+/**
+ * Adds jobs of one name and fixed options to a queue; resolves with their
+ * ids. With `via`, the lean add is sent on that connection, in this turn (a
+ * caller may put a command of its own right behind it, in the same write);
+ * without it, or when the lean add is not available, on the queue's own.
+ */
+export type JobAdder = (data: unknown[], via?: Redis) => Promise<string[]>;
 
 /**
  * The options of a standard job as BullMQ's add sends them to Redis
@@ -90,9 +96,13 @@ export function jobAdder(queue: Queue, name: string, options: JobsOptions, log?:
   const packed = packedOptions(backend, { name, data: "{}", opts, timestamp: 0 });
   if (keys && ADD_KEYS.every((k) => typeof keys[k] === "string") && packed !== undefined && backend.queue?.client) {
     const client = backend.queue.client;
+    // Known once the queue is ready: the full script, when Redis lacks it, then goes on the queue's connection.
+    let ownClient: LuaClient | undefined;
+    void client.then((c) => (ownClient = c)).catch(() => undefined);
     const scriptKeys = ADD_KEYS.slice(0, 5).map((k) => keys[k] as string);
-    return async (data) => {
-      const ids = await LEAN_ADD.run(await client, scriptKeys, [keys[""] as string, name, packed as Buffer, Date.now(), ...data.map(json)]);
+    return async (data, via) => {
+      const args = [keys[""] as string, name, packed as Buffer, Date.now(), ...data.map(json)];
+      const ids = via ? await LEAN_ADD.run(via, scriptKeys, args, ownClient) : await LEAN_ADD.run(await client, scriptKeys, args);
       return (ids as unknown[]).map(String);
     };
   }

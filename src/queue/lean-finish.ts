@@ -10,6 +10,7 @@ import type { Job, Worker } from "./bullmq.js";
 import { missingMembers, warnFallbackOnce } from "./internals-check.js";
 import { LEAN_FINISH } from "./lean-scripts.js";
 import { REPLY_TTL_MS } from "./reply-lists.js";
+import type { WaitLane } from "./tuned-worker.js";
 
 /**
  * What a processor returns for a job whose requester reads its answer from a
@@ -67,6 +68,7 @@ export function leanFinish(
   worker: Worker,
   push: (list: string, replies: readonly string[]) => Promise<void>,
   log?: Logger,
+  lane?: WaitLane,
 ): (job: Job, answered: Answered) => Promise<unknown> {
   const target = worker as unknown as FinishInternals;
   const missing = missingMembers(worker, FINISH_INTERNALS);
@@ -109,7 +111,11 @@ export function leanFinish(
     }
     const scriptKeys = [keys.active as string, keys.stalled as string, `${keys[""]}${id}`, ...(together ? [answered.replyList as string] : [])];
     const args = [id, token, REPLY_TTL_MS, ...(together ? answered.replies : [])];
-    const code = Number(await LEAN_FINISH.run(client as never, scriptKeys, args));
+    // Ahead of the worker's next wait, in one write with it, when that wait is about to be sent (see WaitLane).
+    const ahead = lane?.ahead();
+    const finished = ahead ? LEAN_FINISH.run(ahead.client as never, scriptKeys, args, client as never) : LEAN_FINISH.run(client as never, scriptKeys, args);
+    ahead?.release();
+    const code = Number(await finished);
     held.delete(job);
     if (code < 0) {
       throw backend.finishedErrors?.({ code, jobId: id, command: "moveToFinished", state: "active" }) ?? new Error(`job ${id} could not be completed (code ${code})`);

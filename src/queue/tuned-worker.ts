@@ -87,6 +87,15 @@ function leanTake(target: WorkerInternals): ((client: Promise<RedisClientish>, t
 }
 
 /**
+ * Calls `fn` once the microtasks queued so far, and those they queue, have
+ * run: commands issued along a chain of awaits started now are all issued
+ * by then, and nothing waits for the event loop's next phase.
+ */
+function afterMicrotasks(fn: () => void): void {
+  queueMicrotask(() => process.nextTick(fn));
+}
+
+/**
  * Runs `send`, which issues commands on `client` in this turn, with the
  * client's socket corked, so they leave in one write (one system call, one
  * wake-up of Redis) instead of one each. Uncorked once this turn's microtasks
@@ -102,7 +111,55 @@ function inOneWrite(client: RedisClientish, send: () => void): void {
   try {
     send();
   } finally {
-    setImmediate(() => stream.uncork?.());
+    afterMicrotasks(() => stream.uncork?.());
+  }
+}
+
+/** A connection a finish can be sent on (an ioredis client). */
+export type LaneClient = RedisClientish & { evalsha(...args: unknown[]): Promise<unknown> };
+
+/**
+ * Lets a job's finish go ahead of the worker's next blocking wait, on the
+ * blocking connection, in the same write. The tuned wait is sent at the end
+ * of the turn in which BullMQ asks for it; a finish sent within that turn
+ * (a fast handler's: the usual case of a replica taking one request at a
+ * time) is written first, then the wait, so Redis gets one write where it
+ * got two. A finish at any other time goes on the worker's own connection,
+ * since a wait blocks the blocking connection's every later command.
+ */
+export class WaitLane {
+  private client: LaneClient | undefined;
+  private due: (() => void) | undefined;
+
+  /** Holds a wait on `client` until `send` is called (by a finish) or the turn ends. */
+  hold(client: LaneClient): Promise<void> {
+    this.client = client;
+    return new Promise<void>((resolve) => {
+      const send = (): void => {
+        if (this.due !== send) return;
+        this.due = undefined;
+        clearImmediate(atTurnEnd);
+        resolve();
+      };
+      const atTurnEnd = setImmediate(send);
+      this.due = send;
+    });
+  }
+
+  /**
+   * For a finish about to be sent: the blocking connection, corked until the
+   * wait has followed, when a wait is held and not yet sent; undefined
+   * otherwise. The finish must be sent on it at once, then `release` called:
+   * the wait follows it.
+   */
+  ahead(): { client: LaneClient; release(): void } | undefined {
+    const send = this.due;
+    const client = this.client;
+    const stream = client?.stream;
+    if (!send || !client || !stream?.writable || typeof stream.cork !== "function" || typeof stream.uncork !== "function") return undefined;
+    stream.cork();
+    afterMicrotasks(() => stream.uncork?.());
+    return { client, release: send };
   }
 }
 
@@ -174,7 +231,7 @@ const hasJob = (data: NextJobData | undefined): data is NextJobData => Array.isA
  * lacks one, the worker is left as plain BullMQ, which is logged once, loudly.
  * Returns whether the worker was tuned.
  */
-export function tuneIdleWorker(worker: Worker, isIdle: () => boolean, keys: MarkerKeys, log?: Logger): boolean {
+export function tuneIdleWorker(worker: Worker, isIdle: () => boolean, keys: MarkerKeys, log?: Logger, lane?: WaitLane): boolean {
   const missing = missingTuningInternals(worker);
   warnFallbackOnce("the idle worker tuning", missing, log);
   const target = worker as unknown as WorkerInternals;
@@ -252,6 +309,7 @@ export function tuneIdleWorker(worker: Worker, isIdle: () => boolean, keys: Mark
     const blockingClient = backend.blockingClient;
     const client = await blockingClient;
     if (!client || !blockingClient) return waitForJob.call(backend, blockTimeout);
+    if (lane && typeof (client as Partial<LaneClient>).evalsha === "function") await lane.hold(client as LaneClient);
     let waiting: Promise<unknown> | undefined;
     inOneWrite(client, () => {
       if (markerMayBeStale) {

@@ -14,12 +14,17 @@ export class LuaScript {
     this.sha = createHash("sha1").update(source).digest("hex");
   }
 
-  async run(redis: Redis, keys: readonly string[], args: ReadonlyArray<string | number | Buffer>): Promise<unknown> {
+  /**
+   * Sends the script on `redis` at once (in this turn). The full text, when
+   * the server lacks it, goes on `fallback` if given: a caller that has put a
+   * blocking command behind this one on `redis` would otherwise wait for it.
+   */
+  async run(redis: Redis, keys: readonly string[], args: ReadonlyArray<string | number | Buffer>, fallback: Redis = redis): Promise<unknown> {
     try {
       return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
     } catch (err) {
       if (!(err instanceof Error) || !err.message.startsWith("NOSCRIPT")) throw err;
-      return redis.eval(this.source, keys.length, ...keys, ...args);
+      return fallback.eval(this.source, keys.length, ...keys, ...args);
     }
   }
 }

@@ -14,6 +14,13 @@ export class Semaphore {
     this.admit();
   }
 
+  /** Takes a permit if one is free, without waiting; false if none is. */
+  tryAcquire(): boolean {
+    if (this.used >= this.limit) return false;
+    this.used++;
+    return true;
+  }
+
   acquire(): Promise<void> {
     // Nobody waits while a permit is free (admit() hands them out), so this keeps arrival order.
     if (this.used < this.limit) {

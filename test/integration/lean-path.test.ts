@@ -2,8 +2,11 @@
  * The request path's lean scripts on the real Redis (take, finish, add; see
  * src/queue/lean-scripts.ts): a plain BullMQ client's job is still answered
  * with BullMQ's completion event; a request's job is completed with its reply
- * and leaves nothing behind; and a job a replica took the lean way and never
- * finished (the replica died) is run again by another replica.
+ * and leaves nothing behind; a job a replica took the lean way and never
+ * finished (the replica died) is run again by another replica; and each
+ * process sends a lone request's steps together: the requester its add with
+ * the pop that waits for the answer, the replica its finish with its next
+ * wait, and a batch's replies go with the batch's finish.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -82,6 +85,90 @@ describe("lean request path", () => {
     const mentioned = entries.filter(([, fields]) => ids.includes(fields[fields.indexOf("jobId") + 1] ?? ""));
     assert.deepEqual(mentioned, [], "no event stream entry for a request's job");
   });
+
+  it("sends a lone request's add with the requester's pop, and its finish (with the reply) ahead of the replica's next wait", async () => {
+    const deployment = "lanes";
+    await replica(deployment);
+    const client = new RequestClient({ redisUrl: REDIS_URL, namespace });
+    closers.push(() => client.close());
+    for (let n = 0; n < 3; n++) await client.submit(deployment, { kind: "call", payload: { warm: n } });
+    const seen = await monitored(async () => {
+      for (let n = 0; n < 3; n++) assert.deepEqual(((await client.submit(deployment, { kind: "call", payload: { n } })).value as { payload: unknown }).payload, { n });
+      // No request pending: the requester sends no pop (its pops last 1 s, so one would show within this time).
+      await new Promise((resolve) => setTimeout(resolve, 1300));
+    });
+    const repliesConnection = await addressOf(`flotilla-${client.id}-replies`);
+    const idKey = queueKeys.key(deployment, "id");
+    const adds = seen.filter((c) => c.args[0] === "evalsha" && c.args[3] === idKey);
+    assert.equal(adds.length, 3, "three adds");
+    for (const add of adds) {
+      assert.equal(add.source, repliesConnection, "each add goes on the requester's reply connection (it was idle)");
+      assert.equal(nextFrom(seen, add)?.args[0], "blmpop", "and the pop that waits for its answer follows it there");
+    }
+    const pops = seen.filter((c) => c.source === repliesConnection && c.args[0] === "blmpop");
+    assert.equal(pops.length, 3, `one pop per request, none while nothing was pending (${pops.length})`);
+    const activeKey = queueKeys.key(deployment, "active");
+    const finishes = seen.filter((c) => c.args[0] === "evalsha" && c.args[3] === activeKey && c.args.length > 8);
+    assert.equal(finishes.length, 3, "three finishes, each with its reply");
+    for (const finish of finishes) {
+      const next = nextFrom(seen, finish);
+      assert.equal(next?.args[0], "bzpopmin", "each finish is followed, on the same connection, by the replica's next wait");
+      assert.equal(next?.args[1], queueKeys.key(deployment, "marker"));
+    }
+  });
+
+  it("answers the requests of a batch job together with the batch's finish, in one script", async () => {
+    const deployment = "grouped";
+    await replica(deployment);
+    const client = new RequestClient({ redisUrl: REDIS_URL, namespace });
+    closers.push(() => client.close());
+    // Fast answers first: the requester batches only a deployment it knows to be fast.
+    for (let n = 0; n < 3; n++) await client.submit(deployment, { kind: "call", payload: { warm: n } });
+    const seen = await monitored(async () => {
+      const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => client.submit(deployment, { kind: "call", payload: { i } })));
+      replies.forEach((reply, i) => assert.deepEqual((reply.value as { payload: unknown }).payload, { i }));
+    });
+    const replyKey = keys.replies(client.id);
+    const activeKey = queueKeys.key(deployment, "active");
+    const finishes = seen.filter((c) => c.args[0] === "evalsha" && c.args[3] === activeKey && c.args[6] === replyKey);
+    const carried = finishes.reduce((sum, c) => sum + c.args.length - 10, 0);
+    assert.equal(carried, 20, `the finishes carried all 20 replies (${finishes.length} finishes)`);
+    assert.ok(finishes.some((c) => c.args.length - 10 > 1), "a finish carried several replies: the requests went as a batch");
+    const pushes = seen.filter((c) => c.source !== "lua" && c.args[0] === "rpush");
+    assert.deepEqual(pushes, [], "no reply was pushed on its own");
+  });
+
+  /** Commands Redis ran while `run` ran, in order, with the address of the connection that sent each ("lua" inside scripts). */
+  async function monitored(run: () => Promise<void>): Promise<Array<{ source: string; args: string[] }>> {
+    const connection = testRedis();
+    const monitor = await connection.monitor();
+    const seen: Array<{ source: string; args: string[] }> = [];
+    monitor.on("monitor", (_time: string, args: string[], source: string) => seen.push({ source, args: [String(args[0]).toLowerCase(), ...args.slice(1)] }));
+    try {
+      // MONITOR is live once Redis answers a command sent after it.
+      await redis.ping();
+      await run();
+      await redis.ping();
+      await waitFor("MONITOR to show the last command", () => seen.some((c) => c.args[0] === "ping" && c.source !== "lua"));
+    } finally {
+      monitor.disconnect();
+      connection.disconnect();
+    }
+    return seen;
+  }
+
+  /** The address CLIENT LIST gives for the connection of this name. */
+  async function addressOf(name: string): Promise<string> {
+    const line = String(await redis.client("LIST")).split("\n").find((l) => l.includes(` name=${name} `));
+    const address = line && /addr=(\S+)/.exec(line)?.[1];
+    assert.ok(address, `a connection named ${name}`);
+    return address;
+  }
+
+  /** The next command the same connection sent after `command`. */
+  function nextFrom(seen: Array<{ source: string; args: string[] }>, command: { source: string; args: string[] }) {
+    return seen.slice(seen.indexOf(command) + 1).find((c) => c.source === command.source);
+  }
 
   it("runs again on another replica a job whose replica took it the lean way and died before finishing", async () => {
     const deployment = "crashy";

@@ -6,7 +6,10 @@
  * (INFO commandstats), the scripts run per request and Redis's CPU per
  * request (used_cpu_user + used_cpu_sys). Run it by hand:
  *
- *   node --import tsx test/tools/request-redis-cost.ts [requests]
+ *   node --import tsx test/tools/request-redis-cost.ts [requests] [--monitor]
+ *
+ * `--monitor` also prints, for two requests, each command Redis ran, in
+ * order, with the name of the connection that sent it (MONITOR).
  *
  * The router's HTTP and the process hops are not in it: `npm run bench` times
  * the whole path.
@@ -18,7 +21,8 @@ import { freePort } from "../helpers/private-redis.js";
 import { waitFor } from "../helpers/wait.js";
 
 process.env.FLOTILLA_LOG_LEVEL ??= "warn";
-const requests = Number(process.argv[2] ?? 2000);
+const requests = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 2000);
+const monitor = process.argv.includes("--monitor");
 const port = await freePort();
 const server = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
 const url = `redis://127.0.0.1:${port}`;
@@ -35,6 +39,7 @@ try {
   const client = new RequestClient({ redisUrl: url, namespace });
   const job = { kind: "call" as const, payload: { a: 1 } };
   for (let i = 0; i < 300; i++) await client.submit("echo", job); // warm-up: scripts loaded, code optimised
+  if (monitor) await printMonitored(url, admin, () => client.submit("echo", job).then(() => client.submit("echo", job)));
   await admin.config("RESETSTAT");
   const cpu = async (): Promise<number> => {
     const info = await admin.info("cpu");
@@ -52,16 +57,20 @@ try {
   const cpuUs = ((await cpu()) - cpu0) * 1e6;
   const stats = await admin.info("commandstats");
   times.sort((a, b) => a - b);
-  const rows: Array<[string, number]> = [];
+  const rows: Array<[string, number, number]> = [];
   for (const line of stats.split(/\r?\n/)) {
-    const m = /^cmdstat_([^:]+):calls=(\d+)/.exec(line);
-    if (m && !/^(info|config)/.test(m[1] as string)) rows.push([m[1] as string, Number(m[2]) / requests]);
+    const m = /^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/.exec(line);
+    if (m && !/^(info|config)/.test(m[1] as string)) rows.push([m[1] as string, Number(m[2]) / requests, Number(m[3]) / requests]);
   }
   rows.sort((a, b) => b[1] - a[1]);
   const total = rows.reduce((sum, [, n]) => sum + n, 0);
+  // A script's time includes the commands it runs, which are also counted under their own names.
+  const commandUs = rows.filter(([name]) => !/^eval/.test(name)).reduce((sum, [, , us]) => sum + us, 0) + rows.filter(([name]) => /^eval/.test(name)).reduce((sum, [, , us]) => sum + us, 0) / 2;
   console.log(`${requests} requests, ${Math.round((requests / elapsed) * 1000)} req/s, p50 ${times[requests >> 1]?.toFixed(3)} ms`);
   console.log(`Redis: ${total.toFixed(1)} commands and ${(cpuUs / requests).toFixed(1)} µs CPU per request`);
-  for (const [name, n] of rows) if (n >= 0.01) console.log(`  ${name.padEnd(16)} ${n.toFixed(2)}`);
+  console.log(`  (per request, in commands as Redis times them: about ${commandUs.toFixed(1)} µs; the rest is reading, writing and waking clients)`);
+  console.log(`  command          calls  µs (a script's includes its commands')`);
+  for (const [name, n, us] of rows) if (n >= 0.01) console.log(`  ${name.padEnd(16)} ${n.toFixed(2).padStart(5)}  ${us.toFixed(1).padStart(5)}`);
   replica.actor.send({ type: "DRAIN" });
   await waitFor("the replica to stop", () => replica.report().state === "stopped");
   await replica.closeConnections();
@@ -69,4 +78,27 @@ try {
 } finally {
   admin.disconnect();
   server.kill();
+}
+
+/** Prints each command Redis runs while `run` runs, with the name of the connection that sent it. */
+async function printMonitored(redisUrl: string, names: ReturnType<typeof createRedis>, run: () => Promise<unknown>): Promise<void> {
+  const byAddr = new Map<string, string>();
+  for (const line of String(await names.client("LIST")).split("\n")) {
+    const addr = /addr=(\S+)/.exec(line)?.[1];
+    if (addr) byAddr.set(addr, /name=(\S*)/.exec(line)?.[1] || addr);
+  }
+  const mon = createRedis(redisUrl, { name: "request-redis-cost-monitor" });
+  const lines: string[] = [];
+  const monitorHandle = await mon.monitor();
+  monitorHandle.on("monitor", (_time: string, args: string[], _source: string, database: string) => {
+    const addr = /\S+$/.exec(database)?.[0] ?? database;
+    const shown = args.map((a) => (a.length > 40 ? `${a.slice(0, 37)}...` : a)).join(" ");
+    lines.push(`  ${(byAddr.get(addr) ?? addr).padEnd(40)} ${shown.slice(0, 140)}`);
+  });
+  await new Promise((r) => setTimeout(r, 50));
+  await run();
+  await new Promise((r) => setTimeout(r, 50));
+  monitorHandle.disconnect();
+  mon.disconnect();
+  console.log(lines.filter((l) => !l.includes("request-redis-cost")).join("\n"));
 }
