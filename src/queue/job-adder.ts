@@ -6,7 +6,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "../shared/logger.js";
 import { Job, type JobsOptions, type Queue } from "./bullmq.js";
 import { missingMembers, warnFallbackOnce } from "./internals-check.js";
-import { LEAN_ADD } from "./lean-scripts.js";
+import { LEAN_ADD, LEAN_ADD_STORED, OPTIONS_AS_STORED } from "./lean-scripts.js";
 
 /** What BullMQ's queue backend stores for a new job (the fields of `Job.asJSON` its add scripts read). */
 interface NewJobData {
@@ -98,11 +98,19 @@ export function jobAdder(queue: Queue, name: string, options: JobsOptions, log?:
     const client = backend.queue.client;
     // Known once the queue is ready: the full script, when Redis lacks it, then goes on the queue's connection.
     let ownClient: LuaClient | undefined;
-    void client.then((c) => (ownClient = c)).catch(() => undefined);
+    // The options as Redis stores them, asked once: from then on adds send them as stored.
+    let stored: string | undefined;
+    void client
+      .then(async (c) => {
+        ownClient = c;
+        stored = String(await OPTIONS_AS_STORED.run(c, [], [packed]));
+      })
+      .catch(() => undefined);
     const scriptKeys = ADD_KEYS.slice(0, 5).map((k) => keys[k] as string);
     return async (data, via) => {
-      const args = [keys[""] as string, name, packed as Buffer, Date.now(), ...data.map(json)];
-      const ids = via ? await LEAN_ADD.run(via, scriptKeys, args, ownClient) : await LEAN_ADD.run(await client, scriptKeys, args);
+      const script = stored === undefined ? LEAN_ADD : LEAN_ADD_STORED;
+      const args = [keys[""] as string, name, stored ?? (packed as Buffer), Date.now(), ...data.map(json)];
+      const ids = via ? await script.run(via, scriptKeys, args, ownClient) : await script.run(await client, scriptKeys, args);
       return (ids as unknown[]).map(String);
     };
   }

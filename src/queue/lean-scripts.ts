@@ -98,19 +98,9 @@ redis.call("DEL", lockKey, jobKey, jobKey .. ":logs", jobKey .. ":dependencies",
 return 0
 `);
 
-/**
- * Adds jobs of one name and one set of options, stored as BullMQ's
- * addStandardJob stores them (the same hash fields, the options JSON-encoded
- * in Redis from the same msgpack bytes), pushed to the wait list in order,
- * with one base marker unless the queue is paused or at its global
- * concurrency. Left out: the 'added' and 'waiting' event stream entries.
- * KEYS[1] id counter, KEYS[2] wait, KEYS[3] meta, KEYS[4] active,
- * KEYS[5] marker; ARGV[1] job key prefix, ARGV[2] name, ARGV[3] options
- * (msgpack, as BullMQ sends them), ARGV[4] timestamp, ARGV[5..] each job's
- * data (JSON). Returns the new job ids, in order.
- */
-export const LEAN_ADD = new LuaScript(`
-local opts = cjson.encode(cmsgpack.unpack(ARGV[3]))
+/** The lean add's source, with `opts` the Lua expression for the options as stored (JSON). */
+const leanAddSource = (opts: string): string => `
+local opts = ${opts}
 local ids = {}
 for i = 5, #ARGV do
   local id = redis.call("INCR", KEYS[1]) .. ""
@@ -123,4 +113,27 @@ if not meta[1] and not (meta[2] and redis.call("LLEN", KEYS[4]) >= tonumber(meta
   redis.call("ZADD", KEYS[5], 0, "0")
 end
 return ids
-`);
+`;
+
+/**
+ * Adds jobs of one name and one set of options, stored as BullMQ's
+ * addStandardJob stores them (the same hash fields, the options JSON-encoded
+ * in Redis from the same msgpack bytes), pushed to the wait list in order,
+ * with one base marker unless the queue is paused or at its global
+ * concurrency. Left out: the 'added' and 'waiting' event stream entries.
+ * KEYS[1] id counter, KEYS[2] wait, KEYS[3] meta, KEYS[4] active,
+ * KEYS[5] marker; ARGV[1] job key prefix, ARGV[2] name, ARGV[3] options
+ * (msgpack, as BullMQ sends them), ARGV[4] timestamp, ARGV[5..] each job's
+ * data (JSON). Returns the new job ids, in order.
+ */
+export const LEAN_ADD = new LuaScript(leanAddSource("cjson.encode(cmsgpack.unpack(ARGV[3]))"));
+
+/**
+ * LEAN_ADD with ARGV[3] the options as Redis stores them (OPTIONS_AS_STORED
+ * of the msgpack bytes): no decoding per add, and a request's command is all
+ * text, which the client sends without copying it into a buffer.
+ */
+export const LEAN_ADD_STORED = new LuaScript(leanAddSource("ARGV[3]"));
+
+/** The stored (JSON) form of msgpack-packed job options, exactly as LEAN_ADD and BullMQ's add store them. ARGV[1] the options. */
+export const OPTIONS_AS_STORED = new LuaScript("return cjson.encode(cmsgpack.unpack(ARGV[1]))");
