@@ -54,6 +54,7 @@ interface WorkerInternals {
   _getNextJob?: FetchNext;
   moveToActive?: (token: string, name?: string) => Promise<unknown>;
   drained?: boolean;
+  closing?: unknown;
   opts: { name?: string; lockDuration?: number; limiter?: unknown };
   backend?: {
     waitForJob?: WaitForJob;
@@ -130,10 +131,16 @@ export type LaneClient = RedisClientish & { evalsha(...args: unknown[]): Promise
 export class WaitLane {
   private client: LaneClient | undefined;
   private due: (() => void) | undefined;
+  private usable: () => boolean = () => false;
 
-  /** Holds a wait on `client` until `send` is called (by a finish) or the turn ends. */
-  hold(client: LaneClient): Promise<void> {
+  /**
+   * Holds a wait on `client` until a finish goes ahead of it or the turn
+   * ends. `usable`: whether a finish may still go on that connection (not
+   * once the worker closes, which disconnects it).
+   */
+  hold(client: LaneClient, usable: () => boolean): Promise<void> {
     this.client = client;
+    this.usable = usable;
     return new Promise<void>((resolve) => {
       const send = (): void => {
         if (this.due !== send) return;
@@ -156,7 +163,7 @@ export class WaitLane {
     const send = this.due;
     const client = this.client;
     const stream = client?.stream;
-    if (!send || !client || !stream?.writable || typeof stream.cork !== "function" || typeof stream.uncork !== "function") return undefined;
+    if (!send || !client || !this.usable() || !stream?.writable || typeof stream.cork !== "function" || typeof stream.uncork !== "function") return undefined;
     stream.cork();
     afterMicrotasks(() => stream.uncork?.());
     return { client, release: send };
@@ -309,7 +316,10 @@ export function tuneIdleWorker(worker: Worker, isIdle: () => boolean, keys: Mark
     const blockingClient = backend.blockingClient;
     const client = await blockingClient;
     if (!client || !blockingClient) return waitForJob.call(backend, blockTimeout);
-    if (lane && typeof (client as Partial<LaneClient>).evalsha === "function") await lane.hold(client as LaneClient);
+    if (lane && typeof (client as Partial<LaneClient>).evalsha === "function") {
+      const laneClient = client as LaneClient & { status?: string };
+      await lane.hold(laneClient, () => !target.closing && laneClient.status === "ready");
+    }
     let waiting: Promise<unknown> | undefined;
     inOneWrite(client, () => {
       if (markerMayBeStale) {

@@ -9,6 +9,7 @@
  * wait, and a batch's replies go with the batch's finish.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { describe, it } from "node:test";
 import { RequestClient } from "../../src/client/request-client.js";
 import { Queue } from "../../src/queue/bullmq.js";
@@ -138,21 +139,37 @@ describe("lean request path", () => {
     assert.deepEqual(pushes, [], "no reply was pushed on its own");
   });
 
-  /** Commands Redis ran while `run` ran, in order, with the address of the connection that sent each ("lua" inside scripts). */
+  /**
+   * Commands Redis ran while `run` ran, in order, with the address of the
+   * connection that sent each ("lua" inside scripts), as `redis-cli monitor`
+   * prints them (ioredis's own MONITOR client loses track of its replies
+   * when the server is busy).
+   */
   async function monitored(run: () => Promise<void>): Promise<Array<{ source: string; args: string[] }>> {
-    const connection = testRedis();
-    const monitor = await connection.monitor();
-    const seen: Array<{ source: string; args: string[] }> = [];
-    monitor.on("monitor", (_time: string, args: string[], source: string) => seen.push({ source, args: [String(args[0]).toLowerCase(), ...args.slice(1)] }));
+    const monitor = spawn("redis-cli", ["-u", REDIS_URL, "monitor"], { stdio: ["ignore", "pipe", "inherit"] });
+    const lines: string[] = [];
+    let rest = "";
+    monitor.stdout.setEncoding("utf8");
+    monitor.stdout.on("data", (chunk: string) => {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop() ?? "";
+      lines.push(...parts);
+    });
     try {
-      // MONITOR is live once Redis answers a command sent after it.
-      await redis.ping();
+      await waitFor("redis-cli monitor to start", () => lines.includes("OK"));
       await run();
-      await redis.ping();
-      await waitFor("MONITOR to show the last command", () => seen.some((c) => c.args[0] === "ping" && c.source !== "lua"));
+      const marker = `lean-path-done-${Date.now()}`;
+      await redis.echo(marker);
+      await waitFor("MONITOR to show the last command", () => lines.some((line) => line.includes(marker)));
     } finally {
-      monitor.disconnect();
-      connection.disconnect();
+      monitor.kill();
+    }
+    const seen: Array<{ source: string; args: string[] }> = [];
+    for (const line of lines) {
+      const m = /^\S+ \[\d+ (\S+)\] (.*)$/.exec(line);
+      if (!m) continue;
+      const args = [...(m[2] as string).matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((a) => a[1] as string);
+      if (args.length > 0) seen.push({ source: m[1] as string, args: [(args[0] as string).toLowerCase(), ...args.slice(1)] });
     }
     return seen;
   }
