@@ -102,7 +102,7 @@ export class RequestClient {
     this.id = options.id ?? `client-${uuidv4()}`;
     this.keys = new Keys(options.namespace);
     this.redis = createRedis(options.redisUrl, { mode: "failFast", name: `flotilla-${this.id}` });
-    // Fails fast like `redis`: a request's add may go on it (see addJobs).
+    // Fails fast like `redis`: a request's add may go on it (see addAndRead).
     this.replyReader = createRedis(options.redisUrl, { mode: "failFast", name: `flotilla-${this.id}-replies` });
     this.replyKey = this.keys.replies(this.id);
     this.streamConnections = new BlockingPool(options.redisUrl, `flotilla-${this.id}`);

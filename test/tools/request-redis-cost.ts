@@ -87,18 +87,30 @@ async function printMonitored(redisUrl: string, names: ReturnType<typeof createR
     const addr = /addr=(\S+)/.exec(line)?.[1];
     if (addr) byAddr.set(addr, /name=(\S*)/.exec(line)?.[1] || addr);
   }
-  const mon = createRedis(redisUrl, { name: "request-redis-cost-monitor" });
+  // redis-cli, not ioredis's MONITOR client, which can lose track of its replies when the server is busy.
+  const monitor = spawn("redis-cli", ["-u", redisUrl, "monitor"], { stdio: ["ignore", "pipe", "inherit"] });
   const lines: string[] = [];
-  const monitorHandle = await mon.monitor();
-  monitorHandle.on("monitor", (_time: string, args: string[], _source: string, database: string) => {
-    const addr = /\S+$/.exec(database)?.[0] ?? database;
-    const shown = args.map((a) => (a.length > 40 ? `${a.slice(0, 37)}...` : a)).join(" ");
-    lines.push(`  ${(byAddr.get(addr) ?? addr).padEnd(40)} ${shown.slice(0, 140)}`);
+  let rest = "";
+  monitor.stdout.setEncoding("utf8");
+  monitor.stdout.on("data", (chunk: string) => {
+    const parts = (rest + chunk).split("\n");
+    rest = parts.pop() ?? "";
+    lines.push(...parts);
   });
-  await new Promise((r) => setTimeout(r, 50));
-  await run();
-  await new Promise((r) => setTimeout(r, 50));
-  monitorHandle.disconnect();
-  mon.disconnect();
-  console.log(lines.filter((l) => !l.includes("request-redis-cost")).join("\n"));
+  try {
+    await waitFor("redis-cli monitor to start", () => lines.includes("OK"));
+    await run();
+    const marker = `request-redis-cost-done-${Date.now()}`;
+    await names.echo(marker);
+    await waitFor("MONITOR to show the last command", () => lines.some((line) => line.includes(marker)));
+  } finally {
+    monitor.kill();
+  }
+  for (const line of lines) {
+    const m = /^\S+ \[\d+ (\S+)\] (.*)$/.exec(line);
+    if (!m || line.includes("request-redis-cost")) continue;
+    const source = m[1] as string;
+    const shown = [...(m[2] as string).matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((a) => ((a[1] as string).length > 40 ? `${(a[1] as string).slice(0, 37)}...` : a[1])).join(" ");
+    console.log(`  ${(byAddr.get(source) ?? source).padEnd(40)} ${shown.slice(0, 140)}`);
+  }
 }
