@@ -9,7 +9,6 @@
  * wait, and a batch's replies go with the batch's finish.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { describe, it } from "node:test";
 import { RequestClient } from "../../src/client/request-client.js";
 import { Queue } from "../../src/queue/bullmq.js";
@@ -18,6 +17,7 @@ import { Answered, DeploymentWorker } from "../../src/queue/deployment-worker.js
 import { releaseWorkerLocks } from "../../src/queue/worker-locks.js";
 import { createLogger } from "../../src/shared/logger.js";
 import { echoReplica } from "../helpers/echo-replica.js";
+import { Monitor } from "../helpers/monitor.js";
 import { queueFixture } from "../helpers/queues.js";
 import { REDIS_URL, testRedis } from "../helpers/redis.js";
 import { waitFor } from "../helpers/wait.js";
@@ -139,39 +139,18 @@ describe("lean request path", () => {
     assert.deepEqual(pushes, [], "no reply was pushed on its own");
   });
 
-  /**
-   * Commands Redis ran while `run` ran, in order, with the address of the
-   * connection that sent each ("lua" inside scripts), as `redis-cli monitor`
-   * prints them (ioredis's own MONITOR client loses track of its replies
-   * when the server is busy).
-   */
+  /** This namespace's commands Redis ran while `run` ran, in order, with the address of the connection that sent each ("lua" inside scripts). */
   async function monitored(run: () => Promise<void>): Promise<Array<{ source: string; args: string[] }>> {
-    const monitor = spawn("redis-cli", ["-u", REDIS_URL, "monitor"], { stdio: ["ignore", "pipe", "inherit"] });
-    const lines: string[] = [];
-    let rest = "";
-    monitor.stdout.setEncoding("utf8");
-    monitor.stdout.on("data", (chunk: string) => {
-      const parts = (rest + chunk).split("\n");
-      rest = parts.pop() ?? "";
-      lines.push(...parts);
-    });
+    const marker = `lean-path-done-${namespace}`;
+    const monitor = await Monitor.start(REDIS_URL, (c) => c.args.some((a) => a.includes(namespace)));
     try {
-      await waitFor("redis-cli monitor to start", () => lines.includes("OK"));
       await run();
-      const marker = `lean-path-done-${Date.now()}`;
       await redis.echo(marker);
-      await waitFor("MONITOR to show the last command", () => lines.some((line) => line.includes(marker)));
+      await waitFor("MONITOR to show the last command", () => monitor.commands.some((c) => c.args[1] === marker));
     } finally {
-      monitor.kill();
+      monitor.stop();
     }
-    const seen: Array<{ source: string; args: string[] }> = [];
-    for (const line of lines) {
-      const m = /^\S+ \[\d+ (\S+)\] (.*)$/.exec(line);
-      if (!m) continue;
-      const args = [...(m[2] as string).matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((a) => a[1] as string);
-      if (args.length > 0) seen.push({ source: m[1] as string, args: [(args[0] as string).toLowerCase(), ...args.slice(1)] });
-    }
-    return seen;
+    return monitor.commands.map((c) => ({ source: c.source, args: [(c.args[0] ?? "").toLowerCase(), ...c.args.slice(1)] }));
   }
 
   /** The address CLIENT LIST gives for the connection of this name. */

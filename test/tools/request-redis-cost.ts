@@ -17,6 +17,7 @@
 import { spawn } from "node:child_process";
 import { RequestClient } from "../../src/client/request-client.js";
 import { createRedis } from "../../src/shared/redis.js";
+import { Monitor } from "../helpers/monitor.js";
 import { freePort } from "../helpers/private-redis.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -87,30 +88,18 @@ async function printMonitored(redisUrl: string, names: ReturnType<typeof createR
     const addr = /addr=(\S+)/.exec(line)?.[1];
     if (addr) byAddr.set(addr, /name=(\S*)/.exec(line)?.[1] || addr);
   }
-  // redis-cli, not ioredis's MONITOR client, which can lose track of its replies when the server is busy.
-  const monitor = spawn("redis-cli", ["-u", redisUrl, "monitor"], { stdio: ["ignore", "pipe", "inherit"] });
-  const lines: string[] = [];
-  let rest = "";
-  monitor.stdout.setEncoding("utf8");
-  monitor.stdout.on("data", (chunk: string) => {
-    const parts = (rest + chunk).split("\n");
-    rest = parts.pop() ?? "";
-    lines.push(...parts);
-  });
+  const monitor = await Monitor.start(redisUrl, () => true);
+  const marker = `request-redis-cost-done-${Date.now()}`;
   try {
-    await waitFor("redis-cli monitor to start", () => lines.includes("OK"));
     await run();
-    const marker = `request-redis-cost-done-${Date.now()}`;
     await names.echo(marker);
-    await waitFor("MONITOR to show the last command", () => lines.some((line) => line.includes(marker)));
+    await waitFor("MONITOR to show the last command", () => monitor.commands.some((c) => c.args[1] === marker));
   } finally {
-    monitor.kill();
+    monitor.stop();
   }
-  for (const line of lines) {
-    const m = /^\S+ \[\d+ (\S+)\] (.*)$/.exec(line);
-    if (!m || line.includes("request-redis-cost")) continue;
-    const source = m[1] as string;
-    const shown = [...(m[2] as string).matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((a) => ((a[1] as string).length > 40 ? `${(a[1] as string).slice(0, 37)}...` : a[1])).join(" ");
+  for (const { source, args } of monitor.commands) {
+    if (args.includes(marker)) continue;
+    const shown = args.map((a) => (a.length > 40 ? `${a.slice(0, 37)}...` : a)).join(" ");
     console.log(`  ${(byAddr.get(source) ?? source).padEnd(40)} ${shown.slice(0, 140)}`);
   }
 }
