@@ -26,6 +26,13 @@ const requests = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 20
 const monitor = process.argv.includes("--monitor");
 const port = await freePort();
 const server = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
+// Stopped early (Ctrl-C, a timeout): the private server goes too.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    server.kill();
+    process.exit(128 + (signal === "SIGINT" ? 2 : 15));
+  });
+}
 const url = `redis://127.0.0.1:${port}`;
 // The test helpers read REDIS_URL when they load: the replica goes to the private server.
 process.env.REDIS_URL = url;
