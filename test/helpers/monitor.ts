@@ -5,6 +5,7 @@
  * sends; only commands of the given client addresses are kept.
  */
 import net from "node:net";
+import { waitFor } from "./wait.js";
 
 export interface MonitoredCommand {
   /** Server time, ms. */
@@ -83,6 +84,25 @@ export class Monitor {
     });
     socket.on("error", () => undefined);
     return new Monitor(socket, commands);
+  }
+
+  /**
+   * The commands `keep` picks that the server ran while `run` ran. Ends once
+   * MONITOR shows an ECHO sent on `via` after `run` (so nothing `run` sent is
+   * missed), which is not among them.
+   */
+  static async during(url: string, keep: (c: MonitoredCommand) => boolean, via: { echo(text: string): Promise<unknown> }, run: () => Promise<unknown>): Promise<MonitoredCommand[]> {
+    const marker = `monitor-done-${process.pid}-${Date.now()}`;
+    const isMarker = (c: MonitoredCommand): boolean => c.args[0]?.toLowerCase() === "echo" && c.args[1] === marker;
+    const monitor = await Monitor.start(url, (c) => isMarker(c) || keep(c));
+    try {
+      await run();
+      await via.echo(marker);
+      await waitFor("MONITOR to show the ECHO sent after the monitored commands", () => monitor.commands.some(isMarker));
+    } finally {
+      monitor.stop();
+    }
+    return monitor.commands.filter((c) => !isMarker(c));
   }
 
   stop(): void {

@@ -89,16 +89,15 @@ describe("lean request path", () => {
 
   it("sends a lone request's add with the requester's pop, and its finish (with the reply) ahead of the replica's next wait", async () => {
     const deployment = "lanes";
-    await replica(deployment);
-    const client = new RequestClient({ redisUrl: REDIS_URL, namespace });
-    closers.push(() => client.close());
-    for (let n = 0; n < 3; n++) await client.submit(deployment, { kind: "call", payload: { warm: n } });
+    const client = await answeredClient(deployment);
+    const repliesName = `flotilla-${client.id}-replies`;
     const seen = await monitored(async () => {
       for (let n = 0; n < 3; n++) assert.deepEqual(((await client.submit(deployment, { kind: "call", payload: { n } })).value as { payload: unknown }).payload, { n });
-      // No request pending: the requester sends no pop (its pops last 1 s, so one would show within this time).
-      await new Promise((resolve) => setTimeout(resolve, 1300));
+      // No request pending: the requester holds no pop open (a reader that kept one would show as blocked, flag b).
+      await new Promise((resolve) => setImmediate(resolve));
+      await waitFor("the reply connection to hold no pop", async () => !/ flags=\S*b/.test(await clientLine(repliesName)), { describe: () => repliesName });
     });
-    const repliesConnection = await addressOf(`flotilla-${client.id}-replies`);
+    const repliesConnection = await addressOf(repliesName);
     const idKey = queueKeys.key(deployment, "id");
     const adds = seen.filter((c) => c.args[0] === "evalsha" && c.args[3] === idKey);
     assert.equal(adds.length, 3, "three adds");
@@ -120,11 +119,8 @@ describe("lean request path", () => {
 
   it("answers the requests of a batch job together with the batch's finish, in one script", async () => {
     const deployment = "grouped";
-    await replica(deployment);
-    const client = new RequestClient({ redisUrl: REDIS_URL, namespace });
-    closers.push(() => client.close());
     // Fast answers first: the requester batches only a deployment it knows to be fast.
-    for (let n = 0; n < 3; n++) await client.submit(deployment, { kind: "call", payload: { warm: n } });
+    const client = await answeredClient(deployment);
     const seen = await monitored(async () => {
       const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => client.submit(deployment, { kind: "call", payload: { i } })));
       replies.forEach((reply, i) => assert.deepEqual((reply.value as { payload: unknown }).payload, { i }));
@@ -141,22 +137,27 @@ describe("lean request path", () => {
 
   /** This namespace's commands Redis ran while `run` ran, in order, with the address of the connection that sent each ("lua" inside scripts). */
   async function monitored(run: () => Promise<void>): Promise<Array<{ source: string; args: string[] }>> {
-    const marker = `lean-path-done-${namespace}`;
-    const monitor = await Monitor.start(REDIS_URL, (c) => c.args.some((a) => a.includes(namespace)));
-    try {
-      await run();
-      await redis.echo(marker);
-      await waitFor("MONITOR to show the last command", () => monitor.commands.some((c) => c.args[1] === marker));
-    } finally {
-      monitor.stop();
-    }
-    return monitor.commands.map((c) => ({ source: c.source, args: [(c.args[0] ?? "").toLowerCase(), ...c.args.slice(1)] }));
+    const commands = await Monitor.during(REDIS_URL, (c) => c.args.some((a) => a.includes(namespace)), redis, run);
+    return commands.map((c) => ({ source: c.source, args: [(c.args[0] ?? "").toLowerCase(), ...c.args.slice(1)] }));
+  }
+
+  /** A replica of `deployment` and a requester that has had three answers from it (so it knows the deployment is fast). */
+  async function answeredClient(deployment: string): Promise<RequestClient> {
+    await replica(deployment);
+    const client = new RequestClient({ redisUrl: REDIS_URL, namespace });
+    closers.push(() => client.close());
+    for (let n = 0; n < 3; n++) await client.submit(deployment, { kind: "call", payload: { warm: n } });
+    return client;
+  }
+
+  /** The line CLIENT LIST gives for the connection of this name ("" if none). */
+  async function clientLine(name: string): Promise<string> {
+    return String(await redis.client("LIST")).split("\n").find((l) => l.includes(` name=${name} `)) ?? "";
   }
 
   /** The address CLIENT LIST gives for the connection of this name. */
   async function addressOf(name: string): Promise<string> {
-    const line = String(await redis.client("LIST")).split("\n").find((l) => l.includes(` name=${name} `));
-    const address = line && /addr=(\S+)/.exec(line)?.[1];
+    const address = /addr=(\S+)/.exec(await clientLine(name))?.[1];
     assert.ok(address, `a connection named ${name}`);
     return address;
   }

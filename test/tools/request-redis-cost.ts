@@ -95,17 +95,7 @@ async function printMonitored(redisUrl: string, names: ReturnType<typeof createR
     const addr = /addr=(\S+)/.exec(line)?.[1];
     if (addr) byAddr.set(addr, /name=(\S*)/.exec(line)?.[1] || addr);
   }
-  const monitor = await Monitor.start(redisUrl, () => true);
-  const marker = `request-redis-cost-done-${Date.now()}`;
-  try {
-    await run();
-    await names.echo(marker);
-    await waitFor("MONITOR to show the last command", () => monitor.commands.some((c) => c.args[1] === marker));
-  } finally {
-    monitor.stop();
-  }
-  for (const { source, args } of monitor.commands) {
-    if (args.includes(marker)) continue;
+  for (const { source, args } of await Monitor.during(redisUrl, () => true, names, run)) {
     const shown = args.map((a) => (a.length > 40 ? `${a.slice(0, 37)}...` : a)).join(" ");
     console.log(`  ${(byAddr.get(source) ?? source).padEnd(40)} ${shown.slice(0, 140)}`);
   }
