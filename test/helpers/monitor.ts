@@ -50,10 +50,13 @@ export function parseMonitorArgs(text: string): string[] {
   return args;
 }
 
+const MARKER = "monitor-caught-up-";
+
 export class Monitor {
   private constructor(
     private readonly socket: net.Socket,
     readonly commands: MonitoredCommand[],
+    private readonly markers: Set<string>,
   ) {}
 
   /** Starts monitoring; resolves once the server said OK. `keep` picks the commands to keep. */
@@ -61,6 +64,7 @@ export class Monitor {
     const { hostname, port } = new URL(url);
     const socket = net.connect(Number(port || 6379), hostname);
     const commands: MonitoredCommand[] = [];
+    const markers = new Set<string>();
     let buffer = "";
     await new Promise<void>((resolve, reject) => {
       socket.once("error", reject);
@@ -77,13 +81,25 @@ export class Monitor {
           const m = /^\+(\d+\.\d+) \[\d+ ([^\]]+)\] (.*)$/.exec(line);
           if (!m) continue;
           const c = { at: Number(m[1]) * 1000, source: m[2] as string, args: parseMonitorArgs(m[3] as string) };
-          if (keep(c)) commands.push(c);
+          if (c.args[0]?.toLowerCase() === "echo" && c.args[1]?.startsWith(MARKER)) markers.add(c.args[1]);
+          else if (keep(c)) commands.push(c);
         }
       });
       socket.write("MONITOR\r\n");
     });
     socket.on("error", () => undefined);
-    return new Monitor(socket, commands);
+    return new Monitor(socket, commands, markers);
+  }
+
+  /**
+   * Resolves once MONITOR has shown an ECHO sent on `via` now, so every
+   * command the server ran before it is in `commands`: on a busy server the
+   * MONITOR stream runs behind the commands it reports.
+   */
+  async caughtUp(via: { echo(text: string): Promise<unknown> }): Promise<void> {
+    const marker = `${MARKER}${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+    await via.echo(marker);
+    await waitFor("MONITOR to show the ECHO sent after the monitored commands", () => this.markers.has(marker));
   }
 
   /**
@@ -92,17 +108,14 @@ export class Monitor {
    * missed), which is not among them.
    */
   static async during(url: string, keep: (c: MonitoredCommand) => boolean, via: { echo(text: string): Promise<unknown> }, run: () => Promise<unknown>): Promise<MonitoredCommand[]> {
-    const marker = `monitor-done-${process.pid}-${Date.now()}`;
-    const isMarker = (c: MonitoredCommand): boolean => c.args[0]?.toLowerCase() === "echo" && c.args[1] === marker;
-    const monitor = await Monitor.start(url, (c) => isMarker(c) || keep(c));
+    const monitor = await Monitor.start(url, keep);
     try {
       await run();
-      await via.echo(marker);
-      await waitFor("MONITOR to show the ECHO sent after the monitored commands", () => monitor.commands.some(isMarker));
+      await monitor.caughtUp(via);
     } finally {
       monitor.stop();
     }
-    return monitor.commands.filter((c) => !isMarker(c));
+    return monitor.commands;
   }
 
   stop(): void {

@@ -48,6 +48,11 @@ class CommandLog {
     this.monitor = await Monitor.start(REDIS_URL, (c) => this.addrs.has(c.source));
   }
 
+  /** Waits until MONITOR has shown every command the server ran before now. */
+  caughtUp(via: Redis): Promise<void> {
+    return this.monitor?.caughtUp(via) ?? Promise.resolve();
+  }
+
   since(host: string, at: number): MonitoredCommand[] {
     return (this.monitor?.commands ?? []).filter((c) => this.addrs.get(c.source) === host && c.at >= at);
   }
@@ -92,6 +97,8 @@ describe("a host reads its own", () => {
         const mine = [...launcher.live].filter((c) => c.config?.hostId === H1 && c.state === "running");
         return mine.length === 2 ? mine : undefined;
       });
+      await leaderMonitor.caughtUp(redis);
+      await commands.caughtUp(redis);
       const written = leaderMonitor.commands[0];
       assert.ok(written, "the leader wrote h1's assignments in a fenced script");
       const firstSpawn = Math.min(...onH1.map((c) => c.spawnedAt));
@@ -119,6 +126,7 @@ describe("a host reads its own", () => {
     await new Promise((r) => setTimeout(r, 1500));
     const from = Date.now();
     await waitFor("3 s of steady state", () => Date.now() - from >= 3000, { timeoutMs: 5000 });
+    await commands.caughtUp(redis);
     for (const host of [H1, H2, H3]) {
       const seen = commands.since(host, from).filter((c) => c.at <= from + 3000);
       const names = [...new Set(seen.map((c) => c.args[0]?.toLowerCase()))].sort();

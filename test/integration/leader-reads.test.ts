@@ -53,6 +53,7 @@ describe("the leader's revision reads", () => {
     await applyDeployments(redis, keys, [spec("still", "1"), spec("moving", "1")]);
     await waitFor("the leader to read both histories", () => reads("still") >= 1 && reads("moving") >= 1, { describe: () => ({ still: reads("still"), moving: reads("moving") }) });
     await ticksAfter("after the first reads", 10);
+    await monitor.caughtUp(redis);
     const watched = async (name: string): Promise<boolean> => {
       const raw = await redis.hget(keys.rollouts, name);
       return raw !== null && (JSON.parse(raw) as RolloutRecord).done === undefined;
@@ -64,6 +65,7 @@ describe("the leader's revision reads", () => {
     await applyDeployments(redis, keys, [spec("moving", "2")]);
     await waitFor("the leader to read the new revision", () => reads("moving") >= 2, { describe: () => ({ moving: reads("moving") }) });
     await ticksAfter("after the new revision", 10);
+    await monitor.caughtUp(redis);
     assert.equal(reads("moving"), 2, "a new revision is read once");
     assert.equal(reads("still"), 1, "a deploy of another deployment reads nothing of this one");
   });
