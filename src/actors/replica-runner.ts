@@ -16,7 +16,7 @@ import { RequestAbort, type Abortable } from "./request-abort.js";
 import { ReplyGroup } from "./reply-group.js";
 import { StreamStopped } from "./stream-stopped.js";
 import type { JobDataProblem } from "../shared/job-data.js";
-import { errorReply, replyOrigin, type ReplyOrigin } from "../shared/reply.js";
+import { errorReply, replyOrigin, withOrigin, type ReplyOrigin } from "../shared/reply.js";
 import { Semaphore } from "../shared/semaphore.js";
 import { Keys } from "../shared/keys.js";
 import { Batcher } from "../shared/batcher.js";
@@ -289,7 +289,7 @@ export class ReplicaRunner {
         if (streamed && "status" in streamed) return streamed;
         const value = streamed ? streamed.gathered : result;
         const origin = this.origin(data.requestId);
-        reply = data.kind === "http" ? { ...encodeResult(value), ...origin } : { status: 200, headers: {}, body: "", value: value ?? null, ...origin };
+        reply = withOrigin(data.kind === "http" ? encodeResult(value) : { status: 200, headers: {}, body: "", value: value ?? null }, origin);
       } catch (err) {
         reply = this.errorReply(data, err);
       }
@@ -357,20 +357,45 @@ export class ReplicaRunner {
   }
 
   private httpRequest(http: HttpRequestData, abort: Abortable): HttpRequest {
-    return {
-      ...http,
-      get signal() {
-        return abort.signal;
-      },
-      json<T>(): T {
-        if (http.body === "") return null as T;
-        try {
-          return JSON.parse(http.body) as T;
-        } catch (err) {
-          throw new BodyNotJson(errorMessage(err));
-        }
-      },
-    };
+    return new HandlerRequest(http, abort);
+  }
+}
+
+/**
+ * The request a handler gets: the request's fields as its own, `signal` and
+ * `json()` from the prototype, so every request has one shape (an object
+ * literal with a getter and a spread costs a replica more per request).
+ */
+class HandlerRequest implements HttpRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly subPath: string;
+  readonly query: Record<string, string | string[]>;
+  readonly headers: Record<string, string>;
+  readonly body: string;
+  readonly #abort: Abortable;
+
+  constructor(http: HttpRequestData, abort: Abortable) {
+    this.method = http.method;
+    this.path = http.path;
+    this.subPath = http.subPath;
+    this.query = http.query;
+    this.headers = http.headers;
+    this.body = http.body;
+    this.#abort = abort;
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  json<T = unknown>(): T {
+    if (this.body === "") return null as T;
+    try {
+      return JSON.parse(this.body) as T;
+    } catch (err) {
+      throw new BodyNotJson(errorMessage(err));
+    }
   }
 }
 

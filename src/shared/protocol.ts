@@ -91,22 +91,21 @@ export function lowerKeys(headers: Record<string, string>): Record<string, strin
 
 /** Encodes whatever a handler returned as status, headers and body. */
 export function encodeResult(result: unknown): Pick<Reply, "status" | "headers" | "body" | "base64"> {
-  let status = 200;
-  let headers: Record<string, string> = {};
-  let body: unknown = result;
-  if (isHttpResponse(result)) {
-    status = result.status;
-    headers = lowerKeys(result.headers);
-    body = result.body;
-  }
-  if (body === undefined || body === null) {
-    return { status: status === 200 && !isHttpResponse(result) ? 204 : status, headers, body: "" };
-  }
-  if (typeof body === "string") {
-    return { status, headers: { "content-type": "text/plain; charset=utf-8", ...headers }, body };
-  }
+  if (!isHttpResponse(result)) return encodeBody(200, undefined, result, 204);
+  return encodeBody(result.status, lowerKeys(result.headers), result.body, result.status);
+}
+
+/** `headers`: the handler's own (undefined for none: the common case, no copy); `emptyStatus`: the status of a body that is null or undefined. */
+function encodeBody(status: number, headers: Record<string, string> | undefined, body: unknown, emptyStatus: number): Pick<Reply, "status" | "headers" | "body" | "base64"> {
+  if (body === undefined || body === null) return { status: emptyStatus, headers: headers ?? {}, body: "" };
+  if (typeof body === "string") return { status, headers: withType("text/plain; charset=utf-8", headers), body };
   if (body instanceof Uint8Array) {
-    return { status, headers: { "content-type": "application/octet-stream", ...headers }, body: Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("base64"), base64: true };
+    return { status, headers: withType("application/octet-stream", headers), body: Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("base64"), base64: true };
   }
-  return { status, headers: { "content-type": "application/json; charset=utf-8", ...headers }, body: JSON.stringify(body) };
+  return { status, headers: withType("application/json; charset=utf-8", headers), body: JSON.stringify(body) };
+}
+
+/** A content type, overridden by the handler's own headers when they set one. */
+function withType(contentType: string, headers: Record<string, string> | undefined): Record<string, string> {
+  return headers ? { "content-type": contentType, ...headers } : { "content-type": contentType };
 }

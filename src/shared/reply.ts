@@ -41,5 +41,20 @@ export function errorReply(code: ErrorCode, message: string, origin: ReplyOrigin
 
 /** The origin fields of a reply: a request id only when the request had one. */
 export function replyOrigin(replica: string, version: string, requestId: string | undefined): ReplyOrigin {
-  return { replica, version, ...(requestId !== undefined ? { requestId } : {}) };
+  const origin: ReplyOrigin = { replica, version };
+  if (requestId !== undefined) origin.requestId = requestId;
+  return origin;
+}
+
+/**
+ * `fields`, a fresh object of the caller's, with the origin's fields set on
+ * it: assigned rather than spread into a new object, which costs a replica
+ * more per request.
+ */
+export function withOrigin<T extends object>(fields: T, origin: ReplyOrigin): T & ReplyOrigin {
+  const out = fields as T & ReplyOrigin;
+  out.replica = origin.replica;
+  out.version = origin.version;
+  if (origin.requestId !== undefined) out.requestId = origin.requestId;
+  return out;
 }
