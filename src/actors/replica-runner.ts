@@ -25,7 +25,7 @@ import { Answered, DeploymentWorker } from "../queue/deployment-worker.js";
 import { ReplyLists } from "../queue/reply-lists.js";
 import { AsyncJobs, type AsyncRun } from "./async-jobs.js";
 import { queueJobShape, requestShape } from "./job-shape.js";
-import { loadHandler, type LoadedHandler, type PrepareLoader } from "./handler-loader.js";
+import { loadHandler, type LoadedHandler, type PrepareLoader, type RequestContext } from "./handler-loader.js";
 import { replicaMachine, type ReplicaMachineState } from "./replica-machine.js";
 import type { ReplicaConfig, ReplicaSettings } from "./replica-config.js";
 
@@ -260,12 +260,7 @@ export class ReplicaRunner {
         if (!handler) throw new Error("handler not loaded");
         const arg = data.kind === "http" ? this.httpRequest(data.http, abort) : data.payload;
         const progress = run ? run.progress : noProgress;
-        const out: unknown = handler.call(arg, {
-          get signal() {
-            return abort.signal;
-          },
-          progress,
-        });
+        const out: unknown = handler.call(arg, new HandlerContext(abort, progress));
         const timeoutS = this.config.requestTimeoutS;
         // A handler that answered synchronously is not awaited: an await would only start its reply a turn late.
         const result = !isThenable(out)
@@ -396,6 +391,21 @@ class HandlerRequest implements HttpRequest {
     } catch (err) {
       throw new BodyNotJson(errorMessage(err));
     }
+  }
+}
+
+/** A handler's context: `signal` from the prototype, made only when read (RequestAbort). */
+class HandlerContext implements RequestContext {
+  readonly #abort: Abortable;
+  readonly progress: RequestContext["progress"];
+
+  constructor(abort: Abortable, progress: RequestContext["progress"]) {
+    this.#abort = abort;
+    this.progress = progress;
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
   }
 }
 

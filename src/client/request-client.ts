@@ -65,6 +65,13 @@ interface Pending {
   jobId?: string;
 }
 
+/** The job with its reply address, built field by field (a spread of the caller's job costs more per request). */
+function addressed(job: RequestJob, replyTo: string, requestId: string): RequestJob {
+  const sent: RequestJob = job.kind === "http" ? { kind: "http", http: job.http, replyTo, requestId } : { kind: "call", payload: job.payload, replyTo, requestId };
+  if (job.asyncId !== undefined) sent.asyncId = job.asyncId;
+  return sent;
+}
+
 export class RequestClient {
   readonly id: string;
   private readonly keys: Keys;
@@ -174,7 +181,7 @@ export class RequestClient {
     }
     let jobId: string | undefined;
     try {
-      const added = this.adds.add(deployment, { ...job, replyTo: this.replyKey, requestId }, this.pending.size === 1);
+      const added = this.adds.add(deployment, addressed(job, this.replyKey, requestId), this.pending.size === 1);
       // Normally started by the add (addJobs); here when the add waits for company or for the queue's set-up.
       this.ensureReader();
       jobId = await added;

@@ -235,7 +235,8 @@ export class Router {
   }
 
   private answer(res: ServerResponse, reply: Reply): void {
-    const headers: Record<string, string> = { ...reply.headers };
+    // The reply was parsed for this answer alone: its headers are ours to add to.
+    const headers: Record<string, string> = typeof reply.headers === "object" && reply.headers !== null ? reply.headers : {};
     headers["x-flotilla-replica"] = reply.replica ?? "";
     headers["x-flotilla-version"] = reply.version ?? "";
     this.write(res, reply.status, headers, reply.base64 ? Buffer.from(reply.body, "base64") : reply.body);
