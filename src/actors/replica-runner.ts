@@ -258,7 +258,7 @@ export class ReplicaRunner {
       let reply: Reply;
       try {
         if (!handler) throw new Error("handler not loaded");
-        const arg = data.kind === "http" ? this.httpRequest(data.http, abort) : data.payload;
+        const arg = data.kind === "http" ? new HandlerRequest(data.http, abort) : data.payload;
         const progress = run ? run.progress : noProgress;
         const out: unknown = handler.call(arg, new HandlerContext(abort, progress));
         const timeoutS = this.config.requestTimeoutS;
@@ -349,10 +349,6 @@ export class ReplicaRunner {
   private async pushReplies(key: string, values: string[]): Promise<void[]> {
     await this.replyLists.push(key, values);
     return values.map(() => undefined);
-  }
-
-  private httpRequest(http: HttpRequestData, abort: Abortable): HttpRequest {
-    return new HandlerRequest(http, abort);
   }
 }
 
