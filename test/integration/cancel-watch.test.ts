@@ -59,9 +59,11 @@ describe("cancel watch", () => {
     const watch = new CancelWatch(subscriber, redis, keys, "dep", 50);
     const replyTo = keys.replies("requester-a");
     const abort = new AbortController();
-    watch.watch(replyTo, "1", abort);
-    await publishCancel(redis, keys, "dep", replyTo, "1");
+    // Published before the request is watched: nothing can have subscribed yet, however slow the machine
+    // (watched first, a publish slower than listenAfterMs would race the subscription).
     assert.equal(subscriber.opened, false, "nothing subscribed when the cancel went out");
+    await publishCancel(redis, keys, "dep", replyTo, "1");
+    watch.watch(replyTo, "1", abort);
     await waitFor("the request's signal to abort", () => abort.signal.aborted, { timeoutMs: 5000 });
     assert.ok(abort.signal.reason instanceof StreamStopped);
     assert.equal(subscriber.opened, true);
