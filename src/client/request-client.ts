@@ -156,13 +156,13 @@ export class RequestClient {
       this.pending.set(requestId, { deployment, resolve, reject, timer });
       this.demand.change(deployment, 1);
     });
+    // The caller holds `answer` only once the add is done: a timeout or cancel before that is not an unhandled rejection.
+    answer.catch(() => undefined);
     const cancel = (reason: Error): void => {
       const entry = this.pending.get(requestId);
       if (!entry) return;
       timedOut = true;
       this.settle(requestId, true);
-      // The caller may not hold `answer` yet (the add is still in flight): not an unhandled rejection.
-      answer.catch(() => undefined);
       entry.reject(reason);
       void publishCancel(this.redis, this.keys, deployment, this.replyKey, requestId).catch(() => undefined);
     };
@@ -187,7 +187,6 @@ export class RequestClient {
       jobId = await added;
     } catch (err) {
       this.settle(requestId);
-      answer.catch(() => undefined);
       throw new FlotillaError("REDIS_UNAVAILABLE", `could not enqueue the request: ${errorMessage(err)}`, { cause: err });
     }
     this.counter.add(deployment);
@@ -211,12 +210,15 @@ export class RequestClient {
   }
 
   /**
-   * A first connection still being set up is waited for briefly; a connection
-   * that was lost (Redis down) fails at once so callers can answer 503.
+   * A first connection still being set up is waited for briefly, also while
+   * it retries (a Redis Cluster client starts over when its first slot map
+   * or ready check fails, as on a cluster that was just created); a
+   * connection that was ready and was lost (Redis down) fails at once so
+   * callers can answer 503.
    */
   private async whenConnected(): Promise<void> {
     const status = this.redis.status;
-    if ((status === "wait" || status === "connecting" || status === "connect") && !this.everReady) {
+    if (!this.everReady && status !== "end") {
       await waitReady(this.redis, 2000).catch(() => undefined);
     }
     if (this.redis.status !== "ready") {
