@@ -9,6 +9,7 @@ import { Keys } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
 import { Worker, type Job, type WorkerOptions } from "./bullmq.js";
 import { Answered, leanFinish } from "./lean-finish.js";
+import { leanLoop } from "./lean-loop.js";
 import { QueueKeys } from "./queue-keys.js";
 import { ReplyLists } from "./reply-lists.js";
 import { tuneIdleWorker, WaitLane } from "./tuned-worker.js";
@@ -65,6 +66,8 @@ export class DeploymentWorker {
   private readonly worker: Worker;
   /** Hands an Answered result to the lean finish (set right after the worker: no job runs before). */
   private answer: (job: Job, answered: Answered) => Promise<unknown> = async (_job, answered) => answered.returnValue;
+  /** Wakes the lean loop when it waits for a free slot (see leanLoop). */
+  private readonly concurrencyRaised: () => void;
 
   constructor(options: DeploymentWorkerOptions) {
     const keys = new QueueKeys(options.namespace);
@@ -78,7 +81,10 @@ export class DeploymentWorker {
     );
     const replyLists = new ReplyLists(options.connection, new Keys(options.namespace));
     const lane = new WaitLane();
-    this.answer = leanFinish(this.worker, (list, replies) => replyLists.push(list, replies), options.log, lane);
+    const finisher = leanFinish(this.worker, (list, replies) => replyLists.push(list, replies), options.log, lane);
+    this.answer = finisher.answer;
+    // Before the tuning, whose fetch calls the worker's fetch it finds installed.
+    this.concurrencyRaised = leanLoop(this.worker, options.process, finisher, options.log) ?? (() => undefined);
     tuneIdleWorker(this.worker, options.isIdle, keys.of(options.deployment), options.log, lane);
   }
 
@@ -99,6 +105,7 @@ export class DeploymentWorker {
   apply(settings: WorkerSettings): void {
     this.worker.concurrency = settings.concurrency;
     this.worker.opts.maxStalledCount = settings.maxRetries;
+    this.concurrencyRaised();
   }
 
   /** Takes no new jobs; resolves once the running ones have finished, or at once with `force` (their locks lapse). */

@@ -58,68 +58,82 @@ function removedOnComplete(removeOnComplete: unknown, workerDefault: unknown): b
   return typeof keep === "object" && keep !== null && (keep as { count?: unknown }).count === 0 && (keep as { age?: unknown }).age === undefined;
 }
 
+/** What leanFinish installs: how a processor's Answered result is handled, and the lean finish itself. */
+export interface LeanFinisher {
+  /**
+   * For a BullMQ job's processor: holds `answered` for the job's finish (its
+   * replies go in the finish script) or, when the lean finish is not
+   * installed, pushes its replies before the job completes the BullMQ way.
+   */
+  answer(job: Job, answered: Answered): Promise<unknown>;
+  /**
+   * Completes job `id`, locked with `token` and removed on completion, with
+   * `answered`'s replies, in one script; throws BullMQ's error when the lock
+   * is not the token's. `lane: false` sends it on the worker's own
+   * connection, never ahead of a wait. Undefined when the lean finish is not
+   * installed.
+   */
+  finish?: (id: string, token: string, answered: Answered, lane?: boolean) => Promise<void>;
+}
+
 /**
- * Installs the lean finish on `worker`. Returns how a processor's Answered
- * result is handled: held for the finish (its replies go in the finish
- * script), or, when the lean finish is not installed, its replies pushed by
- * `push` before the job completes the BullMQ way.
+ * Installs the lean finish on `worker`: a BullMQ job whose processor's
+ * result went through `answer` completes the lean way when it qualifies.
  */
 export function leanFinish(
   worker: Worker,
   push: (list: string, replies: readonly string[]) => Promise<void>,
   log?: Logger,
   lane?: WaitLane,
-): (job: Job, answered: Answered) => Promise<unknown> {
+): LeanFinisher {
   const target = worker as unknown as FinishInternals;
   const missing = missingMembers(worker, FINISH_INTERNALS);
   warnFallbackOnce("the lean job finish", missing, log);
   const backend = target.backend;
   const original = backend?.moveToCompleted;
   const keys = backend?.queue?.keys;
-  const pushFirst = async (job: Job, answered: Answered): Promise<unknown> => {
+  const pushFirst = async (answered: Answered): Promise<unknown> => {
     if (answered.replyList && answered.replies.length > 0) await push(answered.replyList, answered.replies);
     return answered.returnValue;
   };
-  if (missing.length > 0 || !backend || !original || !keys?.active || !keys.stalled || keys[""] === undefined) return pushFirst;
+  if (missing.length > 0 || !backend || !original || !keys?.active || !keys.stalled || keys[""] === undefined) {
+    return { answer: (_job, answered) => pushFirst(answered) };
+  }
+
+  /** Replies pushed on their own already: a finish retried after a connection error does not push them twice. */
+  const pushed = new WeakSet<Answered>();
+  const finish = async (id: string, token: string, answered: Answered, viaLane = true): Promise<void> => {
+    const client = await (backend.queue?.client as Promise<ClientLike>);
+    // On a Redis Cluster the reply list lives in another slot than the queue: pushed first, on its own.
+    const together = !client.isCluster && answered.replyList !== undefined && answered.replies.length > 0;
+    if (!together && !pushed.has(answered)) {
+      await pushFirst(answered);
+      pushed.add(answered);
+    }
+    const scriptKeys = [keys.active as string, keys.stalled as string, `${keys[""]}${id}`, ...(together ? [answered.replyList as string] : [])];
+    const args = [id, token, REPLY_TTL_MS, ...(together ? answered.replies : [])];
+    // Ahead of the worker's next wait, in one write with it, when that wait is about to be sent (see WaitLane).
+    const ahead = viaLane ? lane?.ahead() : undefined;
+    const finished = ahead ? LEAN_FINISH.run(ahead.client as never, scriptKeys, args, client as never) : LEAN_FINISH.run(client as never, scriptKeys, args);
+    ahead?.release();
+    const code = Number(await finished);
+    if (code < 0) {
+      throw backend.finishedErrors?.({ code, jobId: id, command: "moveToFinished", state: "active" }) ?? new Error(`job ${id} could not be completed (code ${code})`);
+    }
+  };
 
   const held = new WeakMap<Job, Answered>();
   backend.moveToCompleted = async (job, returnValue, removeOnComplete, token, fetchNext) => {
     // Kept until its replies are in Redis: a finish BullMQ retries after a connection error sends them again.
     const answered = held.get(job);
-    const plain = job as unknown as { parentKey?: string; parent?: unknown; repeatJobKey?: string; deduplicationId?: string };
-    const lean =
-      answered !== undefined &&
-      job.id !== undefined &&
-      !plain.parentKey &&
-      !plain.parent &&
-      !plain.repeatJobKey &&
-      !plain.deduplicationId &&
-      !target.opts.metrics &&
-      removedOnComplete(removeOnComplete, target.opts.removeOnComplete);
+    const lean = answered !== undefined && job.id !== undefined && leanQualifies(job, removeOnComplete, target.opts);
     if (!lean) {
-      if (answered) await pushFirst(job, answered);
+      if (answered) await pushFirst(answered);
       held.delete(job);
       return original.call(backend, job, returnValue, removeOnComplete, token, fetchNext);
     }
-    const client = await (backend.queue?.client as Promise<ClientLike>);
-    const id = String(job.id);
-    // On a Redis Cluster the reply list lives in another slot than the queue: pushed first, on its own.
-    const together = !client.isCluster && answered.replyList !== undefined && answered.replies.length > 0;
-    if (!together) {
-      await pushFirst(job, answered);
-      held.delete(job);
-    }
-    const scriptKeys = [keys.active as string, keys.stalled as string, `${keys[""]}${id}`, ...(together ? [answered.replyList as string] : [])];
-    const args = [id, token, REPLY_TTL_MS, ...(together ? answered.replies : [])];
-    // Ahead of the worker's next wait, in one write with it, when that wait is about to be sent (see WaitLane).
-    const ahead = lane?.ahead();
-    const finished = ahead ? LEAN_FINISH.run(ahead.client as never, scriptKeys, args, client as never) : LEAN_FINISH.run(client as never, scriptKeys, args);
-    ahead?.release();
-    const code = Number(await finished);
+    await finish(String(job.id), token, answered);
     held.delete(job);
-    if (code < 0) {
-      throw backend.finishedErrors?.({ code, jobId: id, command: "moveToFinished", state: "active" }) ?? new Error(`job ${id} could not be completed (code ${code})`);
-    }
     const finishedOn = Date.now();
     // BullMQ's finish fetches the next job in the same script; here that is only worth a round trip when no wait is out for one.
     if (fetchNext && !target.waiting && !backend.queue?.closing && backend.moveToActive) {
@@ -127,8 +141,29 @@ export function leanFinish(
     }
     return { result: undefined, finishedOn };
   };
-  return async (job, answered) => {
-    held.set(job, answered);
-    return answered.returnValue;
+  return {
+    answer: async (job, answered) => {
+      held.set(job, answered);
+      return answered.returnValue;
+    },
+    finish,
   };
+}
+
+/** A job's fields that decide whether it may complete the lean way (BullMQ's names for them on a Job and in its decoded data). */
+export interface LeanQualifying {
+  parentKey?: string;
+  parent?: unknown;
+  repeatJobKey?: string;
+  deduplicationId?: string;
+}
+
+/**
+ * Whether a job completes the lean way: no parent, repeat or deduplication
+ * (whose bookkeeping is BullMQ's finish's), removed on completion, and no
+ * metrics kept by the worker.
+ */
+export function leanQualifies(job: LeanQualifying | Job, removeOnComplete: unknown, workerOpts: { metrics?: unknown; removeOnComplete?: unknown }): boolean {
+  const plain = job as LeanQualifying;
+  return !plain.parentKey && !plain.parent && !plain.repeatJobKey && !plain.deduplicationId && !workerOpts.metrics && removedOnComplete(removeOnComplete, workerOpts.removeOnComplete);
 }

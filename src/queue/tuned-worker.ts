@@ -121,26 +121,40 @@ export type LaneClient = RedisClientish & { evalsha(...args: unknown[]): Promise
 
 /**
  * Lets a job's finish go ahead of the worker's next blocking wait, on the
- * blocking connection, in the same write. The tuned wait is sent at the end
- * of the turn in which BullMQ asks for it; a finish sent within that turn
- * (a fast handler's: the usual case of a replica taking one request at a
- * time) is written first, then the wait, so Redis gets one write where it
- * got two. A finish at any other time goes on the worker's own connection,
- * since a wait blocks the blocking connection's every later command.
+ * blocking connection, in the same write. A fast handler's finish (the usual
+ * case of a replica taking one request at a time) and the wait for the next
+ * job then reach Redis in one write where they took two. Either may come
+ * first within a turn:
+ *
+ * - A wait asked for is held until a finish goes ahead of it, or the turn
+ *   ends.
+ * - A finish while no wait is out on the connection goes on it, corked until
+ *   this turn's microtasks have run; a wait asked for meanwhile is sent at
+ *   once, into the same write.
+ *
+ * While a wait is out (sent, not answered), a finish goes on the worker's own
+ * connection, since the wait blocks the blocking connection's every later
+ * command.
  */
 export class WaitLane {
   private client: LaneClient | undefined;
   private due: (() => void) | undefined;
   private usable: () => boolean = () => false;
+  /** A wait was sent on the blocking connection and has not been answered. */
+  private out = false;
+  /** A finish went on the blocking connection and its write is still corked. */
+  private corked = false;
 
   /**
    * Holds a wait on `client` until a finish goes ahead of it or the turn
-   * ends. `usable`: whether a finish may still go on that connection (not
-   * once the worker closes, which disconnects it).
+   * ends; at once when a finish's write is still open. `usable`: whether a
+   * finish may still go on that connection (not once the worker closes,
+   * which disconnects it). Call `waiting` with the wait once it is sent.
    */
   hold(client: LaneClient, usable: () => boolean): Promise<void> {
     this.client = client;
     this.usable = usable;
+    if (this.corked) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const send = (): void => {
         if (this.due !== send) return;
@@ -153,20 +167,34 @@ export class WaitLane {
     });
   }
 
+  /** Marks the blocking connection busy with `wait` until it is answered. */
+  waiting(wait: Promise<unknown> | undefined): void {
+    if (!wait) return;
+    this.out = true;
+    const answered = (): void => {
+      this.out = false;
+    };
+    wait.then(answered, answered);
+  }
+
   /**
-   * For a finish about to be sent: the blocking connection, corked until the
-   * wait has followed, when a wait is held and not yet sent; undefined
+   * For a finish about to be sent: the blocking connection, corked until
+   * this turn's microtasks have run, when no wait is out on it; undefined
    * otherwise. The finish must be sent on it at once, then `release` called:
-   * the wait follows it.
+   * a held wait follows it.
    */
   ahead(): { client: LaneClient; release(): void } | undefined {
-    const send = this.due;
     const client = this.client;
     const stream = client?.stream;
-    if (!send || !client || !this.usable() || !stream?.writable || typeof stream.cork !== "function" || typeof stream.uncork !== "function") return undefined;
+    if (this.out || !client || !this.usable() || !stream?.writable || typeof stream.cork !== "function" || typeof stream.uncork !== "function") return undefined;
     stream.cork();
-    afterMicrotasks(() => stream.uncork?.());
-    return { client, release: send };
+    this.corked = true;
+    afterMicrotasks(() => {
+      this.corked = false;
+      stream.uncork?.();
+    });
+    const send = this.due;
+    return { client, release: () => send?.() };
   }
 }
 
@@ -328,6 +356,7 @@ export function tuneIdleWorker(worker: Worker, isIdle: () => boolean, keys: Mark
       }
       // BullMQ sends its blocking pop after one await on the blocking client; the fetch below also awaits it once, so it follows the pop.
       waiting = waitForJob.call(backend, blockTimeout);
+      lane?.waiting(waiting);
       if (token !== undefined && backend.queue) {
         let data: Promise<NextJobData | undefined> | undefined;
         if (take) {

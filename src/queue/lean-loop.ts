@@ -1,0 +1,213 @@
+/**
+ * The replica worker's main loop, in place of BullMQ's. BullMQ turns every
+ * job it takes into a Job object, runs it through its main loop's queue of
+ * promises, its processJob (tracing, events) and its finish (the return
+ * value encoded, events), all of which cost a request more JavaScript than
+ * its handler. Here, a job that the lean finish can complete (see
+ * leanQualifies) is run from its decoded data: its lock is tracked for
+ * renewal as BullMQ tracks it, its data goes to the processor, and an
+ * Answered result completes it with the lean finish. Everything else
+ * BullMQ does as before, by its own methods: the fetch and the blocking
+ * wait, the stalled check, lock renewal, a job that is not lean, a
+ * processor's error, a result to store as the return value, retries after
+ * a connection error, and the drain on close.
+ */
+import type { Logger } from "../shared/logger.js";
+import { isNotConnectionError, type Job, type Worker } from "./bullmq.js";
+import { missingMembers, warnFallbackOnce } from "./internals-check.js";
+import { Answered, leanQualifies, type LeanFinisher } from "./lean-finish.js";
+
+/** A job as BullMQ's fetch decodes it (rawToJobJson). */
+interface JobJson {
+  name?: string;
+  data?: string;
+  opts?: { removeOnComplete?: unknown };
+  processedOn?: number;
+  parentKey?: string;
+  parent?: unknown;
+  repeatJobKey?: string;
+  deduplicationId?: string;
+  deferredFailure?: string;
+}
+
+/** BullMQ's decoded fetch answer: the job (none when nothing was taken), its id, the rate-limit delay, the next delayed job's time. */
+type NextJobData = [JobJson | null | undefined, (string | number)?, number?, number?];
+
+/** A job the loop runs itself: its data parsed, with what completing it needs. */
+class LeanJob {
+  constructor(
+    readonly json: JobJson,
+    readonly id: string,
+    readonly token: string,
+    readonly data: unknown,
+  ) {}
+}
+
+interface LoopInternals {
+  id: string;
+  concurrency: number;
+  closing?: unknown;
+  paused?: boolean;
+  drained: boolean;
+  opts: { runRetryDelay?: number; maxStartedAttempts?: number; metrics?: unknown; removeOnComplete?: unknown };
+  mainLoop(): Promise<void>;
+  moveToActive(token: string, name?: string): Promise<unknown>;
+  _getNextJob(token: string, opts?: { block?: boolean }): Promise<unknown>;
+  updateDelays(limitDelay?: number, delayUntil?: number): void;
+  nextJobFromJobData(data: JobJson | null | undefined, id: unknown, token: string): Promise<Job | undefined>;
+  processJob(job: Job, token: string, fetchNext?: () => boolean): Promise<unknown>;
+  createJob(data: JobJson, id: string): Job;
+  handleCompleted(result: unknown, job: Job, token: string, fetchNext?: () => boolean): Promise<unknown>;
+  handleFailed(err: Error, job: Job, token: string, fetchNext?: () => boolean): Promise<unknown>;
+  retryIfFailed<T>(fn: () => Promise<T>, opts: { delayInMs?: number; onlyEmitError?: boolean }): Promise<T | undefined>;
+  waitForRateLimit(): Promise<void>;
+  lockManager: { trackJob(id: string, token: string, ts?: number): unknown; untrackJob(id: string): void };
+  emit(event: "error", err: Error): boolean;
+  backend: { moveToActive(token: string, name?: string): Promise<NextJobData> };
+}
+
+/** What the loop calls or replaces on a BullMQ Worker. */
+const LOOP_INTERNALS = {
+  mainLoop: "function",
+  moveToActive: "function",
+  _getNextJob: "function",
+  updateDelays: "function",
+  nextJobFromJobData: "function",
+  processJob: "function",
+  createJob: "function",
+  handleCompleted: "function",
+  handleFailed: "function",
+  retryIfFailed: "function",
+  waitForRateLimit: "function",
+  emit: "function",
+  drained: "boolean",
+  "lockManager.trackJob": "function",
+  "lockManager.untrackJob": "function",
+  "backend.moveToActive": "function",
+} as const;
+
+/** The internals of `worker` the loop relies on that it lacks (empty: all there). */
+export function missingLoopInternals(worker: object): string[] {
+  return missingMembers(worker, LOOP_INTERNALS);
+}
+
+/** A finish never fetches the next job: the loop fetches. */
+const noFetch = (): boolean => false;
+
+/**
+ * Installs the loop on `worker` (before it runs: BullMQ starts its main
+ * loop after an await, so right after construction is in time; and before
+ * the idle tuning, which calls the worker's fetch it finds). `process` runs
+ * a job's data, as the worker's processor does for the jobs BullMQ runs.
+ * Returns a function to call when the worker's concurrency was raised (the
+ * loop waiting for a free slot takes more at once), or undefined when the
+ * loop could not be installed (the worker stays plain BullMQ's, said once,
+ * loudly).
+ */
+export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unknown>, finisher: LeanFinisher, log?: Logger): (() => void) | undefined {
+  const missing = missingLoopInternals(worker);
+  warnFallbackOnce("the lean main loop", missing, log);
+  const finish = finisher.finish;
+  if (missing.length > 0 || !finish) return undefined;
+  const w = worker as unknown as LoopInternals;
+  const retry = { delayInMs: w.opts.runRetryDelay, onlyEmitError: true };
+
+  const isLean = (json: JobJson): boolean =>
+    !json.deferredFailure && !w.opts.maxStartedAttempts && leanQualifies(json, json.opts?.removeOnComplete, w.opts);
+
+  w.moveToActive = async (token, name) => {
+    const [json, id, limitDelay, delayUntil] = await w.backend.moveToActive(token, name);
+    if (json && id !== undefined && isLean(json)) {
+      let data: unknown;
+      try {
+        data = JSON.parse(json.data ?? "{}");
+      } catch {
+        // Data that is not JSON: BullMQ's own handling (its Job cannot be made either).
+        w.updateDelays(limitDelay, delayUntil);
+        return w.nextJobFromJobData(json, id, token);
+      }
+      w.updateDelays(limitDelay, delayUntil);
+      w.drained = false;
+      return new LeanJob(json, String(id), token, data);
+    }
+    w.updateDelays(limitDelay, delayUntil);
+    return w.nextJobFromJobData(json, id, token);
+  };
+
+  /** The BullMQ Job of `job`, for the finishes that are BullMQ's. */
+  const asJob = (job: LeanJob): Job => {
+    const bull = w.createJob(job.json, job.id);
+    bull.token = job.token;
+    return bull;
+  };
+
+  const runLean = async (job: LeanJob): Promise<void> => {
+    const { id, token } = job;
+    w.lockManager.trackJob(id, token, job.json.processedOn);
+    try {
+      let result: unknown;
+      try {
+        result = await process(job.data);
+      } catch (err) {
+        w.lockManager.untrackJob(id);
+        const bull = asJob(job);
+        await w.retryIfFailed(() => w.handleFailed(err instanceof Error ? err : new Error(String(err)), bull, token, noFetch), retry);
+        return;
+      }
+      // As BullMQ does: the lock is no longer renewed once the finish is under way.
+      w.lockManager.untrackJob(id);
+      if (result instanceof Answered) {
+        const answered = result;
+        await w.retryIfFailed(async () => {
+          try {
+            await finish(id, token, answered);
+          } catch (err) {
+            // A finish sent ahead of a wait goes on the blocking connection, which closing the worker cuts at once: sent again on the worker's own, open until the loop ends.
+            if (!w.closing || !(err instanceof Error) || isNotConnectionError(err)) throw err;
+            await finish(id, token, answered, false);
+          }
+        }, retry);
+      } else {
+        const bull = asJob(job);
+        await w.retryIfFailed(() => w.handleCompleted(result, bull, token, noFetch), retry);
+      }
+    } finally {
+      w.lockManager.untrackJob(id);
+    }
+  };
+
+  let slotFreed: (() => void) | undefined;
+  const wake = (): void => {
+    const resolve = slotFreed;
+    slotFreed = undefined;
+    resolve?.();
+  };
+
+  w.mainLoop = async () => {
+    const running = new Set<Promise<unknown>>();
+    let tokenPostfix = 0;
+    while (!w.closing && !w.paused) {
+      if (running.size >= w.concurrency) {
+        await new Promise<void>((resolve) => (slotFreed = resolve));
+        continue;
+      }
+      const token = `${w.id}:${tokenPostfix++}`;
+      // A connection error waits runRetryDelay and fetches again; any other is emitted, and the loop goes on.
+      const job = await w.retryIfFailed(() => w._getNextJob(token, { block: true }), retry);
+      if (!job) {
+        await w.waitForRateLimit();
+        continue;
+      }
+      // Started in this turn: a fast handler's finish is sent ahead of the wait the next fetch sends.
+      const run: Promise<unknown> = (job instanceof LeanJob ? runLean(job) : w.processJob(job as Job, token, noFetch))
+        .catch((err: unknown) => w.emit("error", err instanceof Error ? err : new Error(String(err))))
+        .finally(() => {
+          running.delete(run);
+          wake();
+        });
+      running.add(run);
+    }
+    await Promise.all(running);
+  };
+  return wake;
+}

@@ -1,0 +1,224 @@
+/**
+ * The lean main loop (src/queue/lean-loop.ts) on the real Redis, on a BullMQ
+ * worker set up as a replica's is (lean finish, loop, idle tuning): it runs
+ * up to its concurrency and no more, completes each job once with its
+ * replies, renews the lock of a job that outlives it, fails a job whose
+ * processor throws as BullMQ does, drains on close, and a worker lacking an
+ * internal it needs runs BullMQ's own loop, said once, loudly.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { pino } from "pino";
+import { Worker } from "../../src/queue/bullmq.js";
+import { Answered, leanFinish } from "../../src/queue/lean-finish.js";
+import { leanLoop, missingLoopInternals } from "../../src/queue/lean-loop.js";
+import { tuneIdleWorker, WaitLane } from "../../src/queue/tuned-worker.js";
+import { queueFixture } from "../helpers/queues.js";
+import { testRedis } from "../helpers/redis.js";
+import { waitFor } from "../helpers/wait.js";
+
+describe("lean main loop", () => {
+  const { queueKeys, keys, redis, closers, queue } = queueFixture("loop");
+  const lines: Array<{ level: number; msg: string; missing?: string[]; feature?: string }> = [];
+  const log = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+
+  interface Options {
+    concurrency?: number;
+    lockDuration?: number;
+    stalledInterval?: number;
+    /** Removes this worker internal before the loop is installed. */
+    lacking?: string;
+  }
+
+  /** A worker on queue `name` composed as DeploymentWorker composes a replica's, running `process` on each job's data. */
+  function worker(name: string, process: (data: unknown) => Promise<unknown>, options: Options = {}) {
+    const connection = testRedis();
+    const w = new Worker(
+      queueKeys.name(name),
+      async (job) => {
+        const result = await process(job.data);
+        return result instanceof Answered ? finisher.answer(job, result) : result;
+      },
+      {
+        connection,
+        prefix: queueKeys.prefix,
+        concurrency: options.concurrency ?? 1,
+        lockDuration: options.lockDuration ?? 15_000,
+        stalledInterval: options.stalledInterval ?? 1_000,
+        removeOnComplete: { count: 0 },
+        autorun: false,
+      },
+    );
+    if (options.lacking) (w as unknown as Record<string, unknown>)[options.lacking] = undefined;
+    const lane = new WaitLane();
+    const finisher = leanFinish(w, async (list, replies) => void (await connection.rpush(list, ...replies)), log, lane);
+    const raised = leanLoop(w, process, finisher, log);
+    if (options.lacking) delete (w as unknown as Record<string, unknown>)[options.lacking];
+    tuneIdleWorker(w, () => false, queueKeys.of(name), log, lane);
+    closers.push(async () => {
+      await w.close(true);
+      connection.disconnect();
+    });
+    void w.run();
+    return { w, raised };
+  }
+
+  /** Adds jobs as a requester does: removed on completion, each with a reply list to answer on. */
+  async function addJobs(name: string, count: number, list: string): Promise<string[]> {
+    const q = queue(name);
+    const jobs = await q.addBulk(Array.from({ length: count }, (_, i) => ({ name: "request", data: { i, list }, opts: { removeOnComplete: true } })));
+    return jobs.map((j) => String(j.id));
+  }
+
+  const answer = (data: unknown): Answered => {
+    const { i, list } = data as { i: number; list: string };
+    return new Answered({ status: 200 }, list, [JSON.stringify({ i })]);
+  };
+
+  it("runs up to its concurrency at once and no more, and answers each job once, leaving nothing behind", async () => {
+    const name = "bounded";
+    const list = `${keys.repliesPrefix}bounded`;
+    let running = 0;
+    let most = 0;
+    const ran: number[] = [];
+    const release: Array<() => void> = [];
+    worker(
+      name,
+      async (data) => {
+        running++;
+        most = Math.max(most, running);
+        ran.push((data as { i: number }).i);
+        await new Promise<void>((resolve) => release.push(resolve));
+        running--;
+        return answer(data);
+      },
+      { concurrency: 3 },
+    );
+    const ids = await addJobs(name, 10, list);
+    while (ran.length < 10) {
+      await waitFor(`three of the jobs to run at once (ran ${ran.length})`, () => running === Math.min(3, 10 - (ran.length - running)) && release.length > 0, {
+        describe: () => JSON.stringify({ running, most, ran }),
+      });
+      release.splice(0).forEach((r) => r());
+    }
+    release.splice(0).forEach((r) => r());
+    await waitFor("ten replies", async () => (await redis.llen(list)) === 10);
+    assert.equal(most, 3, "never more than its concurrency at once");
+    assert.deepEqual([...ran].sort((a, b) => a - b), [...Array(10).keys()], "each job ran once");
+    const replies = (await redis.lrange(list, 0, -1)).map((r) => (JSON.parse(r) as { i: number }).i).sort((a, b) => a - b);
+    assert.deepEqual(replies, [...Array(10).keys()], "each job answered once");
+    assert.equal(await redis.llen(queueKeys.key(name, "active")), 0, "nothing left active");
+    for (const id of ids) assert.equal(await redis.exists(queueKeys.key(name, id), queueKeys.key(name, `${id}:lock`)), 0, `job ${id} and its lock removed`);
+  });
+
+  it("takes more at once when its concurrency is raised while it waits for a free slot", async () => {
+    const name = "raised";
+    const list = `${keys.repliesPrefix}raised`;
+    let running = 0;
+    const release: Array<() => void> = [];
+    const { w, raised } = worker(name, async (data) => {
+      running++;
+      await new Promise<void>((resolve) => release.push(resolve));
+      running--;
+      return answer(data);
+    });
+    await addJobs(name, 3, list);
+    await waitFor("one job to run", () => running === 1);
+    w.concurrency = 3;
+    assert.ok(raised, "the loop is installed");
+    raised();
+    await waitFor("all three to run at once", () => running === 3, { describe: () => `running ${running}` });
+    release.splice(0).forEach((r) => r());
+    await waitFor("three replies", async () => (await redis.llen(list)) === 3);
+  });
+
+  it("renews the lock of a job that runs longer than the lock lasts: it runs once and completes", async () => {
+    const name = "long";
+    const list = `${keys.repliesPrefix}long`;
+    const LOCK_MS = 1_000;
+    let runs = 0;
+    let release: (() => void) | undefined;
+    worker(
+      name,
+      async (data) => {
+        runs++;
+        await new Promise<void>((resolve) => (release = resolve));
+        return answer(data);
+      },
+      { lockDuration: LOCK_MS, stalledInterval: 300 },
+    );
+    const [id] = await addJobs(name, 1, list);
+    await waitFor("the job to start", () => release !== undefined);
+    const lockKey = queueKeys.key(name, `${id}:lock`);
+    const started = Date.now();
+    // Three lock lifetimes: without renewal the stalled check would have moved it back to wait, and it would run again.
+    await waitFor("three lock lifetimes to pass", () => Date.now() - started > 3 * LOCK_MS, { timeoutMs: 10_000 });
+    assert.ok((await redis.pttl(lockKey)) > 0, "the lock is still held, renewed");
+    assert.equal(runs, 1, "it did not run again");
+    release?.();
+    await waitFor("its reply", async () => (await redis.llen(list)) === 1);
+    assert.equal(await redis.exists(queueKeys.key(name, String(id)), lockKey), 0, "completed and removed");
+    assert.equal(runs, 1);
+  });
+
+  it("fails a job whose processor throws, as BullMQ does, and goes on with the next", async () => {
+    const name = "throws";
+    const list = `${keys.repliesPrefix}throws`;
+    const errors: Error[] = [];
+    const { w } = worker(name, async (data) => {
+      if ((data as { i: number }).i === 0) throw new Error("handler exploded");
+      return answer(data);
+    });
+    w.on("error", (err) => errors.push(err));
+    const [first] = await addJobs(name, 2, list);
+    await waitFor("the second job's reply", async () => (await redis.llen(list)) === 1);
+    const failed = await queue(name).getJob(String(first));
+    assert.equal(await failed?.getState(), "failed", "the job that threw is failed");
+    assert.equal(failed?.failedReason, "handler exploded", "with the processor's error as its reason");
+    assert.deepEqual(errors, [], "no worker error");
+  });
+
+  it("on close, finishes the jobs it runs and takes no more: a job added after stays waiting", async () => {
+    const name = "drain";
+    const list = `${keys.repliesPrefix}drain`;
+    let release: (() => void) | undefined;
+    const { w } = worker(name, async (data) => {
+      await new Promise<void>((resolve) => (release = resolve));
+      return answer(data);
+    });
+    await addJobs(name, 1, list);
+    await waitFor("the job to start", () => release !== undefined);
+    let closed = false;
+    const closing = w.close().then(() => (closed = true));
+    // Closing waits for the running job.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(closed, false, "close waits for the running job");
+    release?.();
+    await closing;
+    assert.equal(await redis.llen(list), 1, "the running job was answered");
+    const [late] = await addJobs(name, 1, list);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(await queue(name).getJobState(String(late)), "waiting", "a job added after close is not taken");
+    assert.equal(await redis.exists(queueKeys.key(name, `${late}:lock`)), 0, "nor locked");
+  });
+
+  it("finds every internal it needs in the installed BullMQ; lacking one, the worker runs BullMQ's own loop, said once, loudly", async () => {
+    lines.length = 0;
+    const plainName = "plain-loop";
+    const complete = worker("complete-loop", async (data) => answer(data));
+    assert.deepEqual(missingLoopInternals(complete.w), []);
+    assert.ok(complete.raised, "installed");
+    assert.ok(Object.hasOwn(complete.w, "mainLoop"), "its own loop in place");
+
+    const list = `${keys.repliesPrefix}plain-loop`;
+    const plain = worker(plainName, async (data) => answer(data), { lacking: "processJob" });
+    assert.equal(plain.raised, undefined, "not installed");
+    assert.ok(!Object.hasOwn(plain.w, "mainLoop"), "BullMQ's own loop left in place");
+    const fallbacks = lines.filter((l) => l.feature === "the lean main loop");
+    assert.equal(fallbacks.length, 1, `logged once: ${JSON.stringify(lines)}`);
+    assert.equal(fallbacks[0]?.level, 50, "as an error");
+    assert.deepEqual(fallbacks[0]?.missing, ["processJob"]);
+    await addJobs(plainName, 2, list);
+    await waitFor("BullMQ's loop to answer both jobs", async () => (await redis.llen(list)) === 2);
+  });
+});
