@@ -84,8 +84,9 @@ export class DeploymentWorker {
     const finisher = leanFinish(this.worker, (list, replies) => replyLists.push(list, replies), options.log, lane);
     this.answer = finisher.answer;
     // Before the tuning, whose fetch calls the worker's fetch it finds installed.
-    this.concurrencyRaised = leanLoop(this.worker, options.process, finisher, options.log) ?? (() => undefined);
-    tuneIdleWorker(this.worker, options.isIdle, keys.of(options.deployment), options.log, lane);
+    const raised = leanLoop(this.worker, options.process, finisher, options.log);
+    this.concurrencyRaised = raised ?? (() => undefined);
+    tuneIdleWorker(this.worker, raised ? () => false : options.isIdle, keys.of(options.deployment), options.log, lane);
   }
 
   /** BullMQ's worker id: the job locks it holds start with it (see releaseWorkerLocks). */

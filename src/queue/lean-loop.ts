@@ -97,7 +97,9 @@ const noFetch = (): boolean => false;
 /**
  * Installs the loop on `worker` (before it runs: BullMQ starts its main
  * loop after an await, so right after construction is in time; and before
- * the idle tuning, which calls the worker's fetch it finds). `process` runs
+ * the idle tuning, which calls the worker's fetch it finds; the tuning's
+ * `isIdle` should then answer false: the loop starts a job at once and
+ * waits after a lean take by itself). `process` runs
  * a job's data, as the worker's processor does for the jobs BullMQ runs.
  * Returns a function to call when the worker's concurrency was raised (the
  * loop waiting for a free slot takes more at once), or undefined when the
@@ -127,7 +129,8 @@ export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unk
         return w.nextJobFromJobData(json, id, token);
       }
       w.updateDelays(limitDelay, delayUntil);
-      w.drained = false;
+      // The next fetch is a wait (its take in the same write): the lean take left the marker that ends it at once when more jobs wait.
+      w.drained = true;
       return new LeanJob(json, String(id), token, data);
     }
     w.updateDelays(limitDelay, delayUntil);
