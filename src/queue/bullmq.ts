@@ -32,14 +32,3 @@ export type Job = JobClass;
  * (internal: undefined if a release moves it, and the lean take is not used).
  */
 export const raw2NextJobData = load<((raw: unknown) => unknown[]) | undefined>("redis-queue-backend.js", "raw2NextJobData");
-
-/** BullMQ's test of an error for one that is not a lost connection (which its workers retry). */
-export const isNotConnectionError: (err: Error) => boolean = (() => {
-  try {
-    const own = (require("bullmq/dist/cjs/utils/index.js") as { isNotConnectionError?: (err: Error) => boolean }).isNotConnectionError;
-    if (typeof own === "function") return own;
-  } catch {
-    // A release that moved it: the same test, as BullMQ 6.7 makes it.
-  }
-  return (err: Error) => err.message !== "Connection is closed." && !err.message.includes("ECONNREFUSED") && (err as { code?: string }).code !== "ECONNREFUSED";
-})();

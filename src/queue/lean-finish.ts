@@ -69,11 +69,9 @@ export interface LeanFinisher {
   /**
    * Completes job `id`, locked with `token` and removed on completion, with
    * `answered`'s replies, in one script; throws BullMQ's error when the lock
-   * is not the token's. `lane: false` sends it on the worker's own
-   * connection, never ahead of a wait. Undefined when the lean finish is not
-   * installed.
+   * is not the token's. Undefined when the lean finish is not installed.
    */
-  finish?: (id: string, token: string, answered: Answered, lane?: boolean) => Promise<void>;
+  finish?: (id: string, token: string, answered: Answered) => Promise<void>;
 }
 
 /**
@@ -102,7 +100,7 @@ export function leanFinish(
 
   /** Replies pushed on their own already: a finish retried after a connection error does not push them twice. */
   const pushed = new WeakSet<Answered>();
-  const finish = async (id: string, token: string, answered: Answered, viaLane = true): Promise<void> => {
+  const finish = async (id: string, token: string, answered: Answered): Promise<void> => {
     const client = await (backend.queue?.client as Promise<ClientLike>);
     // On a Redis Cluster the reply list lives in another slot than the queue: pushed first, on its own.
     const together = !client.isCluster && answered.replyList !== undefined && answered.replies.length > 0;
@@ -113,7 +111,7 @@ export function leanFinish(
     const scriptKeys = [keys.active as string, keys.stalled as string, `${keys[""]}${id}`, ...(together ? [answered.replyList as string] : [])];
     const args = [id, token, REPLY_TTL_MS, ...(together ? answered.replies : [])];
     // Ahead of the worker's next wait, in one write with it, when that wait is about to be sent (see WaitLane).
-    const ahead = viaLane ? lane?.ahead() : undefined;
+    const ahead = lane?.ahead();
     const finished = ahead ? LEAN_FINISH.run(ahead.client as never, scriptKeys, args, client as never) : LEAN_FINISH.run(client as never, scriptKeys, args);
     ahead?.release();
     const code = Number(await finished);

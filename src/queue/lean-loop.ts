@@ -13,7 +13,7 @@
  * a connection error, and the drain on close.
  */
 import type { Logger } from "../shared/logger.js";
-import { isNotConnectionError, type Job, type Worker } from "./bullmq.js";
+import type { Job, Worker } from "./bullmq.js";
 import { missingMembers, warnFallbackOnce } from "./internals-check.js";
 import { Answered, leanQualifies, type LeanFinisher } from "./lean-finish.js";
 
@@ -160,16 +160,8 @@ export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unk
       // As BullMQ does: the lock is no longer renewed once the finish is under way.
       w.lockManager.untrackJob(id);
       if (result instanceof Answered) {
-        const answered = result;
-        await w.retryIfFailed(async () => {
-          try {
-            await finish(id, token, answered);
-          } catch (err) {
-            // A finish sent ahead of a wait goes on the blocking connection, which closing the worker cuts at once: sent again on the worker's own, open until the loop ends.
-            if (!w.closing || !(err instanceof Error) || isNotConnectionError(err)) throw err;
-            await finish(id, token, answered, false);
-          }
-        }, retry);
+        // A finish cut by the worker closing (it goes on the blocking connection, which close() disconnects) still reaches Redis: the socket is ended, not destroyed, so what was written is sent.
+        await w.retryIfFailed(() => finish(id, token, result), retry);
       } else {
         const bull = asJob(job);
         await w.retryIfFailed(() => w.handleCompleted(result, bull, token, noFetch), retry);

@@ -202,6 +202,29 @@ describe("lean main loop", () => {
     assert.equal(await redis.exists(queueKeys.key(name, `${late}:lock`)), 0, "nor locked");
   });
 
+  it("answers a job whose finish, sent on the blocking connection, is cut by the worker closing: what was written still reaches Redis", async () => {
+    const name = "cut";
+    const list = `${keys.repliesPrefix}cut`;
+    const { w } = worker(name, async (data) => answer(data));
+    await w.waitUntilReady();
+    const blocking = await (w as unknown as { backend: { blockingClient: Promise<{ evalsha(...args: unknown[]): Promise<unknown> }> } }).backend.blockingClient;
+    const activeKey = queueKeys.key(name, "active");
+    let cut = 0;
+    const evalsha = blocking.evalsha.bind(blocking);
+    blocking.evalsha = (...args: unknown[]) => {
+      const sent = evalsha(...args);
+      // The finish (its first key is the active list) is on its way: close the worker now, which cuts this connection.
+      if (args[2] === activeKey && cut++ === 0) void w.close();
+      return sent;
+    };
+    const [id] = await addJobs(name, 1, list);
+    await waitFor("the worker to close", () => (w as unknown as { closed?: boolean }).closed === true, { timeoutMs: 10_000 });
+    assert.equal(cut, 1, "the finish went on the blocking connection, and the close cut it");
+    assert.equal(await redis.llen(list), 1, "the job was answered");
+    assert.equal(await redis.exists(queueKeys.key(name, String(id)), queueKeys.key(name, `${id}:lock`)), 0, "and completed: job and lock removed");
+    assert.equal(await redis.llen(activeKey), 0, "nothing left active");
+  });
+
   it("finds every internal it needs in the installed BullMQ; lacking one, the worker runs BullMQ's own loop, said once, loudly", async () => {
     lines.length = 0;
     const plainName = "plain-loop";
