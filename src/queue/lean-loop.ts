@@ -119,21 +119,19 @@ export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unk
 
   w.moveToActive = async (token, name) => {
     const [json, id, limitDelay, delayUntil] = await w.backend.moveToActive(token, name);
+    w.updateDelays(limitDelay, delayUntil);
     if (json && id !== undefined && isLean(json)) {
       let data: unknown;
       try {
         data = JSON.parse(json.data ?? "{}");
       } catch {
         // Data that is not JSON: BullMQ's own handling (its Job cannot be made either).
-        w.updateDelays(limitDelay, delayUntil);
         return w.nextJobFromJobData(json, id, token);
       }
-      w.updateDelays(limitDelay, delayUntil);
       // The next fetch is a wait (its take in the same write): the lean take left the marker that ends it at once when more jobs wait.
       w.drained = true;
       return new LeanJob(json, String(id), token, data);
     }
-    w.updateDelays(limitDelay, delayUntil);
     return w.nextJobFromJobData(json, id, token);
   };
 
