@@ -23,6 +23,7 @@ import { Batcher } from "../shared/batcher.js";
 import { createRedis } from "../shared/redis.js";
 import { Answered, DeploymentWorker } from "../queue/deployment-worker.js";
 import { ReplyLists } from "../queue/reply-lists.js";
+import { ReplySockets, replySocketsEnabled } from "../queue/reply-sockets.js";
 import { AsyncJobs, type AsyncRun } from "./async-jobs.js";
 import { queueJobShape, requestShape } from "./job-shape.js";
 import { loadHandler, type LoadedHandler, type PrepareLoader, type RequestContext } from "./handler-loader.js";
@@ -53,6 +54,8 @@ export class ReplicaRunner {
   private readonly redis: Redis;
   private readonly keys: Keys;
   private readonly replyLists: ReplyLists;
+  /** Connections to requesters that take answers over a socket (see reply-sockets.ts). */
+  private readonly replySockets: ReplySockets | undefined;
   /** One connection for every cancel channel, opened when a request first runs long enough to need it. */
   private readonly subscriber: CancelSubscriber;
   private readonly cancels: CancelWatch;
@@ -79,7 +82,8 @@ export class ReplicaRunner {
     this.slots = new Semaphore(config.maxConcurrentQueries);
     this.keys = new Keys(config.namespace);
     this.redis = createRedis(config.redisUrl, { name: `flotilla-replica-${config.replicaId}` });
-    this.replyLists = new ReplyLists(this.redis, this.keys);
+    this.replySockets = replySocketsEnabled() ? new ReplySockets(this.redis, log) : undefined;
+    this.replyLists = new ReplyLists(this.redis, this.keys, this.replySockets);
     this.subscriber = new CancelSubscriber(config.redisUrl, `flotilla-replica-${config.replicaId}-cancels`);
     this.cancels = new CancelWatch(this.subscriber, this.redis, this.keys, config.deployment);
     this.asyncJobs = new AsyncJobs(this.redis, this.subscriber, this.keys, config.deployment, log);
@@ -125,6 +129,7 @@ export class ReplicaRunner {
       maxRetries: this.config.maxRetries,
       process: (data) => this.process(data),
       isIdle: () => this.inflight === 0,
+      ...(this.replySockets ? { replySockets: this.replySockets } : {}),
       log: this.log,
     });
     worker.onError((err) => this.warnThrottled("worker error", errorMessage(err)));
@@ -180,6 +185,7 @@ export class ReplicaRunner {
   }
 
   async closeConnections(): Promise<void> {
+    this.replySockets?.close();
     this.asyncJobs.close();
     await this.subscriber.close();
     await this.redis.quit().catch(() => this.redis.disconnect());

@@ -16,6 +16,7 @@ import { DeploymentQueues } from "./deployment-queues.js";
 import { DemandReporter } from "../queue/requester-demand.js";
 import { publishCancel, StreamReaderChannel } from "../queue/stream-channel.js";
 import { BlockingPool } from "./blocking-pool.js";
+import { ReplySocketServer, replySocketPlace } from "../queue/reply-sockets.js";
 import { RequestCounter } from "./request-counter.js";
 import { StreamReader, type StreamReaderOptions } from "./stream-reader.js";
 
@@ -34,6 +35,11 @@ export interface RequestClientOptions {
   namespace: string;
   /** Shown in reply-list keys and logs. @default "client-<uuid>" */
   id?: string;
+  /**
+   * Take answers over a reply socket (see queue/reply-sockets.ts) as well as the reply list.
+   * @default true, unless Redis is reached over TLS or FLOTILLA_REPLY_SOCKETS=off
+   */
+  replySocket?: boolean;
 }
 
 export interface SubmitOptions {
@@ -104,6 +110,11 @@ export class RequestClient {
   private reading = false;
   /** Connections for reading streamed answers. */
   private readonly streamConnections: BlockingPool;
+  /** Where replicas send answers directly, when on. */
+  private readonly replySocket: ReplySocketServer | undefined;
+  private readonly socketStarted: Promise<void> | undefined;
+  /** Answers taken, by the way they came: over the reply socket or from the reply list. */
+  readonly repliesBy = { socket: 0, list: 0 };
 
   constructor(options: RequestClientOptions) {
     this.id = options.id ?? `client-${uuidv4()}`;
@@ -117,6 +128,27 @@ export class RequestClient {
     this.demand = new DemandReporter(this.redis, this.keys, this.id);
     this.counter = new RequestCounter(this.redis, this.keys);
     this.queues = new DeploymentQueues(this.redis, this.keys.namespace);
+    const place = options.replySocket === false ? undefined : replySocketPlace(options.redisUrl);
+    if (place) {
+      const server = new ReplySocketServer(this.redis, this.replyKey, place, (raw) => {
+        this.repliesBy.socket++;
+        this.deliver(raw);
+      });
+      this.replySocket = server;
+      // Without it, answers come on the list as before.
+      this.socketStarted = server.start().catch(() => undefined);
+      this.redis.on("ready", () => void server.renew());
+    }
+  }
+
+  /** Resolves once the reply socket (if any) listens and its registration was sent. */
+  async socketReady(): Promise<void> {
+    await this.socketStarted;
+  }
+
+  /** The reply socket's port, when it listens. */
+  get replySocketPort(): number | undefined {
+    return this.replySocket?.port;
   }
 
   get inflight(): number {
@@ -154,6 +186,7 @@ export class RequestClient {
         reject(new FlotillaError("TIMEOUT", `no answer from deployment '${deployment}' within ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(requestId, { deployment, resolve, reject, timer });
+      this.replySocket?.load(this.pending.size);
       this.demand.change(deployment, 1);
     });
     // The caller holds `answer` only once the add is done: a timeout or cancel before that is not an unhandled rejection.
@@ -313,6 +346,7 @@ export class RequestClient {
         try {
           const res = (await this.replyReader.call("BLMPOP", "1", "1", this.replyKey, "LEFT", "COUNT", "512")) as [string, string[]] | null;
           if (!res) continue;
+          this.repliesBy.list += res[1].length;
           for (const raw of res[1]) this.deliver(raw);
           if (this.pending.size === 0) break;
           // Let the requests just answered write their responses before the next BLMPOP's write.
@@ -354,6 +388,7 @@ export class RequestClient {
     if (!entry) return;
     clearTimeout(entry.timer);
     this.pending.delete(id);
+    this.replySocket?.load(this.pending.size);
     this.demand.change(entry.deployment, -1);
     const { jobId } = entry;
     if (jobId === undefined) return;
@@ -375,6 +410,7 @@ export class RequestClient {
     await this.demand.stop();
     await this.counter.close();
     await this.queues.close();
+    await this.replySocket?.close();
     this.replyReader.disconnect();
     this.streamConnections.close();
     await this.readerLoop?.catch(() => undefined);

@@ -12,6 +12,7 @@ import { Answered, leanFinish } from "./lean-finish.js";
 import { leanLoop } from "./lean-loop.js";
 import { QueueKeys } from "./queue-keys.js";
 import { ReplyLists } from "./reply-lists.js";
+import type { ReplySockets } from "./reply-sockets.js";
 import { tuneIdleWorker, WaitLane } from "./tuned-worker.js";
 
 export { Answered } from "./lean-finish.js";
@@ -39,6 +40,8 @@ export interface DeploymentWorkerOptions extends WorkerSettings {
   process(data: unknown): Promise<unknown>;
   /** True while the replica runs nothing: the idle tuning starts a job it has at once. */
   isIdle(): boolean;
+  /** Answers go over requesters' reply sockets when they have one (see reply-sockets.ts). */
+  replySockets?: ReplySockets;
   log: Logger;
 }
 
@@ -79,9 +82,11 @@ export class DeploymentWorker {
       },
       { ...workerOptions(options), connection: options.connection, prefix: keys.prefix },
     );
-    const replyLists = new ReplyLists(options.connection, new Keys(options.namespace));
+    const sockets = options.replySockets;
+    const replyLists = new ReplyLists(options.connection, new Keys(options.namespace), sockets);
     const lane = new WaitLane();
-    const finisher = leanFinish(this.worker, (list, replies) => replyLists.push(list, replies), options.log, lane);
+    const send = sockets ? (list: string, replies: readonly string[]) => sockets.send(list, replies) : undefined;
+    const finisher = leanFinish(this.worker, (list, replies) => replyLists.push(list, replies), options.log, lane, send);
     this.answer = finisher.answer;
     // Before the tuning, whose fetch calls the worker's fetch it finds installed.
     const raised = leanLoop(this.worker, options.process, finisher, options.log);

@@ -83,6 +83,8 @@ export function leanFinish(
   push: (list: string, replies: readonly string[]) => Promise<void>,
   log?: Logger,
   lane?: WaitLane,
+  /** Sends replies over the requester's socket; true when sent (see ReplySockets.send), and then the finish carries none. */
+  send?: (list: string, replies: readonly string[]) => boolean,
 ): LeanFinisher {
   const target = worker as unknown as FinishInternals;
   const missing = missingMembers(worker, FINISH_INTERNALS);
@@ -101,9 +103,10 @@ export function leanFinish(
   /** Replies pushed on their own already: a finish retried after a connection error does not push them twice. */
   const pushed = new WeakSet<Answered>();
   const finish = async (id: string, token: string, answered: Answered): Promise<void> => {
+    if (send && !pushed.has(answered) && answered.replyList !== undefined && answered.replies.length > 0 && send(answered.replyList, answered.replies)) pushed.add(answered);
     const client = await (backend.queue?.client as Promise<ClientLike>);
     // On a Redis Cluster the reply list lives in another slot than the queue: pushed first, on its own.
-    const together = !client.isCluster && answered.replyList !== undefined && answered.replies.length > 0;
+    const together = !pushed.has(answered) && !client.isCluster && answered.replyList !== undefined && answered.replies.length > 0;
     if (!together && !pushed.has(answered)) {
       await pushFirst(answered);
       pushed.add(answered);

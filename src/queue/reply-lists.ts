@@ -5,6 +5,7 @@
  */
 import type { Redis } from "ioredis";
 import type { Keys } from "../shared/keys.js";
+import type { ReplySockets } from "./reply-sockets.js";
 
 /** How long a reply list lives without its reader: a dead requester's replies expire. */
 export const REPLY_TTL_MS = 120_000;
@@ -26,6 +27,8 @@ export class ReplyLists {
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
+    /** When given, a requester with a reply socket gets its answers over it (see reply-sockets.ts). */
+    private readonly sockets?: ReplySockets,
   ) {}
 
   /** Whether `key` is a reply list of this namespace (the only keys a reply may go to). */
@@ -33,9 +36,9 @@ export class ReplyLists {
     return key.startsWith(this.keys.repliesPrefix);
   }
 
-  /** Appends replies (JSON) to one reply list, in one command. The caller checked the key with accepts(). */
+  /** Sends replies (JSON) over the requester's socket, else appends them to its reply list in one command. The caller checked the key with accepts(). */
   async push(key: string, replies: readonly string[]): Promise<void> {
-    if (replies.length === 0) return;
+    if (replies.length === 0 || this.sockets?.send(key, replies)) return;
     await this.redis.eval(PUSH_REPLIES, 1, key, REPLY_TTL_MS, ...replies);
   }
 }

@@ -6,7 +6,8 @@
  * finished (the replica died) is run again by another replica; and each
  * process sends a lone request's steps together: the requester its add with
  * the pop that waits for the answer, the replica its finish with its next
- * wait, and a batch's replies go with the batch's finish.
+ * wait, and a batch's replies go with the batch's finish (the requesters
+ * here have no reply socket: see reply-sockets.test.ts for that way).
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -141,10 +142,13 @@ describe("lean request path", () => {
     return commands.map((c) => ({ source: c.source, args: [(c.args[0] ?? "").toLowerCase(), ...c.args.slice(1)] }));
   }
 
-  /** A replica of `deployment` and a requester that has had three answers from it (so it knows the deployment is fast). */
+  /**
+   * A replica of `deployment` and a requester that has had three answers from it (so it knows the deployment is fast).
+   * The requester takes answers from its list only (no reply socket): these tests look at the Redis path's steps.
+   */
   async function answeredClient(deployment: string): Promise<RequestClient> {
     await replica(deployment);
-    const client = new RequestClient({ redisUrl: REDIS_URL, namespace });
+    const client = new RequestClient({ redisUrl: REDIS_URL, namespace, replySocket: false });
     closers.push(() => client.close());
     for (let n = 0; n < 3; n++) await client.submit(deployment, { kind: "call", payload: { warm: n } });
     return client;

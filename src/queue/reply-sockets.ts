@@ -1,0 +1,396 @@
+/**
+ * Reply sockets: a replica's answer to a requester (a router or a handle) over
+ * a TCP connection from the replica to the requester, instead of through the
+ * requester's reply list in Redis. The answer then reaches the requester one
+ * hop sooner (Redis is not between them), and Redis neither stores it nor
+ * wakes the requester for it.
+ *
+ * The request itself is unchanged: it is a job in the deployment's queue
+ * before anyone runs it, and the job completes in Redis after its answer was
+ * written to the socket, so a replica that dies in between leaves the job to
+ * be run again (the requester ignores a second answer), as with the list.
+ * The reply list stays the way for everything else: a requester without a
+ * socket, one the replica cannot reach, a socket that cannot take the answer
+ * at once, and the leader's answers to failed jobs.
+ *
+ * A requester listens on a free port and registers `<host>:<port> <secret>`
+ * under its reply list's key + `:via`, with a TTL it keeps renewing. A
+ * replica connects to the address registered there (never to one named by job
+ * data, which any client of the queue writes), sends the secret, and uses the
+ * connection once the requester has said `ok`. The requester drops a
+ * connection that does not open with the secret. After that, each line is
+ * one answer (JSON, which has no raw newlines).
+ */
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import net from "node:net";
+import os from "node:os";
+import type { Redis } from "ioredis";
+import type { Logger } from "../shared/logger.js";
+import { parseClusterUrl, waitReady } from "../shared/redis.js";
+
+/** A requester's registration lives this long without renewal (renewed every third of it). */
+export const REPLY_SOCKET_TTL_MS = 30_000;
+/** The secret line, and everything before it, is at most this long. */
+const MAX_HELLO_BYTES = 256;
+/** A connection must say its secret (requester side) or get its `ok` (replica side) within this. */
+const HELLO_TIMEOUT_MS = 2_000;
+/** An answer line longer than this closes the connection (the requester's memory is not a buffer for a runaway peer). */
+const MAX_LINE_BYTES = 512 * 1024 * 1024;
+/** After a requester could not be reached (or has no socket), its replies use the list for this long before the next try. */
+const RETRY_AFTER_MS = 5_000;
+/** A replica forgets requesters it has not answered for this long (their entries, not their connections in use). */
+const FORGET_AFTER_MS = 10 * 60_000;
+const KEEPALIVE_MS = 10_000;
+/** More requests waiting than this: replicas answer on the list (see ReplySocketServer.load). */
+const BUSY_ABOVE = 8;
+/** Fewer than this: back to the socket. */
+const IDLE_BELOW = 3;
+
+/** The key a requester registers its socket under, beside its reply list (same hash tag). */
+export function replySocketKey(replyList: string): string {
+  return `${replyList}:via`;
+}
+
+/** False when `FLOTILLA_REPLY_SOCKETS` is `off` (or `0`, `false`): requesters then open no socket and replicas use none. */
+export function replySocketsEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
+  const setting = env.FLOTILLA_REPLY_SOCKETS?.trim().toLowerCase();
+  return !(setting === "off" || setting === "0" || setting === "false");
+}
+
+/**
+ * Where a requester listens and what it tells replicas, for a Redis URL:
+ * `FLOTILLA_REPLY_HOST` when set (listening on every interface); loopback
+ * when Redis is on this machine's loopback (replicas reach Redis there, so
+ * they run here); otherwise every interface, advertising this machine's first
+ * external IPv4 address. None (sockets off) for TLS Redis, whose users want
+ * answers encrypted on the wire, and when `FLOTILLA_REPLY_SOCKETS=off`.
+ */
+export function replySocketPlace(redisUrl: string, env: NodeJS.ProcessEnv = process.env): { bind: string; advertise: string } | undefined {
+  if (!replySocketsEnabled(env)) return undefined;
+  const configured = env.FLOTILLA_REPLY_HOST?.trim();
+  if (configured) return { bind: "0.0.0.0", advertise: configured };
+  const cluster = parseClusterUrl(redisUrl);
+  let host: string;
+  if (cluster) {
+    if (cluster.tls) return undefined;
+    host = cluster.nodes[0]?.host ?? "";
+  } else {
+    let url: URL;
+    try {
+      url = new URL(redisUrl);
+    } catch {
+      return undefined;
+    }
+    if (url.protocol !== "redis:") return undefined;
+    host = url.hostname;
+  }
+  if (host === "" || host === "localhost" || host === "[::1]" || host === "::1" || host.startsWith("127.")) return { bind: "127.0.0.1", advertise: "127.0.0.1" };
+  const external = Object.values(os.networkInterfaces())
+    .flat()
+    .find((i) => i !== undefined && i.family === "IPv4" && !i.internal);
+  return external ? { bind: "0.0.0.0", advertise: external.address } : { bind: "127.0.0.1", advertise: "127.0.0.1" };
+}
+
+/**
+ * Splits a byte stream into lines and hands each to `line`; false from
+ * `line` stops it. Returns the data handler, which answers false once the
+ * stream is to be dropped (a line over `maxBytes`, or `line` said so).
+ */
+function lineReader(maxBytes: () => number, line: (text: string) => boolean): (chunk: Buffer) => boolean {
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  return (chunk) => {
+    let start = 0;
+    for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
+      let text: string;
+      if (heldBytes > 0) {
+        held.push(chunk.subarray(start, nl));
+        text = Buffer.concat(held, heldBytes + nl - start).toString("utf8");
+        held = [];
+        heldBytes = 0;
+      } else text = chunk.toString("utf8", start, nl);
+      start = nl + 1;
+      if (text.length > 0 && !line(text)) return false;
+    }
+    if (start < chunk.length) {
+      held.push(chunk.subarray(start));
+      heldBytes += chunk.length - start;
+      if (heldBytes > maxBytes()) return false;
+    }
+    return true;
+  };
+}
+
+/** A requester's end: listens, registers itself, and hands each answer that comes in to `deliver`. */
+export class ReplySocketServer {
+  private readonly secret = Buffer.from(randomBytes(24).toString("base64url"));
+  private readonly server: net.Server;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly key: string;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private registration: string | undefined;
+  private closed = false;
+  /** Whether replicas are asked to answer on the list (see load). */
+  private busy = false;
+  private readonly authed = new Set<net.Socket>();
+  /** Connections refused: no secret, a wrong one, or too much before it. */
+  refused = 0;
+
+  constructor(
+    private readonly redis: Redis,
+    replyList: string,
+    private readonly place: { bind: string; advertise: string },
+    private readonly deliver: (raw: string) => void,
+    private readonly log?: Logger,
+  ) {
+    this.key = replySocketKey(replyList);
+    this.server = net.createServer((socket) => this.accept(socket));
+    this.server.on("error", (err) => this.log?.warn({ err: err.message }, "reply socket server error"));
+  }
+
+  /** Listens on a free port and registers; resolves once listening and the first registration was answered (or failed: it is retried). */
+  async start(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(0, this.place.bind, () => {
+        this.server.off("error", reject);
+        resolve();
+      });
+    });
+    const { port } = this.server.address() as net.AddressInfo;
+    const host = this.place.advertise.includes(":") ? `[${this.place.advertise}]` : this.place.advertise;
+    this.registration = `${host}:${port} ${this.secret.toString()}`;
+    // A requester's connection fails fast while it is not ready: its first connect is waited for briefly.
+    if (this.redis.status !== "ready") await waitReady(this.redis, 2_000).catch(() => undefined);
+    await this.renew();
+  }
+
+  get port(): number | undefined {
+    const address = this.server.address();
+    return typeof address === "object" && address ? address.port : undefined;
+  }
+
+  /** Registers (again); on failure (Redis away) the next renewal, soon, tries again. */
+  renew(): Promise<void> {
+    if (this.closed || this.registration === undefined) return Promise.resolve();
+    clearTimeout(this.renewTimer);
+    return this.redis.set(this.key, this.registration, "PX", REPLY_SOCKET_TTL_MS).then(
+      () => this.schedule(REPLY_SOCKET_TTL_MS / 3),
+      () => this.schedule(1_000),
+    );
+  }
+
+  private schedule(ms: number): void {
+    if (this.closed) return;
+    this.renewTimer = setTimeout(() => this.renew(), ms);
+    this.renewTimer.unref();
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, KEEPALIVE_MS);
+    socket.on("error", () => undefined);
+    socket.on("close", () => {
+      this.sockets.delete(socket);
+      this.authed.delete(socket);
+    });
+    let authed = false;
+    const refuse = (why: string): false => {
+      this.refused++;
+      this.log?.warn({ peer: `${socket.remoteAddress}:${socket.remotePort}`, why }, "reply socket connection refused");
+      socket.destroy();
+      return false;
+    };
+    const hello = setTimeout(() => refuse("no secret within 2 s"), HELLO_TIMEOUT_MS);
+    hello.unref();
+    const read = lineReader(
+      () => (authed ? MAX_LINE_BYTES : MAX_HELLO_BYTES),
+      (text) => {
+        if (authed) {
+          this.deliver(text);
+          return true;
+        }
+        clearTimeout(hello);
+        const given = Buffer.from(text);
+        if (given.length !== this.secret.length || !timingSafeEqual(given, this.secret)) return refuse("wrong secret");
+        authed = true;
+        this.authed.add(socket);
+        socket.write(this.busy ? "ok\nbusy\n" : "ok\n");
+        return true;
+      },
+    );
+    socket.on("data", (chunk: Buffer) => {
+      if (!read(chunk) && !socket.destroyed) {
+        if (authed) this.log?.warn({ peer: `${socket.remoteAddress}:${socket.remotePort}` }, "reply socket line over the limit: connection closed");
+        else refuse("too much before the secret");
+        socket.destroy();
+      }
+    });
+  }
+
+  /**
+   * Told how many requests wait for an answer. Under load (more than
+   * BUSY_ABOVE) replicas are asked to answer on the list again, until it
+   * falls below IDLE_BELOW: replies that come from Redis together are
+   * answered together, so the requests that follow arrive together and are
+   * added as batch jobs, which costs Redis and the processes less per request
+   * than the hop a socket saves.
+   */
+  load(pending: number): void {
+    if (this.busy ? pending >= IDLE_BELOW : pending <= BUSY_ABOVE) return;
+    this.busy = !this.busy;
+    const line = this.busy ? "busy\n" : "idle\n";
+    for (const socket of this.authed) socket.write(line);
+  }
+
+  /** Unregisters (when the registration is still this one's) and closes every connection. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.renewTimer);
+    if (this.registration !== undefined && this.redis.status === "ready") {
+      await this.redis.eval('if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0', 1, this.key, this.registration).catch(() => undefined);
+    }
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+interface Peer {
+  socket?: net.Socket;
+  ready: boolean;
+  /** The requester asked for answers on its list for now. */
+  busy: boolean;
+  /** When the last try to reach it failed (or found no registration). */
+  failedAt?: number;
+  lastUsed: number;
+}
+
+/** Parses a registration (`<host>:<port> <secret>`); undefined when it is not one. */
+export function parseRegistration(text: string): { host: string; port: number; secret: string } | undefined {
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):(\d{1,5}) ([A-Za-z0-9_-]{16,128})$/.exec(text);
+  if (!match) return undefined;
+  const port = Number(match[2]);
+  if (port < 1 || port > 65_535) return undefined;
+  return { host: (match[1] as string).replace(/^\[|\]$/g, ""), port, secret: match[3] as string };
+}
+
+/** A replica's end: connections to the requesters it answers, opened on first use. */
+export class ReplySockets {
+  private readonly peers = new Map<string, Peer>();
+  private closed = false;
+  /** Answers sent over a socket (each line counts). */
+  sent = 0;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly log?: Logger,
+  ) {}
+
+  /**
+   * Writes `replies` to `replyList`'s requester over its socket; true when
+   * they went to the kernel at once (so they reach the requester even if
+   * this process dies now). False sends nothing, or not for sure: the caller
+   * pushes them to the list (a requester ignores an answer it already has).
+   * The first call for a requester starts connecting to it and answers false.
+   */
+  send(replyList: string, replies: readonly string[]): boolean {
+    if (this.closed || replies.length === 0) return false;
+    const now = Date.now();
+    let peer = this.peers.get(replyList);
+    if (!peer) {
+      if (this.peers.size >= 1024) this.forget(now);
+      peer = { ready: false, busy: false, lastUsed: now };
+      this.peers.set(replyList, peer);
+      this.connect(replyList, peer);
+      return false;
+    }
+    peer.lastUsed = now;
+    const socket = peer.socket;
+    if (!peer.ready || !socket || peer.busy) {
+      if (!socket && peer.failedAt !== undefined && now - peer.failedAt > RETRY_AFTER_MS) this.connect(replyList, peer);
+      return false;
+    }
+    if (socket.writableLength > 0) return false;
+    socket.write(replies.length === 1 ? `${replies[0]}\n` : `${replies.join("\n")}\n`);
+    if (socket.writableLength > 0) return false;
+    this.sent += replies.length;
+    return true;
+  }
+
+  private forget(now: number): void {
+    for (const [key, peer] of this.peers) {
+      if (now - peer.lastUsed > FORGET_AFTER_MS) {
+        peer.socket?.destroy();
+        this.peers.delete(key);
+      }
+    }
+  }
+
+  private failed(peer: Peer, socket?: net.Socket): void {
+    if (socket && peer.socket !== socket) return;
+    peer.socket = undefined;
+    peer.ready = false;
+    peer.busy = false;
+    peer.failedAt = Date.now();
+    socket?.destroy();
+  }
+
+  private connect(replyList: string, peer: Peer): void {
+    // Marked as trying: a send meanwhile does not start another.
+    peer.failedAt = Number.POSITIVE_INFINITY;
+    void this.redis.get(replySocketKey(replyList)).then(
+      (text) => {
+        const target = text === null ? undefined : parseRegistration(text);
+        if (this.closed || !target) return this.failed(peer);
+        const socket = net.connect({ host: target.host, port: target.port });
+        peer.socket = socket;
+        socket.unref();
+        socket.setNoDelay(true);
+        socket.setKeepAlive(true, KEEPALIVE_MS);
+        const timer = setTimeout(() => this.failed(peer, socket), HELLO_TIMEOUT_MS);
+        timer.unref();
+        socket.on("error", () => this.failed(peer, socket));
+        socket.on("close", () => this.failed(peer, socket));
+        socket.once("connect", () => socket.write(`${target.secret}\n`));
+        // The requester says "ok" once, then "busy" and "idle" as its load changes; anything else ends the connection.
+        const read = lineReader(
+          () => MAX_HELLO_BYTES,
+          (said) => {
+            if (!peer.ready) {
+              if (said !== "ok") {
+                this.log?.warn({ replyList }, "reply socket: the requester did not accept the connection");
+                return false;
+              }
+              clearTimeout(timer);
+              peer.ready = true;
+              peer.failedAt = undefined;
+              return true;
+            }
+            if (said === "busy" || said === "idle") {
+              peer.busy = said === "busy";
+              return true;
+            }
+            return false;
+          },
+        );
+        socket.on("data", (chunk: Buffer) => {
+          if (!read(chunk)) this.failed(peer, socket);
+        });
+      },
+      () => this.failed(peer),
+    );
+  }
+
+  /** Closes every connection (their answers already written go out first). */
+  close(): void {
+    this.closed = true;
+    for (const peer of this.peers.values()) peer.socket?.end();
+    this.peers.clear();
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * Reply sockets on the real Redis (src/queue/reply-sockets.ts): a replica
+ * answers a requester over the requester's socket, and the job still
+ * completes and leaves nothing behind; a busy requester gets its answers
+ * from its list again (so they come back together and the next requests go
+ * as batch jobs); a requester the replica cannot reach gets them from its
+ * list; a connection that does not open with the secret is refused and
+ * cannot answer a request.
+ */
+import assert from "node:assert/strict";
+import net from "node:net";
+import { describe, it } from "node:test";
+import { RequestClient } from "../../src/client/request-client.js";
+import { replySocketKey } from "../../src/queue/reply-sockets.js";
+import { echoReplica } from "../helpers/echo-replica.js";
+import { freePort } from "../helpers/private-redis.js";
+import { queueFixture } from "../helpers/queues.js";
+import { REDIS_URL } from "../helpers/redis.js";
+import { waitFor } from "../helpers/wait.js";
+
+process.env.FLOTILLA_LOG_LEVEL ??= "warn";
+
+describe("reply sockets", () => {
+  const { namespace, keys, queueKeys, redis, closers } = queueFixture("rsock");
+
+  async function replica(deployment: string): Promise<void> {
+    const runner = echoReplica(namespace, `r-${deployment}`, { deployment, importRef: "echo.ts" });
+    runner.actor.start();
+    closers.push(async () => {
+      runner.actor.send({ type: "DRAIN" });
+      await waitFor(`replica of ${deployment} to stop`, () => runner.report().state === "stopped");
+      await runner.closeConnections();
+    });
+    await waitFor(`replica of ${deployment} to run`, () => runner.report().state === "running");
+  }
+
+  function client(options: { replySocket?: boolean } = {}): RequestClient {
+    const c = new RequestClient({ redisUrl: REDIS_URL, namespace, ...options });
+    closers.push(() => c.close());
+    return c;
+  }
+
+  async function call(c: RequestClient, deployment: string, payload: unknown): Promise<void> {
+    const reply = await c.submit(deployment, { kind: "call", payload });
+    assert.deepEqual((reply.value as { payload: unknown }).payload, payload);
+  }
+
+  /** Sends lone requests until one is answered over the socket (the replica connects on its first answer to the requester). */
+  async function untilSocket(c: RequestClient, deployment: string): Promise<void> {
+    let n = 0;
+    await waitFor("an answer over the reply socket", async () => {
+      await call(c, deployment, { warm: n++ });
+      return c.repliesBy.socket > 0;
+    }, { describe: () => c.repliesBy });
+  }
+
+  it("answers lone requests over the requester's socket, and their jobs complete and leave nothing behind", async () => {
+    const deployment = "direct";
+    await replica(deployment);
+    const c = client();
+    await c.socketReady();
+    assert.ok(await redis.get(replySocketKey(keys.replies(c.id))), "the requester registered its socket beside its reply list");
+    await untilSocket(c, deployment);
+    const before = { ...c.repliesBy };
+    const idKey = queueKeys.key(deployment, "id");
+    const first = Number(await redis.get(idKey)) + 1;
+    for (let n = 0; n < 10; n++) await call(c, deployment, { n });
+    assert.equal(c.repliesBy.socket - before.socket, 10, `all ten over the socket (${JSON.stringify(c.repliesBy)})`);
+    assert.equal(c.repliesBy.list, before.list, "none from the list");
+    const last = Number(await redis.get(idKey));
+    assert.equal(last - first + 1, 10, "each request was a job in the queue");
+    const ids = Array.from({ length: 10 }, (_, i) => String(first + i));
+    await waitFor("every job to be completed and removed", async () => (await redis.exists(...ids.map((id) => queueKeys.key(deployment, id)))) === 0);
+    assert.equal(await redis.llen(queueKeys.key(deployment, "active")), 0);
+    assert.equal(await redis.exists(...ids.map((id) => queueKeys.key(deployment, `${id}:lock`))), 0, "no lock left");
+    assert.equal(await redis.exists(keys.replies(c.id)), 0, "nothing was pushed to the reply list");
+  });
+
+  it("answers a busy requester on its list, in batch jobs, and goes back to the socket when it is not", async () => {
+    const deployment = "busy";
+    await replica(deployment);
+    const c = client();
+    await untilSocket(c, deployment);
+    const before = { ...c.repliesBy };
+    const idKey = queueKeys.key(deployment, "id");
+    const firstId = Number(await redis.get(idKey));
+    await Promise.all(Array.from({ length: 40 }, (_, i) => call(c, deployment, { i })));
+    assert.ok(c.repliesBy.list - before.list > 0, `some of 40 concurrent requests were answered from the list (${JSON.stringify(c.repliesBy)})`);
+    assert.ok(Number(await redis.get(idKey)) - firstId < 40, "they went as batch jobs");
+    const middle = { ...c.repliesBy };
+    for (let n = 0; n < 5; n++) await call(c, deployment, { n });
+    assert.equal(c.repliesBy.socket - middle.socket, 5, `lone requests over the socket again (${JSON.stringify(c.repliesBy)})`);
+  });
+
+  it("answers on the list when the registered address does not take connections", async () => {
+    const deployment = "unreachable";
+    await replica(deployment);
+    const c = client({ replySocket: false });
+    // A registration whose port nobody listens on (a requester that died without removing it).
+    await redis.set(replySocketKey(keys.replies(c.id)), `127.0.0.1:${await freePort()} ${"s".repeat(32)}`, "PX", 60_000);
+    for (let n = 0; n < 10; n++) await call(c, deployment, { n });
+    assert.deepEqual(c.repliesBy, { socket: 0, list: 10 });
+  });
+
+  it("refuses a connection without the secret and one that sends too much before it; a forged answer does not reach the request", async () => {
+    const c = client();
+    await c.socketReady();
+    const port = c.replySocketPort;
+    assert.ok(port, "the requester listens");
+    // A request nobody serves: it stays pending until the forged answer is (not) taken.
+    const pending = c.submit("nobody", { kind: "call", payload: 1 }, { timeoutMs: 60_000 });
+    pending.catch(() => undefined);
+    await waitFor("the request to be pending", () => c.inflight === 1);
+    const forged = JSON.stringify({ requestId: "0", status: 200, headers: {}, body: "", value: "forged" });
+    const closedAfter = async (data: string): Promise<string> => {
+      const socket = net.connect({ host: "127.0.0.1", port });
+      let said = "";
+      socket.on("data", (d: Buffer) => (said += d.toString()));
+      socket.on("error", () => undefined);
+      await new Promise((resolve) => socket.once("connect", resolve));
+      socket.write(data);
+      await waitFor("the requester to close the connection", () => socket.destroyed || socket.readableEnded, { timeoutMs: 5_000 });
+      socket.destroy();
+      return said;
+    };
+    assert.equal(await closedAfter(`not-the-secret\n${forged}\n`), "", "a wrong secret: closed, no ok");
+    assert.equal(await closedAfter("x".repeat(4096)), "", "too much before any secret: closed");
+    assert.equal(await closedAfter(""), "", "nothing at all: closed after the hello timeout");
+    assert.equal(c.inflight, 1, "the forged answer was not taken");
+    assert.equal(c.repliesBy.socket, 0);
+  });
+});
