@@ -57,8 +57,22 @@ export class RouterMetrics {
     });
   });
 
-  constructor() {
+  /** @param answersBy the router's answers so far, by the way they came (read at each scrape) */
+  constructor(answersBy: () => { socket: number; list: number } = () => ({ socket: 0, list: 0 })) {
     collectDefaultMetrics({ register: this.registry });
+    new Counter({
+      name: "flotilla_router_answers_total",
+      help: "Answers from replicas, by the way they came: over the router's reply socket, or from its reply list in Redis",
+      labelNames: ["via"],
+      registers: [this.registry],
+      // Counted where they arrive (the request client), read at each scrape.
+      collect() {
+        const { socket, list } = answersBy();
+        this.reset();
+        this.inc({ via: "socket" }, socket);
+        this.inc({ via: "list" }, list);
+      },
+    });
   }
 
   /** A request arrived. */

@@ -71,6 +71,39 @@ describe("Prometheus metrics", () => {
     assert.ok(m.has("process_resident_memory_bytes"), "process metrics");
   });
 
+  it("the router takes a lone request's answer over its reply socket, and counts answers by the way they came", async () => {
+    const answers = async (): Promise<{ socket: number; list: number }> => {
+      const m = samples((await scrape(routerMetricsPort, null)).body);
+      return { socket: m.get('flotilla_router_answers_total{via="socket"}') ?? -1, list: m.get('flotilla_router_answers_total{via="list"}') ?? -1 };
+    };
+    const before = await answers();
+    assert.ok(before.socket >= 0 && before.list >= 0, `both ways are counted (${JSON.stringify(before)})`);
+    assert.ok(before.socket + before.list >= OK_REQUESTS, `every answer so far came one way or the other (${JSON.stringify(before)})`);
+    // One request at a time: a replica connects to the router on its first answer to it, and answers over the socket from then on.
+    let n = 0;
+    await waitFor(
+      "an answer over the router's reply socket",
+      async () => {
+        assert.equal((await httpRequest(cluster.url(`/echo/lone/${n++}`), { method: "POST", body: "{}" })).status, 200);
+        return (await answers()).socket > before.socket;
+      },
+      { describe: answers },
+    );
+    // Two replicas: each connects on its own first answer, which may still come from the list; then all five go over sockets.
+    let round = 0;
+    await waitFor(
+      "five lone requests in a row answered over the socket",
+      async () => {
+        const start = await answers();
+        for (let i = 0; i < 5; i++) assert.equal((await httpRequest(cluster.url(`/echo/again/${round}/${i}`), { method: "POST", body: "{}" })).status, 200);
+        round++;
+        const end = await answers();
+        return end.socket - start.socket === 5 && end.list === start.list;
+      },
+      { describe: answers },
+    );
+  });
+
   it("the controller's /metrics shows the cluster as gauges", async () => {
     const m = await waitFor(
       "the controller's metrics to show echo HEALTHY with 2 running replicas",
