@@ -31,9 +31,12 @@ export class ReplyLists {
     private readonly sockets?: ReplySockets,
   ) {}
 
-  /** Whether `key` is a reply list of this namespace (the only keys a reply may go to). */
+  /**
+   * Whether `key` is a reply list of this namespace (the only keys a reply may go to): the prefix and a
+   * requester id, which has no ':' (the keys beside a reply list, its streams and its socket's registration, do).
+   */
   accepts(key: string): boolean {
-    return key.startsWith(this.keys.repliesPrefix);
+    return key.startsWith(this.keys.repliesPrefix) && !key.includes(":", this.keys.repliesPrefix.length);
   }
 
   /** Sends replies (JSON) over the requester's socket, else appends them to its reply list in one command. The caller checked the key with accepts(). */

@@ -25,6 +25,7 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import net from "node:net";
 import os from "node:os";
 import type { Redis } from "ioredis";
+import { replySocketKey } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
 import { parseClusterUrl, waitReady } from "../shared/redis.js";
 
@@ -46,10 +47,7 @@ const BUSY_ABOVE = 8;
 /** Fewer than this: back to the socket. */
 const IDLE_BELOW = 3;
 
-/** The key a requester registers its socket under, beside its reply list (same hash tag). */
-export function replySocketKey(replyList: string): string {
-  return `${replyList}:via`;
-}
+export { replySocketKey };
 
 /** False when `FLOTILLA_REPLY_SOCKETS` is `off` (or `0`, `false`): requesters then open no socket and replicas use none. */
 export function replySocketsEnabled(env: NodeJS.ProcessEnv = process.env): boolean {

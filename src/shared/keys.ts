@@ -199,3 +199,8 @@ export class Keys {
     return [`${this.control}:*`, `${this.namespace}:*`];
   }
 }
+
+/** String: where a requester's reply socket listens (`<host>:<port> <secret>`, see queue/reply-sockets.ts), beside its reply list (same hash tag). Expires unless renewed. */
+export function replySocketKey(replyList: string): string {
+  return `${replyList}:via`;
+}

@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { describe, it } from "node:test";
 import { RequestClient } from "../../src/client/request-client.js";
+import { Queue } from "../../src/queue/bullmq.js";
 import { replySocketKey } from "../../src/queue/reply-sockets.js";
 import { echoReplica } from "../helpers/echo-replica.js";
 import { freePort } from "../helpers/private-redis.js";
@@ -128,5 +129,25 @@ describe("reply sockets", () => {
     assert.equal(await closedAfter(""), "", "nothing at all: closed after the hello timeout");
     assert.equal(c.inflight, 1, "the forged answer was not taken");
     assert.equal(c.repliesBy.socket, 0);
+  });
+
+  it("pushes nothing to a key beside a reply list that a job names as its reply list (a socket's registration, a stream's chunks)", async () => {
+    const deployment = "hostile";
+    await replica(deployment);
+    const c = client();
+    await c.socketReady();
+    const registration = replySocketKey(keys.replies(c.id));
+    const registered = await redis.get(registration);
+    assert.ok(registered);
+    const chunks = keys.streamKeys(keys.replies(c.id), "7", "w").chunks;
+    await redis.rpush(chunks, "chunk-0");
+    const queue = new Queue(queueKeys.name(deployment), { connection: redis, prefix: queueKeys.prefix });
+    closers.push(() => queue.close());
+    for (const replyTo of [registration, chunks]) {
+      const job = await queue.add("request", { kind: "call", payload: { replyTo }, replyTo, requestId: "7" }, { removeOnComplete: false });
+      await waitFor(`the job naming ${replyTo} to complete`, async () => (await queue.getJobState(job.id!)) === "completed", { describe: () => queue.getJobState(job.id!) });
+    }
+    assert.equal(await redis.get(registration), registered, "the registration is as the requester wrote it");
+    assert.deepEqual(await redis.lrange(chunks, 0, -1), ["chunk-0"], "nothing was added to the stream's chunks");
   });
 });
