@@ -10,11 +10,15 @@
  *
  * `--monitor` also prints, for two requests, each command Redis ran, in
  * order, with the name of the connection that sent it (MONITOR).
+ * `--replica-process` runs the replica in a process of its own
+ * (echo-replica-process.ts), so that an answer crosses processes as it does
+ * in a cluster. `FLOTILLA_REPLY_SOCKETS=off` compares the reply list alone
+ * with reply sockets.
  *
  * The router's HTTP and the process hops are not in it: `npm run bench` times
  * the whole path.
  */
-import { spawn } from "node:child_process";
+import { fork, spawn } from "node:child_process";
 import { RequestClient } from "../../src/client/request-client.js";
 import { createRedis } from "../../src/shared/redis.js";
 import { Monitor } from "../helpers/monitor.js";
@@ -24,6 +28,7 @@ import { waitFor } from "../helpers/wait.js";
 process.env.FLOTILLA_LOG_LEVEL ??= "warn";
 const requests = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 2000);
 const monitor = process.argv.includes("--monitor");
+const replicaProcess = process.argv.includes("--replica-process");
 const port = await freePort();
 const server = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
 // Stopped early (Ctrl-C, a timeout): the private server goes too.
@@ -41,10 +46,30 @@ const admin = createRedis(url, { name: "request-redis-cost" });
 try {
   await waitFor("the private redis-server to answer", async () => (await admin.ping().catch(() => "")) === "PONG");
   const namespace = "cost";
-  const replica = echoReplica(namespace, "r1", { deployment: "echo", importRef: "echo.ts" });
-  replica.actor.start();
-  await waitFor("the replica to run", () => replica.report().state === "running");
+  let stopReplica: () => Promise<void>;
+  if (replicaProcess) {
+    const child = fork(new URL("./echo-replica-process.ts", import.meta.url), { execArgv: ["--import", "tsx"], env: { ...process.env, FLOTILLA_NAMESPACE: namespace } });
+    await Promise.race([
+      new Promise((resolve) => child.once("message", resolve)),
+      new Promise((_, reject) => child.once("exit", (code) => reject(new Error(`the replica process exited (${code}) before it ran`)))),
+    ]);
+    stopReplica = async () => {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.send("stop");
+      await exited;
+    };
+  } else {
+    const replica = echoReplica(namespace, "r1", { deployment: "echo", importRef: "echo.ts" });
+    replica.actor.start();
+    await waitFor("the replica to run", () => replica.report().state === "running");
+    stopReplica = async () => {
+      replica.actor.send({ type: "DRAIN" });
+      await waitFor("the replica to stop", () => replica.report().state === "stopped");
+      await replica.closeConnections();
+    };
+  }
   const client = new RequestClient({ redisUrl: url, namespace });
+  await client.socketReady();
   const job = { kind: "call" as const, payload: { a: 1 } };
   for (let i = 0; i < 300; i++) await client.submit("echo", job); // warm-up: scripts loaded, code optimised
   if (monitor) await printMonitored(url, admin, () => client.submit("echo", job).then(() => client.submit("echo", job)));
@@ -74,14 +99,13 @@ try {
   const total = rows.reduce((sum, [, n]) => sum + n, 0);
   // A script's time includes the commands it runs, which are also counted under their own names.
   const commandUs = rows.filter(([name]) => !/^eval/.test(name)).reduce((sum, [, , us]) => sum + us, 0) + rows.filter(([name]) => /^eval/.test(name)).reduce((sum, [, , us]) => sum + us, 0) / 2;
-  console.log(`${requests} requests, ${Math.round((requests / elapsed) * 1000)} req/s, p50 ${times[requests >> 1]?.toFixed(3)} ms`);
+  console.log(`${requests} requests, ${Math.round((requests / elapsed) * 1000)} req/s, p50 ${times[requests >> 1]?.toFixed(3)} ms, p90 ${times[Math.floor(requests * 0.9)]?.toFixed(3)} ms`);
   console.log(`Redis: ${total.toFixed(1)} commands and ${(cpuUs / requests).toFixed(1)} µs CPU per request`);
   console.log(`  (per request, in commands as Redis times them: about ${commandUs.toFixed(1)} µs; the rest is reading, writing and waking clients)`);
   console.log(`  command          calls  µs (a script's includes its commands')`);
   for (const [name, n, us] of rows) if (n >= 0.01) console.log(`  ${name.padEnd(16)} ${n.toFixed(2).padStart(5)}  ${us.toFixed(1).padStart(5)}`);
-  replica.actor.send({ type: "DRAIN" });
-  await waitFor("the replica to stop", () => replica.report().state === "stopped");
-  await replica.closeConnections();
+  console.log(`  answers over the reply socket ${client.repliesBy.socket}, from the reply list ${client.repliesBy.list} (warm-up included)`);
+  await stopReplica();
   await client.close();
 } finally {
   admin.disconnect();
