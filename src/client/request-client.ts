@@ -117,6 +117,8 @@ export class RequestClient {
   readonly repliesBy = { socket: 0, list: 0 };
 
   constructor(options: RequestClientOptions) {
+    // Replicas answer only a reply list whose requester id has no ':' (see ReplyLists.accepts).
+    if (options.id !== undefined && !/^[^:\s{}]{1,128}$/.test(options.id)) throw new FlotillaError("INVALID_SPEC", `request client id '${options.id}': 1-128 characters, none of ':', '{', '}' or spaces`);
     this.id = options.id ?? `client-${uuidv4()}`;
     this.keys = new Keys(options.namespace);
     this.redis = createRedis(options.redisUrl, { mode: "failFast", name: `flotilla-${this.id}` });
@@ -141,7 +143,7 @@ export class RequestClient {
     }
   }
 
-  /** Resolves once the reply socket (if any) listens and its registration was sent. */
+  /** Resolves once the reply socket (if any) listens and Redis answered its first registration (or could not be reached). */
   async socketReady(): Promise<void> {
     await this.socketStarted;
   }

@@ -13,7 +13,7 @@ import { describe, it } from "node:test";
 import { RequestClient } from "../../src/client/request-client.js";
 import { Queue } from "../../src/queue/bullmq.js";
 import { replySocketKey } from "../../src/queue/reply-sockets.js";
-import { echoReplica } from "../helpers/echo-replica.js";
+import { echoReplica, startReplica, stopReplica } from "../helpers/echo-replica.js";
 import { freePort } from "../helpers/private-redis.js";
 import { queueFixture } from "../helpers/queues.js";
 import { REDIS_URL } from "../helpers/redis.js";
@@ -26,13 +26,8 @@ describe("reply sockets", () => {
 
   async function replica(deployment: string): Promise<void> {
     const runner = echoReplica(namespace, `r-${deployment}`, { deployment, importRef: "echo.ts" });
-    runner.actor.start();
-    closers.push(async () => {
-      runner.actor.send({ type: "DRAIN" });
-      await waitFor(`replica of ${deployment} to stop`, () => runner.report().state === "stopped");
-      await runner.closeConnections();
-    });
-    await waitFor(`replica of ${deployment} to run`, () => runner.report().state === "running");
+    closers.push(() => stopReplica(runner, `the replica of ${deployment}`));
+    await startReplica(runner, `the replica of ${deployment}`);
   }
 
   function client(options: { replySocket?: boolean } = {}): RequestClient {

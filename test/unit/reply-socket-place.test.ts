@@ -1,6 +1,7 @@
 /** Where a requester's reply socket listens and what a replica accepts as its registration (src/queue/reply-sockets.ts). */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { RequestClient } from "../../src/client/request-client.js";
 import { parseRegistration, replySocketPlace, replySocketsEnabled } from "../../src/queue/reply-sockets.js";
 
 describe("reply socket place", () => {
@@ -31,6 +32,12 @@ describe("reply socket place", () => {
     assert.deepEqual(parseRegistration(`router-1.svc:80 ${secret}`), { host: "router-1.svc", port: 80, secret });
     for (const bad of [`10.0.0.5:0 ${secret}`, `10.0.0.5:70000 ${secret}`, "10.0.0.5:4000 short", `10.0.0.5 ${secret}`, `a b:1 ${secret}`, `10.0.0.5:4000 ${secret} extra`, ""]) {
       assert.equal(parseRegistration(bad), undefined, `refused: ${JSON.stringify(bad)}`);
+    }
+  });
+
+  it("refuses a request client id a replica would not answer (one with ':'), before it connects anywhere", () => {
+    for (const id of ["app:1", "a b", "{x}", ""]) {
+      assert.throws(() => new RequestClient({ redisUrl: "redis://127.0.0.1:1", namespace: "n", id }), (err: Error & { code?: string }) => err.code === "INVALID_SPEC" && err.message.includes("request client id"), `id ${JSON.stringify(id)}`);
     }
   });
 });
