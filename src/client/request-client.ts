@@ -137,9 +137,11 @@ export class RequestClient {
         this.deliver(raw);
       });
       this.replySocket = server;
-      // Without it, answers come on the list as before.
-      this.socketStarted = server.start().catch(() => undefined);
-      this.redis.on("ready", () => void server.renew());
+      // Without it, answers come on the list as before. start() registers once; each reconnect after it, again.
+      this.socketStarted = server.start().then(
+        () => void this.redis.on("ready", () => void server.renew()),
+        () => undefined,
+      );
     }
   }
 

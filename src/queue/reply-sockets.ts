@@ -47,7 +47,6 @@ const BUSY_ABOVE = 8;
 /** Fewer than this: back to the socket. */
 const IDLE_BELOW = 3;
 
-export { replySocketKey };
 
 /** False when `FLOTILLA_REPLY_SOCKETS` is `off` (or `0`, `false`): requesters then open no socket and replicas use none. */
 export function replySocketsEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
@@ -131,8 +130,6 @@ export class ReplySocketServer {
   /** Whether replicas are asked to answer on the list (see load). */
   private busy = false;
   private readonly authed = new Set<net.Socket>();
-  /** Connections refused: no secret, a wrong one, or too much before it. */
-  refused = 0;
 
   constructor(
     private readonly redis: Redis,
@@ -199,7 +196,6 @@ export class ReplySocketServer {
     });
     let authed = false;
     const refuse = (why: string): false => {
-      this.refused++;
       this.log?.warn({ peer: `${socket.remoteAddress}:${socket.remotePort}`, why }, "reply socket connection refused");
       socket.destroy();
       return false;
@@ -223,9 +219,10 @@ export class ReplySocketServer {
       },
     );
     socket.on("data", (chunk: Buffer) => {
-      if (!read(chunk) && !socket.destroyed) {
-        if (authed) this.log?.warn({ peer: `${socket.remoteAddress}:${socket.remotePort}` }, "reply socket line over the limit: connection closed");
-        else refuse("too much before the secret");
+      if (read(chunk) || socket.destroyed) return;
+      if (!authed) refuse("too much before the secret");
+      else {
+        this.log?.warn({ peer: `${socket.remoteAddress}:${socket.remotePort}` }, "reply socket line over the limit: connection closed");
         socket.destroy();
       }
     });
@@ -282,8 +279,6 @@ export function parseRegistration(text: string): { host: string; port: number; s
 export class ReplySockets {
   private readonly peers = new Map<string, Peer>();
   private closed = false;
-  /** Answers sent over a socket (each line counts). */
-  sent = 0;
 
   constructor(
     private readonly redis: Redis,
@@ -316,9 +311,7 @@ export class ReplySockets {
     }
     if (socket.writableLength > 0) return false;
     socket.write(replies.length === 1 ? `${replies[0]}\n` : `${replies.join("\n")}\n`);
-    if (socket.writableLength > 0) return false;
-    this.sent += replies.length;
-    return true;
+    return socket.writableLength === 0;
   }
 
   private forget(now: number): void {

@@ -12,7 +12,7 @@ import net from "node:net";
 import { describe, it } from "node:test";
 import { RequestClient } from "../../src/client/request-client.js";
 import { Queue } from "../../src/queue/bullmq.js";
-import { replySocketKey } from "../../src/queue/reply-sockets.js";
+import { replySocketKey } from "../../src/shared/keys.js";
 import { echoReplica, startReplica, stopReplica } from "../helpers/echo-replica.js";
 import { freePort } from "../helpers/private-redis.js";
 import { queueFixture } from "../helpers/queues.js";
