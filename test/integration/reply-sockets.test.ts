@@ -2,8 +2,8 @@
  * Reply sockets on the real Redis (src/queue/reply-sockets.ts): a replica
  * answers a requester over the requester's socket, and the job still
  * completes and leaves nothing behind; a busy requester gets its answers
- * from its list again (so they come back together and the next requests go
- * as batch jobs); a requester the replica cannot reach gets them from its
+ * from its list again (so they come back together and the next requests can
+ * go as batch jobs); a requester the replica cannot reach gets them from its
  * list; a connection that does not open with the secret is refused and
  * cannot answer a request.
  */
@@ -24,8 +24,8 @@ process.env.FLOTILLA_LOG_LEVEL ??= "warn";
 describe("reply sockets", () => {
   const { namespace, keys, queueKeys, redis, closers } = queueFixture("rsock");
 
-  async function replica(deployment: string): Promise<void> {
-    const runner = echoReplica(namespace, `r-${deployment}`, { deployment, importRef: "echo.ts" });
+  async function replica(deployment: string, importRef = "echo.ts"): Promise<void> {
+    const runner = echoReplica(namespace, `r-${deployment}`, { deployment, importRef });
     closers.push(() => stopReplica(runner, `the replica of ${deployment}`));
     await startReplica(runner, `the replica of ${deployment}`);
   }
@@ -72,20 +72,32 @@ describe("reply sockets", () => {
     assert.equal(await redis.exists(keys.replies(c.id)), 0, "nothing was pushed to the reply list");
   });
 
-  it("answers a busy requester on its list, in batch jobs, and goes back to the socket when it is not", async () => {
+  it("answers a busy requester on its list, and goes back to the socket when it is not", async () => {
     const deployment = "busy";
-    await replica(deployment);
+    await replica(deployment, "slow.ts");
     const c = client();
-    await untilSocket(c, deployment);
+    const slow = async (ms: number): Promise<void> => {
+      const reply = await c.submit(deployment, { kind: "call", payload: { ms } });
+      assert.equal((reply.value as { slept: number }).slept, ms);
+    };
+    await waitFor("an answer over the reply socket", async () => {
+      await slow(1);
+      return c.repliesBy.socket > 0;
+    }, { describe: () => c.repliesBy });
     const before = { ...c.repliesBy };
-    const idKey = queueKeys.key(deployment, "id");
-    const firstId = Number(await redis.get(idKey));
-    await Promise.all(Array.from({ length: 40 }, (_, i) => call(c, deployment, { i })));
-    assert.ok(c.repliesBy.list - before.list > 0, `some of 40 concurrent requests were answered from the list (${JSON.stringify(c.repliesBy)})`);
-    assert.ok(Number(await redis.get(idKey)) - firstId < 40, "they went as batch jobs");
+    // 40 requests at once (more than 8 waiting): the requester says "busy" long before the first answer is due.
+    await Promise.all(Array.from({ length: 40 }, () => slow(300)));
+    assert.equal(c.repliesBy.list - before.list, 40, `all 40 concurrent requests were answered from the list (${JSON.stringify(c.repliesBy)})`);
+    assert.equal(c.repliesBy.socket, before.socket, "none over the socket");
+    // With nothing waiting it says "idle": lone requests go over the socket again.
+    await waitFor("a lone request answered over the socket again", async () => {
+      const socketBefore = c.repliesBy.socket;
+      await slow(1);
+      return c.repliesBy.socket > socketBefore;
+    }, { describe: () => c.repliesBy });
     const middle = { ...c.repliesBy };
-    for (let n = 0; n < 5; n++) await call(c, deployment, { n });
-    assert.equal(c.repliesBy.socket - middle.socket, 5, `lone requests over the socket again (${JSON.stringify(c.repliesBy)})`);
+    for (let n = 0; n < 5; n++) await slow(1);
+    assert.equal(c.repliesBy.socket - middle.socket, 5, `lone requests over the socket (${JSON.stringify(c.repliesBy)})`);
   });
 
   it("answers on the list when the registered address does not take connections", async () => {
