@@ -41,12 +41,12 @@ describe("reply sockets", () => {
     assert.deepEqual((reply.value as { payload: unknown }).payload, payload);
   }
 
-  /** Sends lone requests until one is answered over the socket (the replica connects on its first answer to the requester). */
-  async function untilSocket(c: RequestClient, deployment: string): Promise<void> {
-    let n = 0;
-    await waitFor("an answer over the reply socket", async () => {
-      await call(c, deployment, { warm: n++ });
-      return c.repliesBy.socket > 0;
+  /** Sends lone requests (`send`) until one is answered over the socket (the replica connects on its first answer to the requester). */
+  async function untilSocket(c: RequestClient, send: () => Promise<void>): Promise<void> {
+    const start = c.repliesBy.socket;
+    await waitFor("a lone request answered over the reply socket", async () => {
+      await send();
+      return c.repliesBy.socket > start;
     }, { describe: () => c.repliesBy });
   }
 
@@ -56,7 +56,8 @@ describe("reply sockets", () => {
     const c = client();
     await c.socketReady();
     assert.ok(await redis.get(replySocketKey(keys.replies(c.id))), "the requester registered its socket beside its reply list");
-    await untilSocket(c, deployment);
+    let n = 0;
+    await untilSocket(c, () => call(c, deployment, { warm: n++ }));
     const before = { ...c.repliesBy };
     const idKey = queueKeys.key(deployment, "id");
     const first = Number(await redis.get(idKey)) + 1;
@@ -80,21 +81,14 @@ describe("reply sockets", () => {
       const reply = await c.submit(deployment, { kind: "call", payload: { ms } });
       assert.equal((reply.value as { slept: number }).slept, ms);
     };
-    await waitFor("an answer over the reply socket", async () => {
-      await slow(1);
-      return c.repliesBy.socket > 0;
-    }, { describe: () => c.repliesBy });
+    await untilSocket(c, () => slow(1));
     const before = { ...c.repliesBy };
     // 40 requests at once (more than 8 waiting): the requester says "busy" long before the first answer is due.
     await Promise.all(Array.from({ length: 40 }, () => slow(300)));
     assert.equal(c.repliesBy.list - before.list, 40, `all 40 concurrent requests were answered from the list (${JSON.stringify(c.repliesBy)})`);
     assert.equal(c.repliesBy.socket, before.socket, "none over the socket");
     // With nothing waiting it says "idle": lone requests go over the socket again.
-    await waitFor("a lone request answered over the socket again", async () => {
-      const socketBefore = c.repliesBy.socket;
-      await slow(1);
-      return c.repliesBy.socket > socketBefore;
-    }, { describe: () => c.repliesBy });
+    await untilSocket(c, () => slow(1));
     const middle = { ...c.repliesBy };
     for (let n = 0; n < 5; n++) await slow(1);
     assert.equal(c.repliesBy.socket - middle.socket, 5, `lone requests over the socket (${JSON.stringify(c.repliesBy)})`);
