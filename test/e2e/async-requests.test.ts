@@ -156,6 +156,8 @@ describe("async requests end to end", () => {
   it("loses nothing when its replica is killed and its router stops mid-run: another router answers the poll", async () => {
     const { id } = await submit("job", { ms: 6000, steps: 3, tag: "survivor" }, 0);
     await until(id, "to run", (v) => v.status === "running", 0);
+    // "running" is recorded before the handler is called: killed in between, it would not have run once yet.
+    await waitFor("the handler to have started (its log line)", () => calls().some((l) => l.startsWith("start survivor ")));
     const replica = (await cluster.deployment("job"))?.replicas.find((r) => r.state === "running");
     assert.ok(replica?.pid, "the replica's pid");
     process.kill(replica.pid, "SIGKILL");
