@@ -97,7 +97,8 @@ export class RequestClient {
   /** Deployments whose requests come with maxQueued: one job each, so the wait list counts requests exactly. */
   private readonly unbatched = new Set<string>();
   /** Requests for one deployment that arrive together are added in one round trip. */
-  private readonly adds = new Batcher<string, RequestJob, string | undefined>((deployment, jobs) => this.addJobs(deployment, jobs));
+  /** One add per deployment in flight: requests that arrive during it go in the next, as one batch job (see Batcher). */
+  private readonly adds = new Batcher<string, RequestJob, string | undefined>((deployment, jobs) => this.addJobs(deployment, jobs), 512, true);
   /** The requests waited on per deployment, written to Redis for the autoscaler. */
   private readonly demand: DemandReporter;
   /** The requests queued per deployment, written to Redis for the rates people see. */

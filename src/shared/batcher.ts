@@ -2,14 +2,22 @@
  * Collects items added during one event-loop turn and hands them to `flush`
  * together (on setImmediate), so many concurrent requests cost one Redis
  * round trip instead of one each. Each `add` resolves with its item's result.
+ *
+ * With `oneInFlight`, a key's items also wait while a flush of that key is
+ * under way, and go together the moment it ends (a group commit): under
+ * load, turns are short and each would flush a handful, so the round trip
+ * itself is the better window to gather in.
  */
 export class Batcher<K, T, R> {
   private pending = new Map<K, Array<{ item: T; resolve(r: R): void; reject(err: unknown): void }>>();
   private scheduled = false;
+  /** Flushes under way, by key. */
+  private readonly inFlight = new Map<K, number>();
 
   constructor(
     private readonly flush: (key: K, items: T[]) => Promise<R[]>,
     private readonly maxBatch = 512,
+    private readonly oneInFlight = false,
   ) {}
 
   /**
@@ -34,19 +42,33 @@ export class Batcher<K, T, R> {
 
   private flushAll(): void {
     this.scheduled = false;
-    for (const key of [...this.pending.keys()]) this.flushKey(key);
+    for (const key of [...this.pending.keys()]) if (!this.oneInFlight || !this.inFlight.has(key)) this.flushKey(key);
   }
 
   private flushKey(key: K): void {
     const list = this.pending.get(key);
     if (!list || list.length === 0) return;
     this.pending.delete(key);
+    this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
+    const ended = (): void => {
+      const left = (this.inFlight.get(key) ?? 1) - 1;
+      if (left > 0) this.inFlight.set(key, left);
+      else this.inFlight.delete(key);
+      // What gathered meanwhile goes now, whether this flush worked or not.
+      if (this.oneInFlight && left === 0) this.flushKey(key);
+    };
     this.flush(
       key,
       list.map((e) => e.item),
     ).then(
-      (results) => list.forEach((e, i) => e.resolve(results[i] as R)),
-      (err: unknown) => list.forEach((e) => e.reject(err)),
+      (results) => {
+        ended();
+        list.forEach((e, i) => e.resolve(results[i] as R));
+      },
+      (err: unknown) => {
+        ended();
+        list.forEach((e) => e.reject(err));
+      },
     );
   }
 }

@@ -1,4 +1,4 @@
-/** The Batcher (one flush per key per event-loop turn) and the request Semaphore. */
+/** The Batcher (one flush per key per event-loop turn, or one under way per key) and the request Semaphore. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Batcher } from "../../src/shared/batcher.js";
@@ -29,6 +29,60 @@ describe("Batcher", () => {
     assert.deepEqual(sizes, [2, 1]);
     const failed = await Promise.allSettled([batcher.add("k", -1), batcher.add("k", 5)]);
     assert.deepEqual(failed.map((r) => r.status), ["rejected", "rejected"]);
+  });
+});
+
+describe("Batcher with one flush in flight per key", () => {
+  it("holds a key's items while its flush is under way and sends them together when it ends, never two at once; other keys go on", async () => {
+    const flushes: Array<[string, number[]]> = [];
+    const gates: Array<{ open(fail?: boolean): void }> = [];
+    let running = 0;
+    let peak = 0;
+    const batcher = new Batcher<string, number, number>(
+      (key, items) => {
+        flushes.push([key, items]);
+        running++;
+        peak = Math.max(peak, running);
+        return new Promise<number[]>((resolve, reject) =>
+          gates.push({
+            open: (fail) => {
+              running--;
+              if (fail) reject(new Error("redis down"));
+              else resolve(items.map((n) => n * 10));
+            },
+          }),
+        );
+      },
+      512,
+      true,
+    );
+    const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+    const first = batcher.add("a", 1);
+    await turn();
+    assert.deepEqual(flushes, [["a", [1]]]);
+    // Three turns while the first flush is under way: nothing more goes for "a", "b" goes at once.
+    const waiting = [batcher.add("a", 2)];
+    await turn();
+    waiting.push(batcher.add("a", 3));
+    const other = batcher.add("b", 7);
+    await turn();
+    waiting.push(batcher.add("a", 4));
+    await turn();
+    assert.deepEqual(flushes, [["a", [1]], ["b", [7]]]);
+    (gates[1] as { open(): void }).open();
+    assert.equal(await other, 70);
+    (gates[0] as { open(fail?: boolean): void }).open(true);
+    await assert.rejects(first, /redis down/);
+    await turn();
+    assert.deepEqual(flushes[2], ["a", [2, 3, 4]], "what gathered went together as soon as the failed flush ended");
+    (gates[2] as { open(): void }).open();
+    assert.deepEqual(await Promise.all(waiting), [20, 30, 40]);
+    assert.equal(peak, 2, "at most one flush per key (one of a, one of b)");
+    const later = batcher.add("a", 5);
+    await turn();
+    assert.deepEqual(flushes[3], ["a", [5]], "with nothing under way, the next turn flushes as before");
+    (gates[3] as { open(): void }).open();
+    assert.equal(await later, 50);
   });
 });
 
