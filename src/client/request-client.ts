@@ -96,8 +96,7 @@ export class RequestClient {
   private readonly serviceMs = new Map<string, number>();
   /** Deployments whose requests come with maxQueued: one job each, so the wait list counts requests exactly. */
   private readonly unbatched = new Set<string>();
-  /** Requests for one deployment that arrive together are added in one round trip. */
-  /** One add per deployment in flight: requests that arrive during it go in the next, as one batch job (see Batcher). */
+  /** Requests for one deployment that arrive together are added in one round trip, one add in flight at a time: those that arrive during it go in the next (see Batcher). */
   private readonly adds = new Batcher<string, RequestJob, string | undefined>((deployment, jobs) => this.addJobs(deployment, jobs), 512, true);
   /** The requests waited on per deployment, written to Redis for the autoscaler. */
   private readonly demand: DemandReporter;
