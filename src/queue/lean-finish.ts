@@ -10,7 +10,7 @@ import type { Job, Worker } from "./bullmq.js";
 import { missingMembers, warnFallbackOnce } from "./internals-check.js";
 import { LEAN_FINISH } from "./lean-scripts.js";
 import { REPLY_TTL_MS } from "./reply-lists.js";
-import type { WaitLane } from "./tuned-worker.js";
+import { inOneWrite, type WaitLane } from "./tuned-worker.js";
 
 /**
  * What a processor returns for a job whose requester reads its answer from a
@@ -35,6 +35,7 @@ type MoveToCompleted = (job: Job, returnValue: unknown, removeOnComplete: unknow
 
 interface FinishInternals {
   waiting?: unknown;
+  emit?: (event: "error", err: Error) => boolean;
   opts: { name?: string; metrics?: unknown; removeOnComplete?: unknown };
   backend?: {
     moveToCompleted?: MoveToCompleted;
@@ -71,8 +72,13 @@ export interface LeanFinisher {
    * `answered`'s replies, in one script; throws BullMQ's error when the lock
    * is not the token's. Undefined when the lean finish is not installed.
    */
-  finish?: (id: string, token: string, answered: Answered) => Promise<void>;
+  finish?: (id: string, token: string, answered: Answered, mayDefer?: boolean) => Promise<void>;
+  /** Sends the finishes held back (see `mayDefer`) at once, in one write; resolves once Redis has answered them. */
+  flush?: () => Promise<void>;
 }
+
+/** How long a finish is held back at most (see `mayDefer`). */
+export const FINISH_HELD_MS = 5;
 
 /**
  * Installs the lean finish on `worker`: a BullMQ job whose processor's
@@ -102,7 +108,44 @@ export function leanFinish(
 
   /** Replies pushed on their own already: a finish retried after a connection error does not push them twice. */
   const pushed = new WeakSet<Answered>();
-  const finish = async (id: string, token: string, answered: Answered): Promise<void> => {
+
+  /** Finishes held back, with the error to raise when one finds the lock was not the token's. */
+  let heldBack: { keys: string[]; args: Array<string | number>; id: string }[] = [];
+  let heldTimer: NodeJS.Timeout | undefined;
+  const lockError = (code: number, id: string): Error =>
+    backend?.finishedErrors?.({ code, jobId: id, command: "moveToFinished", state: "active" }) ?? new Error(`job ${id} could not be completed (code ${code})`);
+  const flush = async (): Promise<void> => {
+    clearTimeout(heldTimer);
+    heldTimer = undefined;
+    const batch = heldBack;
+    heldBack = [];
+    if (batch.length === 0) return;
+    const client = await (backend?.queue?.client as Promise<ClientLike>);
+    const sent: Promise<void>[] = [];
+    inOneWrite(client as never, () => {
+      for (const { keys: scriptKeys, args, id } of batch) {
+        sent.push(
+          LEAN_FINISH.run(client as never, scriptKeys, args).then(
+            (code) => {
+              if (Number(code) < 0) target.emit?.("error", lockError(Number(code), id));
+            },
+            (err: unknown) => {
+              target.emit?.("error", err instanceof Error ? err : new Error(String(err)));
+            },
+          ),
+        );
+      }
+    });
+    await Promise.all(sent);
+  };
+
+  /**
+   * `mayDefer`: the replies went over the requester's socket, so nobody
+   * waits for the finish; it is held back until the worker next writes to
+   * Redis (flush), FINISH_HELD_MS at most, and goes in the same write. The
+   * job stays in the active list, locked, until then.
+   */
+  const finish = async (id: string, token: string, answered: Answered, mayDefer = false): Promise<void> => {
     if (send && !pushed.has(answered) && answered.replyList !== undefined && answered.replies.length > 0 && send(answered.replyList, answered.replies)) pushed.add(answered);
     const client = await (backend.queue?.client as Promise<ClientLike>);
     // On a Redis Cluster the reply list lives in another slot than the queue: pushed first, on its own.
@@ -113,14 +156,17 @@ export function leanFinish(
     }
     const scriptKeys = [keys.active as string, keys.stalled as string, `${keys[""]}${id}`, ...(together ? [answered.replyList as string] : [])];
     const args = [id, token, REPLY_TTL_MS, ...(together ? answered.replies : [])];
+    if (mayDefer && !together) {
+      heldBack.push({ keys: scriptKeys, args, id });
+      heldTimer ??= setTimeout(() => void flush(), FINISH_HELD_MS);
+      return;
+    }
     // Ahead of the worker's next wait, in one write with it, when that wait is about to be sent (see WaitLane).
     const ahead = lane?.ahead();
     const finished = ahead ? LEAN_FINISH.run(ahead.client as never, scriptKeys, args, client as never) : LEAN_FINISH.run(client as never, scriptKeys, args);
     ahead?.release();
     const code = Number(await finished);
-    if (code < 0) {
-      throw backend.finishedErrors?.({ code, jobId: id, command: "moveToFinished", state: "active" }) ?? new Error(`job ${id} could not be completed (code ${code})`);
-    }
+    if (code < 0) throw lockError(code, id);
   };
 
   const held = new WeakMap<Job, Answered>();
@@ -148,6 +194,7 @@ export function leanFinish(
       return answered.returnValue;
     },
     finish,
+    flush,
   };
 }
 

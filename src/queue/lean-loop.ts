@@ -12,10 +12,13 @@
  * processor's error, a result to store as the return value, retries after
  * a connection error, and the drain on close.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "../shared/logger.js";
 import type { Job, Worker } from "./bullmq.js";
+import { ArmedWaits, type NextJobData as ArmedNextJobData, type Taken, type WaitClient } from "./armed-waits.js";
 import { missingMembers, warnFallbackOnce } from "./internals-check.js";
 import { Answered, leanQualifies, type LeanFinisher } from "./lean-finish.js";
+import { leanTake, type RedisClientish } from "./tuned-worker.js";
 
 /** A job as BullMQ's fetch decodes it (rawToJobJson). */
 interface JobJson {
@@ -49,7 +52,7 @@ interface LoopInternals {
   closing?: unknown;
   paused?: boolean;
   drained: boolean;
-  opts: { runRetryDelay?: number; maxStartedAttempts?: number; metrics?: unknown; removeOnComplete?: unknown };
+  opts: { runRetryDelay?: number; maxStartedAttempts?: number; metrics?: unknown; removeOnComplete?: unknown; drainDelay?: number; name?: string };
   mainLoop(): Promise<void>;
   moveToActive(token: string, name?: string): Promise<unknown>;
   _getNextJob(token: string, opts?: { block?: boolean }): Promise<unknown>;
@@ -63,7 +66,12 @@ interface LoopInternals {
   waitForRateLimit(): Promise<void>;
   lockManager: { trackJob(id: string, token: string, ts?: number): unknown; untrackJob(id: string): void };
   emit(event: "error", err: Error): boolean;
-  backend: { moveToActive(token: string, name?: string): Promise<NextJobData> };
+  backend: {
+    moveToActive(token: string, name?: string): Promise<NextJobData>;
+    blockingClient?: Promise<WaitClient>;
+    reconnectBlocking?: () => Promise<void>;
+    queue?: { client?: Promise<RedisClientish>; keys?: Record<string, string> };
+  };
 }
 
 /** What the loop calls or replaces on a BullMQ Worker. */
@@ -94,6 +102,34 @@ export function missingLoopInternals(worker: object): string[] {
 /** A finish never fetches the next job: the loop fetches. */
 const noFetch = (): boolean => false;
 
+/** Waits a replica keeps queued at most (see ArmedWaits): a few requests' worth. */
+export const ARMED_WAITS = 8;
+
+/**
+ * The fewest concurrent jobs a replica takes for its waits to be queued
+ * ahead: with fewer, a queued wait would hold a slot the replica needs to
+ * fetch by itself (a delayed or prioritized job, which the lean take leaves
+ * to BullMQ's fetch).
+ */
+export const ARMED_MIN_CONCURRENCY = 3;
+
+/** The waits queued ahead for `w`, when its fetch can be: the lean take, a blocking connection, a marker. */
+function armedWaits(w: LoopInternals, log?: Logger): ArmedWaits | undefined {
+  if (process.env.FLOTILLA_ARMED_WAITS === "off") return undefined;
+  const take = leanTake(w);
+  const marker = w.backend.queue?.keys?.marker;
+  if (!take || !marker || typeof w.backend.reconnectBlocking !== "function" || !("blockingClient" in w.backend)) return undefined;
+  return new ArmedWaits({
+    blockingClient: () => w.backend.blockingClient,
+    client: () => w.backend.queue?.client,
+    marker,
+    take,
+    blockTimeoutS: () => w.opts.drainDelay ?? 5,
+    reconnect: () => w.backend.reconnectBlocking?.() ?? Promise.resolve(),
+    log,
+  });
+}
+
 /**
  * Installs the loop on `worker` (before it runs: BullMQ starts its main
  * loop after an await, so right after construction is in time; and before
@@ -117,8 +153,9 @@ export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unk
   const isLean = (json: JobJson): boolean =>
     !json.deferredFailure && !w.opts.maxStartedAttempts && leanQualifies(json, json.opts?.removeOnComplete, w.opts);
 
-  w.moveToActive = async (token, name) => {
-    const [json, id, limitDelay, delayUntil] = await w.backend.moveToActive(token, name);
+  /** The job of a fetch's answer: a LeanJob, BullMQ's Job, or none. */
+  const fromData = async (answer: NextJobData | ArmedNextJobData, token: string): Promise<unknown> => {
+    const [json, id, limitDelay, delayUntil] = answer as NextJobData;
     w.updateDelays(limitDelay, delayUntil);
     if (json && id !== undefined && isLean(json)) {
       let data: unknown;
@@ -134,6 +171,7 @@ export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unk
     }
     return w.nextJobFromJobData(json, id, token);
   };
+  w.moveToActive = async (token, name) => fromData(await w.backend.moveToActive(token, name), token);
 
   /** The BullMQ Job of `job`, for the finishes that are BullMQ's. */
   const asJob = (job: LeanJob): Job => {
@@ -159,7 +197,7 @@ export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unk
       w.lockManager.untrackJob(id);
       if (result instanceof Answered) {
         // A finish cut by the worker closing (it goes on the blocking connection, which close() disconnects) still reaches Redis: the socket is ended, not destroyed, so what was written is sent.
-        await w.retryIfFailed(() => finish(id, token, result), retry);
+        await w.retryIfFailed(() => finish(id, token, result, deferring), retry);
       } else {
         const bull = asJob(job);
         await w.retryIfFailed(() => w.handleCompleted(result, bull, token, noFetch), retry);
@@ -176,15 +214,100 @@ export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unk
     resolve?.();
   };
 
+  let armed = armedWaits(w, log);
+  /** Finishes may wait for the next write to Redis (see leanFinish): only while waits are queued ahead, which that write tops up. */
+  let deferring = false;
+  let tokenPostfix = 0;
+  const nextToken = (): string => `${w.id}:${tokenPostfix++}`;
+
+  /** Starts `job`, taken with `token`, counted in `running` until it is done. */
+  const start = (running: Set<Promise<unknown>>, job: unknown, token: string): void => {
+    const run: Promise<unknown> = (job instanceof LeanJob ? runLean(job) : w.processJob(job as Job, token, noFetch))
+      .catch((err: unknown) => w.emit("error", err instanceof Error ? err : new Error(String(err))))
+      .finally(() => {
+        running.delete(run);
+        wake();
+      });
+    running.add(run);
+  };
+
+  /**
+   * The next job from the waits queued ahead (see ArmedWaits), topped up
+   * first to what the free slots allow; undefined when none was taken. A
+   * wait whose take found nothing (the queue paused, a prioritized or due
+   * delayed job, another replica first) is followed by BullMQ's fetch.
+   */
+  const nextArmed = async (queue: ArmedWaits, free: number): Promise<{ job: unknown; token: string } | undefined> => {
+    const target = Math.min(free, ARMED_WAITS);
+    if (queue.count * 2 <= target && target > queue.count) {
+      const tokens = Array.from({ length: target - queue.count }, nextToken);
+      const sent = await queue.arm(tokens).catch((err: unknown) => {
+        if (!w.closing) w.emit("error", err instanceof Error ? err : new Error(String(err)));
+        return undefined;
+      });
+      if (sent === undefined) {
+        if (!w.closing) await delay(w.opts.runRetryDelay ?? 1_000);
+        return undefined;
+      }
+      if (!sent) {
+        // Waits cannot be queued on this connection: one at a time, as BullMQ waits.
+        armed = undefined;
+        return undefined;
+      }
+      // The finishes held back go in the same turn: Redis reads them with the waits, in one wake-up.
+      finisher.flush?.();
+    }
+    const taken: Taken | undefined = await queue.next();
+    if (!taken) {
+      if (!w.closing) await delay(w.opts.runRetryDelay ?? 1_000);
+      return undefined;
+    }
+    if (taken.data && taken.data[0]) return { job: await fromData(taken.data, taken.token), token: taken.token };
+    const answer = await w.retryIfFailed(() => w.backend.moveToActive(taken.token, w.opts.name), retry);
+    const job = answer ? await fromData(answer, taken.token) : undefined;
+    // The worker's blockUntil is not read back: a BullMQ finish running meanwhile resets it.
+    if (!job) nudgeWhenDue(queue, Number(answer?.[3] ?? 0));
+    return job ? { job, token: taken.token } : undefined;
+  };
+
+  /**
+   * A delayed job's wait: BullMQ's fetch, which promotes delayed jobs, said
+   * when the next is due; a base marker then ends a queued wait, whose take
+   * finds the job due and leaves it to BullMQ's fetch.
+   */
+  let nudge: NodeJS.Timeout | undefined;
+  let nudgeAt = 0;
+  const nudgeWhenDue = (queue: ArmedWaits, due: number): void => {
+    if (!(due > 0) || (nudge && nudgeAt <= due)) return;
+    clearTimeout(nudge);
+    nudgeAt = due;
+    nudge = setTimeout(() => {
+      nudge = undefined;
+      const marker = w.backend.queue?.keys?.marker;
+      if (w.closing || queue.count === 0 || !marker) return;
+      w.backend.queue?.client?.then((c) => (c as unknown as { zadd(key: string, score: number, member: string): Promise<unknown> }).zadd(marker, 0, "0")).catch(() => undefined);
+    }, Math.max(0, due - Date.now()));
+    nudge.unref?.();
+  };
+
   w.mainLoop = async () => {
     const running = new Set<Promise<unknown>>();
-    let tokenPostfix = 0;
     while (!w.closing && !w.paused) {
-      if (running.size >= w.concurrency) {
+      // Waits already queued are handed out even above a concurrency just lowered: each may hold a locked job.
+      const queued = armed !== undefined && armed.count > 0;
+      if (running.size >= w.concurrency && !queued) {
         await new Promise<void>((resolve) => (slotFreed = resolve));
         continue;
       }
-      const token = `${w.id}:${tokenPostfix++}`;
+      const ahead = w.concurrency >= ARMED_MIN_CONCURRENCY;
+      if (armed && (ahead || queued)) {
+        deferring = ahead;
+        const next = await nextArmed(armed, ahead ? Math.max(0, w.concurrency - running.size) : 0);
+        if (next) start(running, next.job, next.token);
+        continue;
+      }
+      deferring = false;
+      const token = nextToken();
       // A connection error waits runRetryDelay and fetches again; any other is emitted, and the loop goes on.
       const job = await w.retryIfFailed(() => w._getNextJob(token, { block: true }), retry);
       if (!job) {
@@ -192,15 +315,17 @@ export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unk
         continue;
       }
       // Started in this turn: a fast handler's finish is sent ahead of the wait the next fetch sends.
-      const run: Promise<unknown> = (job instanceof LeanJob ? runLean(job) : w.processJob(job as Job, token, noFetch))
-        .catch((err: unknown) => w.emit("error", err instanceof Error ? err : new Error(String(err))))
-        .finally(() => {
-          running.delete(run);
-          wake();
-        });
-      running.add(run);
+      start(running, job, token);
+    }
+    if (armed && w.closing) {
+      // The blocking connection is closed: what its waits took before that runs here.
+      for (const taken of await armed.drain()) {
+        const job = taken.data ? await fromData(taken.data, taken.token) : undefined;
+        if (job) start(running, job, taken.token);
+      }
     }
     await Promise.all(running);
+    await finisher.flush?.();
   };
   return wake;
 }

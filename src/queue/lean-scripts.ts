@@ -22,16 +22,22 @@ import { LuaScript } from "../shared/lua-script.js";
  * the next delayed one).
  * KEYS[1] wait, KEYS[2] active, KEYS[3] prioritized, KEYS[4] delayed,
  * KEYS[5] meta, KEYS[6] marker; ARGV[1] job key prefix, ARGV[2] timestamp
- * (ms), ARGV[3] lock token, ARGV[4] lock duration (ms), ARGV[5] worker name
- * ("" for none). Returns BullMQ's raw moveToActive answer: {job fields, job
- * id, 0, 0}, or {0, 0, 0, 0} when it took nothing.
+ * (ms; 0 for Redis's clock, for a take sent before the job it takes
+ * arrives), ARGV[3] lock token, ARGV[4] lock duration (ms), ARGV[5] worker
+ * name ("" for none). Returns BullMQ's raw moveToActive answer: {job fields,
+ * job id, 0, 0}, or {0, 0, 0, 0} when it took nothing.
  */
 export const LEAN_TAKE = new LuaScript(`
 local none = {0, 0, 0, 0}
 local meta = redis.call("HMGET", KEYS[5], "paused", "concurrency", "max")
 if meta[1] or meta[2] or meta[3] then return none end
+local now = tonumber(ARGV[2])
+if now == 0 then
+  local t = redis.call("TIME")
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local delayed = tonumber(redis.call("ZRANGE", KEYS[4], 0, 0, "WITHSCORES")[2])
-if delayed and delayed < (tonumber(ARGV[2]) + 1) * 0x1000 then return none end
+if delayed and delayed < (now + 1) * 0x1000 then return none end
 local id = redis.call("RPOPLPUSH", KEYS[1], KEYS[2])
 if id and string.sub(id, 1, 2) == "0:" then
   redis.call("LREM", KEYS[2], 1, id)
@@ -54,7 +60,7 @@ local ats = 1
 for i = 1, #fields, 2 do
   if fields[i] == "ats" then ats = (tonumber(fields[i + 1]) or 0) + 1 end
 end
-local set = {"processedOn", ARGV[2], "ats", tostring(ats)}
+local set = {"processedOn", tostring(now), "ats", tostring(ats)}
 if ARGV[5] ~= "" then
   set[5] = "pb"
   set[6] = ARGV[5]

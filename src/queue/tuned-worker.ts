@@ -44,7 +44,7 @@ type NextJobData = [unknown, ...unknown[]];
 type BackendMoveToActive = (token: string, name?: string) => Promise<NextJobData>;
 type WaitForJob = (blockTimeout: number) => Promise<unknown>;
 
-interface RedisClientish {
+export interface RedisClientish {
   eval(script: string, numKeys: number, ...args: string[]): Promise<unknown>;
   /** A single connection's socket (absent on a Cluster client). */
   stream?: { cork?(): void; uncork?(): void; writable?: boolean };
@@ -68,23 +68,27 @@ interface WorkerInternals {
 /** BullMQ's keys of a queue the lean take uses (`""` is the job key prefix). */
 const TAKE_KEYS = ["wait", "active", "prioritized", "delayed", "meta", "marker", ""] as const;
 
+/** Sends the lean take on a connection at once (in this turn); what it took, decoded. */
+export type TakeSender = (client: RedisClientish, token: string, fallback?: RedisClientish) => Promise<NextJobData | undefined>;
+
 /**
- * The lean take (lean-scripts.ts) for `worker`, sent on its blocking
- * connection; undefined when the worker has a rate limiter (which the lean
- * take does not count) or BullMQ's keys or decoder are not where expected.
+ * The lean take (lean-scripts.ts) for `worker`; undefined when the worker
+ * has a rate limiter (which the lean take does not count) or BullMQ's keys
+ * or decoder are not where expected. The take reads Redis's clock: it may
+ * run long after it is sent, behind a blocking wait.
  */
-function leanTake(target: WorkerInternals): ((client: Promise<RedisClientish>, token: string) => Promise<NextJobData | undefined>) | undefined {
+export function leanTake(worker: object): TakeSender | undefined {
+  const target = worker as WorkerInternals;
   const keys = target.backend?.queue?.keys;
   const lockDuration = target.opts.lockDuration;
   if (!keys || !TAKE_KEYS.every((k) => typeof keys[k] === "string") || typeof raw2NextJobData !== "function") return undefined;
   if (target.opts.limiter || typeof lockDuration !== "number") return undefined;
   const scriptKeys = TAKE_KEYS.slice(0, 6).map((k) => keys[k] as string);
   const decode = raw2NextJobData;
-  return (client, token) =>
-    client.then(async (c) => {
-      const raw = await LEAN_TAKE.run(c as never, scriptKeys, [keys[""] as string, Date.now(), token, lockDuration, target.opts.name ?? ""]);
-      return decode(raw) as NextJobData;
-    });
+  return async (client, token, fallback) => {
+    const raw = await LEAN_TAKE.run(client as never, scriptKeys, [keys[""] as string, 0, token, lockDuration, target.opts.name ?? ""], fallback as never);
+    return decode(raw) as NextJobData;
+  };
 }
 
 /**
@@ -102,7 +106,7 @@ function afterMicrotasks(fn: () => void): void {
  * wake-up of Redis) instead of one each. Uncorked once this turn's microtasks
  * have run.
  */
-function inOneWrite(client: RedisClientish, send: () => void): void {
+export function inOneWrite(client: RedisClientish, send: () => void): void {
   const stream = client.stream;
   if (!stream?.writable || typeof stream.cork !== "function" || typeof stream.uncork !== "function") {
     send();
@@ -360,7 +364,7 @@ export function tuneIdleWorker(worker: Worker, isIdle: () => boolean, keys: Mark
       if (token !== undefined && backend.queue) {
         let data: Promise<NextJobData | undefined> | undefined;
         if (take) {
-          data = take(blockingClient, token);
+          data = blockingClient.then((c) => take(c, token));
         } else {
           markerMayBeStale = true;
           data = onBlockingConnection(backend.queue, blockingClient, () => backendMoveToActive.call(backend, token, target.opts.name));

@@ -5,7 +5,13 @@ import { FIXTURE_APP } from "./cluster.js";
 import { REDIS_URL } from "./redis.js";
 import { waitFor } from "./wait.js";
 
-export function echoReplica(namespace: string, replicaId: string, handler: { deployment: string; importRef: string } = { deployment: "echo", importRef: "echo.ts" }): ReplicaRunner {
+export function echoReplica(
+  namespace: string,
+  replicaId: string,
+  handler: { deployment: string; importRef: string } = { deployment: "echo", importRef: "echo.ts" },
+  /** How many requests it runs at once (the spec's maxConcurrentQueries). */
+  maxConcurrentQueries = 100,
+): ReplicaRunner {
   return new ReplicaRunner(
     {
       replicaId,
@@ -19,7 +25,7 @@ export function echoReplica(namespace: string, replicaId: string, handler: { dep
       version: "1",
       configVersion: null,
       userConfig: undefined,
-      maxConcurrentQueries: 100,
+      maxConcurrentQueries,
       gracefulShutdownTimeoutS: 5,
       maxRetries: 3,
       healthCheckPeriodS: 10,

@@ -28,6 +28,8 @@ describe("lean main loop", () => {
     stalledInterval?: number;
     /** Removes this worker internal before the loop is installed. */
     lacking?: string;
+    /** Replies go "over the requester's socket" (recorded in `sent`), not in the finish. */
+    sent?: string[];
   }
 
   /** A worker on queue `name` composed as DeploymentWorker composes a replica's, running `process` on each job's data. */
@@ -51,7 +53,9 @@ describe("lean main loop", () => {
     );
     if (options.lacking) (w as unknown as Record<string, unknown>)[options.lacking] = undefined;
     const lane = new WaitLane();
-    const finisher = leanFinish(w, async (list, replies) => void (await connection.rpush(list, ...replies)), log, lane);
+    const sent = options.sent;
+    const send = sent ? (_list: string, replies: readonly string[]) => (sent.push(...replies), true) : undefined;
+    const finisher = leanFinish(w, async (list, replies) => void (await connection.rpush(list, ...replies)), log, lane, send);
     const raised = leanLoop(w, process, finisher, log);
     if (options.lacking) delete (w as unknown as Record<string, unknown>)[options.lacking];
     tuneIdleWorker(w, () => false, queueKeys.of(name), log, lane);
@@ -132,6 +136,54 @@ describe("lean main loop", () => {
     await waitFor("three replies", async () => (await redis.llen(list)) === 3);
   });
 
+  it("with several slots, holds back a finish whose reply went over a socket, then completes it: nothing stays active", async () => {
+    const name = "held";
+    const list = `${keys.repliesPrefix}held`;
+    const sent: string[] = [];
+    // Slower than a turn: each finish is held after the loop went back to its waits, and only the time limit sends it.
+    worker(name, async (data) => (await new Promise((resolve) => setTimeout(resolve, 20)), answer(data)), { concurrency: 4, sent });
+    const ids: string[] = [];
+    for (let n = 0; n < 6; n++) {
+      const [id] = await addJobs(name, 1, list);
+      ids.push(id as string);
+      await waitFor(`the reply to job ${n}`, () => sent.length === n + 1);
+      // Nothing else happens meanwhile: the finish goes when its time is up (FINISH_HELD_MS), long before a queued wait ends (5 s).
+      await waitFor(`job ${n} to be completed and removed`, async () => (await redis.exists(queueKeys.key(name, id as string))) === 0, {
+        timeoutMs: 2_500,
+        describe: async () => `active: ${JSON.stringify(await redis.lrange(queueKeys.key(name, "active"), 0, -1))}`,
+      });
+    }
+    assert.equal(await redis.llen(queueKeys.key(name, "active")), 0, "nothing left active");
+    assert.equal(await redis.exists(...ids.map((id) => queueKeys.key(name, `${id}:lock`))), 0, "no lock left");
+    assert.equal(await redis.llen(list), 0, "no reply went to the list: they went over the socket");
+    assert.deepEqual(sent.map((r) => (JSON.parse(r) as { i: number }).i), [0, 0, 0, 0, 0, 0]);
+  });
+
+  it("with its waits queued ahead, runs a plain BullMQ client's delayed job when it is due, and a prioritized one", async () => {
+    const name = "due";
+    const started = new Map<string, number>();
+    worker(
+      name,
+      async (data) => {
+        started.set((data as { tag: string }).tag, Date.now());
+        return { done: true };
+      },
+      { concurrency: 4 },
+    );
+    const q = queue(name);
+    await addJobs(name, 1, `${keys.repliesPrefix}due`);
+    const DELAY_MS = 1_000;
+    const added = Date.now();
+    await q.add("request", { tag: "delayed" }, { delay: DELAY_MS, removeOnComplete: true });
+    await q.add("request", { tag: "prioritized" }, { priority: 5, removeOnComplete: true });
+    await waitFor("the prioritized job to run", () => started.has("prioritized"));
+    await waitFor("the delayed job to run", () => started.has("delayed"), { timeoutMs: 10_000 });
+    const late = (started.get("delayed") as number) - added - DELAY_MS;
+    assert.ok(late >= 0, "not before it is due");
+    // A queued wait blocks for 5 s (BullMQ's drainDelay): the job must not wait for one to end.
+    assert.ok(late < 3_000, `it ran ${late} ms after it was due`);
+  });
+
   it("renews the lock of a job that runs longer than the lock lasts: it runs once and completes", async () => {
     const name = "long";
     const list = `${keys.repliesPrefix}long`;
@@ -196,6 +248,22 @@ describe("lean main loop", () => {
     release?.();
     await closing;
     assert.equal(await redis.llen(list), 1, "the running job was answered");
+    const [late] = await addJobs(name, 1, list);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(await queue(name).getJobState(String(late)), "waiting", "a job added after close is not taken");
+    assert.equal(await redis.exists(queueKeys.key(name, `${late}:lock`)), 0, "nor locked");
+  });
+
+  it("with its waits queued ahead, closes without waiting for them to end, and a job added after stays waiting", async () => {
+    const name = "drain-ahead";
+    const list = `${keys.repliesPrefix}drain-ahead`;
+    const { w } = worker(name, async (data) => answer(data), { concurrency: 4 });
+    await addJobs(name, 2, list);
+    await waitFor("both replies", async () => (await redis.llen(list)) === 2);
+    const started = Date.now();
+    await w.close();
+    // Each queued wait blocks for 5 s (BullMQ's drainDelay); closing drops them.
+    assert.ok(Date.now() - started < 3_000, `closed in ${Date.now() - started} ms`);
     const [late] = await addJobs(name, 1, list);
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(await queue(name).getJobState(String(late)), "waiting", "a job added after close is not taken");

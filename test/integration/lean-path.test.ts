@@ -5,8 +5,9 @@
  * and leaves nothing behind; a job a replica took the lean way and never
  * finished (the replica died) is run again by another replica; and each
  * process sends a lone request's steps together: the requester its add with
- * the pop that waits for the answer, the replica its finish with its next
- * wait, and a batch's replies go with the batch's finish (the requesters
+ * the pop that waits for the answer, a replica that runs one request at a
+ * time its finish with its next wait, one that runs several keeps its waits
+ * queued ahead, and a batch's replies go with the batch's finish (the requesters
  * here have no reply socket: see reply-sockets.test.ts for that way).
  */
 import assert from "node:assert/strict";
@@ -31,8 +32,8 @@ const { QueueEvents } = (await import("bullmq")) as typeof import("bullmq");
 describe("lean request path", () => {
   const { namespace, keys, queueKeys, redis, closers } = queueFixture("lean");
 
-  async function replica(deployment: string) {
-    const runner = echoReplica(namespace, `r-${deployment}`, { deployment, importRef: "echo.ts" });
+  async function replica(deployment: string, maxConcurrentQueries?: number) {
+    const runner = echoReplica(namespace, `r-${deployment}`, { deployment, importRef: "echo.ts" }, maxConcurrentQueries);
     runner.actor.start();
     closers.push(async () => {
       runner.actor.send({ type: "DRAIN" });
@@ -88,9 +89,9 @@ describe("lean request path", () => {
     assert.deepEqual(mentioned, [], "no event stream entry for a request's job");
   });
 
-  it("sends a lone request's add with the requester's pop, and its finish (with the reply) ahead of the replica's next wait", async () => {
+  it("sends a lone request's add with the requester's pop, and, from a replica that runs one request at a time, its finish (with the reply) ahead of the replica's next wait", async () => {
     const deployment = "lanes";
-    const client = await answeredClient(deployment);
+    const client = await answeredClient(deployment, 1);
     const repliesName = `flotilla-${client.id}-replies`;
     const seen = await monitored(async () => {
       for (let n = 0; n < 3; n++) assert.deepEqual(((await client.submit(deployment, { kind: "call", payload: { n } })).value as { payload: unknown }).payload, { n });
@@ -116,6 +117,29 @@ describe("lean request path", () => {
       assert.equal(next?.args[0], "bzpopmin", "each finish is followed, on the same connection, by the replica's next wait");
       assert.equal(next?.args[1], queueKeys.key(deployment, "marker"));
     }
+  });
+
+  it("keeps the waits of a replica that runs several requests at once queued ahead: Redis runs each right after the take before it, and the finishes go on another connection", async () => {
+    const deployment = "ahead";
+    const client = await answeredClient(deployment);
+    const seen = await monitored(async () => {
+      for (let n = 0; n < 3; n++) assert.deepEqual(((await client.submit(deployment, { kind: "call", payload: { n } })).value as { payload: unknown }).payload, { n });
+      await waitFor("the three jobs to be completed", async () => (await redis.llen(queueKeys.key(deployment, "active"))) === 0);
+    });
+    const waitKey = queueKeys.key(deployment, "wait");
+    const activeKey = queueKeys.key(deployment, "active");
+    const waits = seen.filter((c) => c.args[0] === "bzpopmin");
+    assert.ok(waits.length >= 3, `a wait ran after each of the three takes (${waits.length} waits)`);
+    const takes = seen.filter((c) => c.args[0] === "evalsha" && c.args[3] === waitKey);
+    assert.equal(takes.length, 3, "three takes");
+    for (const take of takes) {
+      const next = nextFrom(seen, take);
+      assert.equal(next?.args[0], "bzpopmin", "each take is followed, on its connection, by a wait queued ahead, not sent after the job");
+    }
+    const finishes = seen.filter((c) => c.args[0] === "evalsha" && c.args[3] === activeKey);
+    assert.equal(finishes.length, 3, "three finishes, each with its reply");
+    const waitConnections = new Set(waits.map((c) => c.source));
+    assert.ok(finishes.every((f) => !waitConnections.has(f.source)), "no finish goes on the connection the waits are queued on");
   });
 
   it("answers the requests of a batch job together with the batch's finish, in one script", async () => {
@@ -146,8 +170,8 @@ describe("lean request path", () => {
    * A replica of `deployment` and a requester that has had three answers from it (so it knows the deployment is fast).
    * The requester takes answers from its list only (no reply socket): these tests look at the Redis path's steps.
    */
-  async function answeredClient(deployment: string): Promise<RequestClient> {
-    await replica(deployment);
+  async function answeredClient(deployment: string, maxConcurrentQueries?: number): Promise<RequestClient> {
+    await replica(deployment, maxConcurrentQueries);
     const client = new RequestClient({ redisUrl: REDIS_URL, namespace, replySocket: false });
     closers.push(() => client.close());
     for (let n = 0; n < 3; n++) await client.submit(deployment, { kind: "call", payload: { warm: n } });

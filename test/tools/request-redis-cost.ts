@@ -4,7 +4,8 @@
  * process, against a private redis-server on a free port (so its counters see
  * nothing else). Prints the client's p50, the commands per request by name
  * (INFO commandstats), the scripts run per request and Redis's CPU per
- * request (used_cpu_user + used_cpu_sys). Run it by hand:
+ * request (used_cpu_user + used_cpu_sys) and its socket reads and writes
+ * per request (INFO stats). Run it by hand:
  *
  *   node --import tsx test/tools/request-redis-cost.ts [requests] [--monitor]
  *
@@ -78,6 +79,12 @@ try {
     const info = await admin.info("cpu");
     return Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1]) + Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1]);
   };
+  /** Redis's socket reads and writes so far (INFO stats; a read is one wake-up with input). */
+  const io = async (): Promise<[number, number]> => {
+    const info = await admin.info("stats");
+    return [Number(/total_reads_processed:(\d+)/.exec(info)?.[1]), Number(/total_writes_processed:(\d+)/.exec(info)?.[1])];
+  };
+  const io0 = await io();
   const cpu0 = await cpu();
   const times: number[] = [];
   const t0 = performance.now();
@@ -88,6 +95,7 @@ try {
   }
   const elapsed = performance.now() - t0;
   const cpuUs = ((await cpu()) - cpu0) * 1e6;
+  const io1 = await io();
   const stats = await admin.info("commandstats");
   times.sort((a, b) => a - b);
   const rows: Array<[string, number, number]> = [];
@@ -101,6 +109,7 @@ try {
   const commandUs = rows.filter(([name]) => !/^eval/.test(name)).reduce((sum, [, , us]) => sum + us, 0) + rows.filter(([name]) => /^eval/.test(name)).reduce((sum, [, , us]) => sum + us, 0) / 2;
   console.log(`${requests} requests, ${Math.round((requests / elapsed) * 1000)} req/s, p50 ${times[requests >> 1]?.toFixed(3)} ms, p90 ${times[Math.floor(requests * 0.9)]?.toFixed(3)} ms`);
   console.log(`Redis: ${total.toFixed(1)} commands and ${(cpuUs / requests).toFixed(1)} µs CPU per request`);
+  console.log(`  socket reads ${((io1[0] - io0[0]) / requests).toFixed(2)} and writes ${((io1[1] - io0[1]) / requests).toFixed(2)} per request`);
   console.log(`  (per request, in commands as Redis times them: about ${commandUs.toFixed(1)} µs; the rest is reading, writing and waking clients)`);
   console.log(`  command          calls  µs (a script's includes its commands')`);
   for (const [name, n, us] of rows) if (n >= 0.01) console.log(`  ${name.padEnd(16)} ${n.toFixed(2).padStart(5)}  ${us.toFixed(1).padStart(5)}`);
