@@ -237,8 +237,12 @@ export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unk
    * wait whose take found nothing (the queue paused, a prioritized or due
    * delayed job, another replica first) is followed by BullMQ's fetch.
    */
-  const nextArmed = async (queue: ArmedWaits, free: number): Promise<{ job: unknown; token: string } | undefined> => {
-    const target = Math.min(free, ARMED_WAITS);
+  const nextArmed = async (queue: ArmedWaits, free: () => number): Promise<{ job: unknown; token: string } | undefined> => {
+    if (queue.count > 0 && queue.count * 2 <= Math.min(free(), ARMED_WAITS)) {
+      // Waits are still queued: the top-up can follow the answer of the job just started, off its path.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const target = Math.min(free(), ARMED_WAITS);
     if (queue.count * 2 <= target && target > queue.count) {
       const tokens = Array.from({ length: target - queue.count }, nextToken);
       const sent = await queue.arm(tokens).catch((err: unknown) => {
@@ -302,7 +306,7 @@ export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unk
       const ahead = w.concurrency >= ARMED_MIN_CONCURRENCY;
       if (armed && (ahead || queued)) {
         deferring = ahead;
-        const next = await nextArmed(armed, ahead ? Math.max(0, w.concurrency - running.size) : 0);
+        const next = await nextArmed(armed, () => (ahead ? Math.max(0, w.concurrency - running.size) : 0));
         if (next) start(running, next.job, next.token);
         continue;
       }
