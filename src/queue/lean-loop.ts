@@ -6,11 +6,13 @@
  * its handler. Here, a job that the lean finish can complete (see
  * leanQualifies) is run from its decoded data: its lock is tracked for
  * renewal as BullMQ tracks it, its data goes to the processor, and an
- * Answered result completes it with the lean finish. Everything else
- * BullMQ does as before, by its own methods: the fetch and the blocking
- * wait, the stalled check, lock renewal, a job that is not lean, a
- * processor's error, a result to store as the return value, retries after
- * a connection error, and the drain on close.
+ * Answered result completes it with the lean finish. A worker that takes
+ * three or more jobs at once keeps its blocking waits queued ahead
+ * (ArmedWaits); one that takes fewer waits as BullMQ does. Everything else
+ * BullMQ does as before, by its own methods: the fetch a take leaves to it,
+ * the stalled check, lock renewal, a job that is not lean, a processor's
+ * error, a result to store as the return value, retries after a connection
+ * error, and the drain on close.
  */
 import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "../shared/logger.js";
