@@ -10,13 +10,16 @@
  * request's add ends the wait at the head, its take moves the job to the
  * active list and locks it, and the next wait blocks at once. The replica
  * tops the queue up, and sends the finishes it held back (see leanFinish's
- * `mayDefer`), in one write every few requests.
+ * `queuedAhead`), in one write every few requests. Only for jobs that take
+ * under ARMED_BELOW_MS: a burst that queued waits take together lands on
+ * one replica, which slow jobs would pile onto while another is free.
  *
  * Taking a job is still BullMQ's take: active list, lock with the worker's
  * token, stalled check. A replica never has more waits queued than it has
  * free slots, so every job a wait takes starts at once, and a replica that
  * dies holds only jobs it was running (the host releases their locks).
- * Blocked connections are served in turn, so replicas still alternate.
+ * Requests one at a time still go to the replicas in turn (Redis serves
+ * blocked connections in order); a burst goes to the queued waits of one.
  */
 import type { Logger } from "../shared/logger.js";
 import { inOneWrite, type RedisClientish, type TakeSender } from "./tuned-worker.js";

@@ -72,12 +72,12 @@ export interface LeanFinisher {
    * `answered`'s replies, in one script; throws BullMQ's error when the lock
    * is not the token's. Undefined when the lean finish is not installed.
    */
-  finish?: (id: string, token: string, answered: Answered, mayDefer?: boolean) => Promise<void>;
-  /** Sends the finishes held back (see `mayDefer`) at once, in one write; resolves once Redis has answered them. */
+  finish?: (id: string, token: string, answered: Answered, queuedAhead?: boolean) => Promise<void>;
+  /** Sends the finishes held back (see `queuedAhead`) at once, in one write; resolves once Redis has answered them. */
   flush?: () => Promise<void>;
 }
 
-/** How long a finish is held back at most (see `mayDefer`). */
+/** How long a finish is held back at most (see `queuedAhead`). */
 export const FINISH_HELD_MS = 5;
 
 /**
@@ -140,12 +140,14 @@ export function leanFinish(
   };
 
   /**
-   * `mayDefer`: the replies went over the requester's socket, so nobody
-   * waits for the finish; it is held back until the worker next writes to
-   * Redis (flush), FINISH_HELD_MS at most, and goes in the same write. The
-   * job stays in the active list, locked, until then.
+   * `queuedAhead`: the worker has waits queued on its blocking connection
+   * (see ArmedWaits), so the finish goes on the other connection; and when
+   * the replies went over the requester's socket, nobody waits for it: it
+   * is held back until the worker next writes to Redis (flush),
+   * FINISH_HELD_MS at most. The job stays in the active list, locked, until
+   * then.
    */
-  const finish = async (id: string, token: string, answered: Answered, mayDefer = false): Promise<void> => {
+  const finish = async (id: string, token: string, answered: Answered, queuedAhead = false): Promise<void> => {
     if (send && !pushed.has(answered) && answered.replyList !== undefined && answered.replies.length > 0 && send(answered.replyList, answered.replies)) pushed.add(answered);
     const client = await (backend.queue?.client as Promise<ClientLike>);
     // On a Redis Cluster the reply list lives in another slot than the queue: pushed first, on its own.
@@ -156,13 +158,13 @@ export function leanFinish(
     }
     const scriptKeys = [keys.active as string, keys.stalled as string, `${keys[""]}${id}`, ...(together ? [answered.replyList as string] : [])];
     const args = [id, token, REPLY_TTL_MS, ...(together ? answered.replies : [])];
-    if (mayDefer && !together) {
+    if (queuedAhead && !together) {
       heldBack.push({ keys: scriptKeys, args, id });
       heldTimer ??= setTimeout(() => void flush(), FINISH_HELD_MS);
       return;
     }
     // Ahead of the worker's next wait, in one write with it, when that wait is about to be sent (see WaitLane).
-    const ahead = lane?.ahead();
+    const ahead = queuedAhead ? undefined : lane?.ahead();
     const finished = ahead ? LEAN_FINISH.run(ahead.client as never, scriptKeys, args, client as never) : LEAN_FINISH.run(client as never, scriptKeys, args);
     ahead?.release();
     const code = Number(await finished);

@@ -115,6 +115,14 @@ export const ARMED_WAITS = 8;
  */
 export const ARMED_MIN_CONCURRENCY = 3;
 
+/**
+ * Waits are queued ahead only while jobs take less than this on average: a
+ * replica's queued waits take a burst of jobs together, which for slow jobs
+ * would pile them on one replica while another is free (as batch jobs are
+ * kept to fast deployments for the same reason).
+ */
+export const ARMED_BELOW_MS = 5;
+
 /** The waits queued ahead for `w`, when its fetch can be: the lean take, a blocking connection, a marker. */
 function armedWaits(w: LoopInternals, log?: Logger): ArmedWaits | undefined {
   if (process.env.FLOTILLA_ARMED_WAITS === "off") return undefined;
@@ -182,13 +190,18 @@ export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unk
     return bull;
   };
 
+  /** The lean jobs' running time, averaged (undefined until one ran): waits are queued ahead only for fast ones. */
+  let serviceMs: number | undefined;
   const runLean = async (job: LeanJob): Promise<void> => {
     const { id, token } = job;
     w.lockManager.trackJob(id, token, job.json.processedOn);
     try {
       let result: unknown;
+      const began = performance.now();
       try {
         result = await process(job.data);
+        const ms = performance.now() - began;
+        serviceMs = serviceMs === undefined ? ms : serviceMs * 0.7 + ms * 0.3;
       } catch (err) {
         w.lockManager.untrackJob(id);
         const bull = asJob(job);
@@ -199,7 +212,8 @@ export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unk
       w.lockManager.untrackJob(id);
       if (result instanceof Answered) {
         // A finish cut by the worker closing (it goes on the blocking connection, which close() disconnects) still reaches Redis: the socket is ended, not destroyed, so what was written is sent.
-        await w.retryIfFailed(() => finish(id, token, result, deferring), retry);
+        // Nothing may go on the blocking connection behind queued waits: the finish then goes on the other one, and may be held back.
+        await w.retryIfFailed(() => finish(id, token, result, armed !== undefined && armed.count > 0), retry);
       } else {
         const bull = asJob(job);
         await w.retryIfFailed(() => w.handleCompleted(result, bull, token, noFetch), retry);
@@ -217,8 +231,6 @@ export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unk
   };
 
   let armed = armedWaits(w, log);
-  /** Finishes may wait for the next write to Redis (see leanFinish): only while waits are queued ahead, which that write tops up. */
-  let deferring = false;
   let tokenPostfix = 0;
   const nextToken = (): string => `${w.id}:${tokenPostfix++}`;
 
@@ -305,14 +317,12 @@ export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unk
         await new Promise<void>((resolve) => (slotFreed = resolve));
         continue;
       }
-      const ahead = w.concurrency >= ARMED_MIN_CONCURRENCY;
+      const ahead = w.concurrency >= ARMED_MIN_CONCURRENCY && serviceMs !== undefined && serviceMs < ARMED_BELOW_MS;
       if (armed && (ahead || queued)) {
-        deferring = ahead;
         const next = await nextArmed(armed, () => (ahead ? Math.max(0, w.concurrency - running.size) : 0));
         if (next) start(running, next.job, next.token);
         continue;
       }
-      deferring = false;
       const token = nextToken();
       // A connection error waits runRetryDelay and fetches again; any other is emitted, and the loop goes on.
       const job = await w.retryIfFailed(() => w._getNextJob(token, { block: true }), retry);

@@ -140,8 +140,8 @@ describe("lean main loop", () => {
     const name = "held";
     const list = `${keys.repliesPrefix}held`;
     const sent: string[] = [];
-    // Slower than a turn: each finish is held after the loop went back to its waits, and only the time limit sends it.
-    worker(name, async (data) => (await new Promise((resolve) => setTimeout(resolve, 20)), answer(data)), { concurrency: 4, sent });
+    // Longer than a turn, still fast enough for waits to be queued ahead (ARMED_BELOW_MS): each finish is held after the loop went back to its waits, and only the time limit sends it.
+    worker(name, async (data) => (await new Promise((resolve) => setTimeout(resolve, 1)), answer(data)), { concurrency: 4, sent });
     const ids: string[] = [];
     for (let n = 0; n < 6; n++) {
       const [id] = await addJobs(name, 1, list);
@@ -157,6 +157,23 @@ describe("lean main loop", () => {
     assert.equal(await redis.exists(...ids.map((id) => queueKeys.key(name, `${id}:lock`))), 0, "no lock left");
     assert.equal(await redis.llen(list), 0, "no reply went to the list: they went over the socket");
     assert.deepEqual(sent.map((r) => (JSON.parse(r) as { i: number }).i), [0, 0, 0, 0, 0, 0]);
+  });
+
+  it("shares a burst of slow jobs between two workers: waits are queued ahead only for fast jobs, so one worker does not take the whole burst", async () => {
+    const name = "burst";
+    const list = `${keys.repliesPrefix}burst`;
+    const ran = { a: 0, b: 0 };
+    const slow = (who: "a" | "b") => async (data: unknown) => {
+      ran[who]++;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return answer(data);
+    };
+    const a = worker(name, slow("a"), { concurrency: 8 });
+    const b = worker(name, slow("b"), { concurrency: 8 });
+    await Promise.all([a.w.waitUntilReady(), b.w.waitUntilReady()]);
+    await addJobs(name, 8, list);
+    await waitFor("eight replies", async () => (await redis.llen(list)) === 8);
+    assert.ok(ran.a >= 2 && ran.b >= 2, `each worker ran at least two of the eight (${JSON.stringify(ran)})`);
   });
 
   it("with its waits queued ahead, runs a plain BullMQ client's delayed job when it is due, and a prioritized one", async () => {
