@@ -30,7 +30,6 @@ export type NextJobData = [unknown, ...unknown[]];
 /** A connection the waits are sent on (an ioredis client). */
 export interface WaitClient extends RedisClientish {
   bzpopmin(key: string, timeout: number): Promise<unknown>;
-  status?: string;
 }
 
 /** What an armed wait gave: the token its take locked with, and what it took (undefined: nothing). */

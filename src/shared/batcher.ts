@@ -11,7 +11,7 @@
 export class Batcher<K, T, R> {
   private pending = new Map<K, Array<{ item: T; resolve(r: R): void; reject(err: unknown): void }>>();
   private scheduled = false;
-  /** Flushes under way, by key. */
+  /** Flushes under way, by key (kept with `oneInFlight` only). */
   private readonly inFlight = new Map<K, number>();
 
   constructor(
@@ -49,13 +49,14 @@ export class Batcher<K, T, R> {
     const list = this.pending.get(key);
     if (!list || list.length === 0) return;
     this.pending.delete(key);
-    this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
+    if (this.oneInFlight) this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
     const ended = (): void => {
+      if (!this.oneInFlight) return;
       const left = (this.inFlight.get(key) ?? 1) - 1;
       if (left > 0) this.inFlight.set(key, left);
       else this.inFlight.delete(key);
       // What gathered meanwhile goes now, whether this flush worked or not.
-      if (this.oneInFlight && left === 0) this.flushKey(key);
+      if (left === 0) this.flushKey(key);
     };
     this.flush(
       key,
