@@ -10,6 +10,9 @@
  *   CPU the whole redis-server process used, network I/O included. It is
  *   unambiguous, and it also includes the target's background work (heartbeats,
  *   BullMQ's stalled checks) during the cell.
+ * - reads/writes: Redis's socket reads and writes (`total_reads_processed`,
+ *   `total_writes_processed` of `INFO stats`). At one connection they, more
+ *   than the commands, decide cpuUs: each write is a TCP send on loopback.
  * The benchmark's own INFO and CONFIG calls are left out.
  */
 import type { Redis } from "ioredis";
@@ -17,6 +20,8 @@ import type { Redis } from "ioredis";
 export interface RedisSnapshot {
   commands: Map<string, { calls: number; usec: number }>;
   cpuS: number;
+  reads: number;
+  writes: number;
   at: number;
 }
 
@@ -28,7 +33,7 @@ export interface RedisCost {
   cpuUs: number;
   elapsedS: number;
   /** Per completed request (undefined when no request completed). */
-  perRequest?: { calls: number; usec: number; scriptCalls: number; cpuUs: number };
+  perRequest?: { calls: number; usec: number; scriptCalls: number; cpuUs: number; reads: number; writes: number };
   /** The commands with most calls, per request when there were requests, else per second. */
   top: Array<{ command: string; calls: number }>;
 }
@@ -40,18 +45,23 @@ export function parseInfo(text: string, at = Date.now()): RedisSnapshot {
   const commands = new Map<string, { calls: number; usec: number }>();
   let user = 0;
   let sys = 0;
+  let reads = 0;
+  let writes = 0;
   for (const line of text.split(/\r?\n/)) {
     const cmd = /^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/.exec(line);
     if (cmd) commands.set(cmd[1] as string, { calls: Number(cmd[2]), usec: Number(cmd[3]) });
     const cpu = /^used_cpu_(user|sys):([\d.]+)/.exec(line);
     if (cpu?.[1] === "user") user = Number(cpu[2]);
     if (cpu?.[1] === "sys") sys = Number(cpu[2]);
+    const io = /^total_(reads|writes)_processed:(\d+)/.exec(line);
+    if (io?.[1] === "reads") reads = Number(io[2]);
+    if (io?.[1] === "writes") writes = Number(io[2]);
   }
-  return { commands, cpuS: user + sys, at };
+  return { commands, cpuS: user + sys, reads, writes, at };
 }
 
 export async function snapshot(redis: Redis): Promise<RedisSnapshot> {
-  return parseInfo((await redis.call("INFO", "commandstats", "cpu")) as string);
+  return parseInfo((await redis.call("INFO", "commandstats", "cpu", "stats")) as string);
 }
 
 /** Zeroes the counters; only sent to a Redis the benchmark owns. */
@@ -84,7 +94,11 @@ export function costBetween(before: RedisSnapshot, after: RedisSnapshot, request
     .map((c) => ({ command: c.command, calls: round(c.calls / divisor, 2) }));
   const cost: RedisCost = { calls, usec, scriptCalls, cpuUs: Math.round(cpuUs), elapsedS: round(elapsedS, 3), top };
   if (requests > 0) {
-    cost.perRequest = { calls: round(calls / requests, 2), usec: round(usec / requests, 2), scriptCalls: round(scriptCalls / requests, 2), cpuUs: round(cpuUs / requests, 2) };
+    cost.perRequest = { calls: round(calls / requests, 2), usec: round(usec / requests, 2), scriptCalls: round(scriptCalls / requests, 2), cpuUs: round(cpuUs / requests, 2),
+      // The bench's own INFO is one read and one write per snapshot.
+      reads: round(Math.max(0, after.reads - before.reads - 1) / requests, 2),
+      writes: round(Math.max(0, after.writes - before.writes - 1) / requests, 2),
+    };
   }
   return cost;
 }

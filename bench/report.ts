@@ -110,6 +110,13 @@ export function renderTables(report: BenchReport): string {
     });
     if (parts.length > 0) out.push(`process CPU µs/req (write calls/req) @ ${connections}: ${parts.join("; ")}`);
   }
+  for (const connections of report.config.connections) {
+    const parts = report.targets.flatMap((t) => {
+      const r = t.cells.find((c) => c.connections === connections)?.redis?.perRequest;
+      return r?.reads === undefined ? [] : [`${t.target} ${fmt(r.reads, 2)} / ${fmt(r.writes, 2)}`];
+    });
+    if (parts.length > 0) out.push(`Redis socket reads / writes per request @ ${connections}: ${parts.join("; ")}`);
+  }
   const bodies = new Set(report.targets.flatMap((t) => (t.body === undefined ? [] : [t.body])));
   if (bodies.size > 1) out.push(`\nthe targets answer different bodies: ${report.targets.map((t) => `${t.target} ${t.body ?? "-"}`).join("; ")}`);
   out.push(...renderGoals(report.goals));

@@ -32,10 +32,11 @@ const monitor = process.argv.includes("--monitor");
 const replicaProcess = process.argv.includes("--replica-process");
 const port = await freePort();
 const server = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
-// Stopped early (Ctrl-C, a timeout): the private server goes too.
+// Stopped early (Ctrl-C, a timeout, a closed stdout when piped to `head`): the private server goes too.
+process.once("exit", () => server.kill());
+process.stdout.on("error", () => process.exit(0));
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
-    server.kill();
     process.exit(128 + (signal === "SIGINT" ? 2 : 15));
   });
 }
