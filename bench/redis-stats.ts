@@ -11,8 +11,8 @@
  *   unambiguous, and it also includes the target's background work (heartbeats,
  *   BullMQ's stalled checks) during the cell.
  * - reads/writes: Redis's socket reads and writes (`total_reads_processed`,
- *   `total_writes_processed` of `INFO stats`). At one connection they, more
- *   than the commands, decide cpuUs: each write is a TCP send on loopback.
+ *   `total_writes_processed` of `INFO stats`). Each write is a TCP send, which
+ *   costs Redis about as much CPU as a short script.
  * The benchmark's own INFO and CONFIG calls are left out.
  */
 import type { Redis } from "ioredis";
@@ -94,8 +94,12 @@ export function costBetween(before: RedisSnapshot, after: RedisSnapshot, request
     .map((c) => ({ command: c.command, calls: round(c.calls / divisor, 2) }));
   const cost: RedisCost = { calls, usec, scriptCalls, cpuUs: Math.round(cpuUs), elapsedS: round(elapsedS, 3), top };
   if (requests > 0) {
-    cost.perRequest = { calls: round(calls / requests, 2), usec: round(usec / requests, 2), scriptCalls: round(scriptCalls / requests, 2), cpuUs: round(cpuUs / requests, 2),
-      // The bench's own INFO is one read and one write per snapshot.
+    cost.perRequest = {
+      calls: round(calls / requests, 2),
+      usec: round(usec / requests, 2),
+      scriptCalls: round(scriptCalls / requests, 2),
+      cpuUs: round(cpuUs / requests, 2),
+      // The bench's own INFO: the second snapshot's read, the first one's reply.
       reads: round(Math.max(0, after.reads - before.reads - 1) / requests, 2),
       writes: round(Math.max(0, after.writes - before.writes - 1) / requests, 2),
     };

@@ -162,7 +162,7 @@ async function main(): Promise<number> {
       "Redis cmds/req: sum of commandstats calls over all commands (commands run inside Lua scripts are counted too) / completed requests",
       "Redis usec/req (JSON only): sum of commandstats usec; double-counts script work (EVALSHA usec includes its inner commands)",
       "Redis CPU µs/req: delta of used_cpu_user+used_cpu_sys of redis-server / completed requests; includes the target's background traffic (see idleRedis)",
-      "Redis socket reads / writes per request: deltas of total_reads_processed / total_writes_processed (INFO stats) / completed requests; at 1 connection each write is a TCP send that costs Redis more CPU than most scripts",
+      "Redis socket reads / writes per request: deltas of total_reads_processed / total_writes_processed (INFO stats) / completed requests; each write is a TCP send, about as costly to Redis as a short script",
       "processes: per completed request, each of the target's processes' CPU µs (delta of utime+stime in /proc/<pid>/stat, 10 ms ticks) and write system calls (delta of syscw in /proc/<pid>/io) over the cell",
       "goals: Flotilla ÷ Moleculer req/s and p50, Flotilla ÷ naive BullMQ p50, per connection count, and Flotilla's Redis CPU µs/req at 1 connection, against the request path's targets",
     ],
