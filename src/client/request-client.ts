@@ -16,7 +16,8 @@ import { DeploymentQueues } from "./deployment-queues.js";
 import { DemandReporter } from "../queue/requester-demand.js";
 import { publishCancel, StreamReaderChannel } from "../queue/stream-channel.js";
 import { BlockingPool } from "./blocking-pool.js";
-import { ReplySocketServer, replySocketPlace } from "../queue/reply-sockets.js";
+import { ReplySocketServer, replySocketPlace, type DirectSlot } from "../queue/reply-sockets.js";
+import { directJobsEnabled, jobLine } from "../queue/direct-jobs.js";
 import { RequestCounter } from "./request-counter.js";
 import { StreamReader, type StreamReaderOptions } from "./stream-reader.js";
 
@@ -115,6 +116,11 @@ export class RequestClient {
   private readonly socketStarted: Promise<void> | undefined;
   /** Answers taken, by the way they came: over the reply socket or from the reply list. */
   readonly repliesBy = { socket: 0, list: 0 };
+  /** Requests handed to a replica directly (see direct-jobs.ts), by request id, with the slot each holds until its answer. */
+  private readonly direct = new Map<string, DirectSlot>();
+  /** Requests handed to a replica directly so far. */
+  directJobs = 0;
+  private readonly handsOver = directJobsEnabled();
 
   constructor(options: RequestClientOptions) {
     // Replicas answer only a reply list whose requester id has no ':' (see ReplyLists.accepts).
@@ -218,7 +224,9 @@ export class RequestClient {
     }
     let jobId: string | undefined;
     try {
-      const added = this.adds.add(deployment, addressed(job, this.replyKey, requestId), this.pending.size === 1);
+      const slot = this.handsOver ? this.replySocket?.claim(deployment) : undefined;
+      const sent = addressed(job, this.replyKey, requestId);
+      const added = (slot && this.handOver(deployment, sent, requestId, slot)) || this.adds.add(deployment, sent, this.pending.size === 1);
       // Normally started by the add (addJobs); here when the add waits for company or for the queue's set-up.
       this.ensureReader();
       jobId = await added;
@@ -294,7 +302,7 @@ export class RequestClient {
    * order, so the add runs before the pop blocks. Otherwise the add goes on
    * the request connection, beside the pop already waiting.
    */
-  private addAndRead(add: (via?: Redis) => Promise<string[]>): Promise<string[]> {
+  private addAndRead<T>(add: (via?: Redis) => Promise<T>): Promise<T> {
     if (this.reading || this.closed || this.replyReader.status !== "ready") {
       const added = add();
       this.ensureReader();
@@ -310,6 +318,43 @@ export class RequestClient {
     } finally {
       if (corked) stream.uncork?.();
     }
+  }
+
+  /**
+   * Adds the request's job and takes it for a replica that offered `slot`
+   * (ADD_TAKE), then writes the job to that replica, which runs it; resolves
+   * with the job's id. When something waits before it in the queue, the job
+   * waits there too, for any replica. Undefined when the queue cannot do
+   * that yet: the caller adds the job the usual way.
+   */
+  private handOver(deployment: string, job: RequestJob, requestId: string, slot: DirectSlot): Promise<string> | undefined {
+    const queue = this.queue(deployment);
+    if (!queue.takesOnAdd) {
+      slot.release();
+      return undefined;
+    }
+    return this.addAndRead((via) => queue.addTaken(job, slot.token, slot.lockMs, via)).then(
+      async (added) => {
+        this.attach(requestId, added.id);
+        if (!added.taken) {
+          slot.release();
+          return added.id;
+        }
+        // Answered already (timed out, cancelled): nobody runs it for nobody; the caller withdraws it.
+        if (this.pending.has(requestId) && slot.send(jobLine(added.id, slot.token, added.timestamp, added.options, added.data))) {
+          this.direct.set(requestId, slot);
+          this.directJobs++;
+          return added.id;
+        }
+        slot.release();
+        await queue.giveBack(added.id, slot.token).catch(() => undefined);
+        return added.id;
+      },
+      (err: unknown) => {
+        slot.release();
+        throw err;
+      },
+    );
   }
 
   /** Notes the job of a request still pending; false if it was already answered or failed. */
@@ -376,6 +421,11 @@ export class RequestClient {
     }
     const id = reply.requestId;
     if (id === undefined) return;
+    const slot = this.direct.get(id);
+    if (slot) {
+      this.direct.delete(id);
+      slot.release();
+    }
     const entry = this.pending.get(id);
     if (!entry) return; // timed out already, or a duplicate answer after a retry
     if (reply.ms !== undefined) {

@@ -6,7 +6,8 @@
 import type { Redis } from "ioredis";
 import type { BatchJob, RequestJob } from "../shared/protocol.js";
 import { Queue, type Job, type JobsOptions } from "./bullmq.js";
-import { jobAdder, type JobAdder } from "./job-adder.js";
+import { jobAdder, type JobAdder, type TakenAdd } from "./job-adder.js";
+import { GIVE_BACK } from "./lean-scripts.js";
 import { QueueKeys, type DeploymentKeys } from "./queue-keys.js";
 
 /** Job options every request gets: no completed job kept; failed ones kept until the controller answers them. */
@@ -55,6 +56,28 @@ export class DeploymentQueue {
    */
   addRequests(jobs: readonly RequestJob[], via?: Redis): Promise<string[]> {
     return this.requests([...jobs], via);
+  }
+
+  /**
+   * Adds one request's job and takes it for `token` when nothing would be
+   * taken before it (see ADD_TAKE); else it waits in the queue. Only when
+   * takesOnAdd: otherwise it rejects, and the job is added the usual way.
+   */
+  addTaken(job: RequestJob, token: string, lockMs: number, via?: Redis): Promise<TakenAdd> {
+    const addTake = this.requests.addTake;
+    if (!addTake) return Promise.reject(new Error("this queue cannot add and take a job in one script yet"));
+    return addTake(job, token, lockMs, via);
+  }
+
+  /** Whether addTaken can be used now (the queue is ready and its lean add available). */
+  get takesOnAdd(): boolean {
+    return this.requests.addTake !== undefined;
+  }
+
+  /** Gives back a job taken for `token` that its holder will not run (see GIVE_BACK); resolves with whether it was. */
+  async giveBack(jobId: string, token: string): Promise<boolean> {
+    const k = this.keys;
+    return Number(await GIVE_BACK.run(this.connection, [k.active, k.wait, k.marker, k.meta, `${k.jobPrefix}${jobId}`], [jobId, token])) === 1;
   }
 
   /** Adds batch jobs, in one round trip; resolves with their ids in order. `via` as for addRequests. */

@@ -89,7 +89,7 @@ export class DeploymentWorker {
     const finisher = leanFinish(this.worker, (list, replies) => replyLists.push(list, replies), options.log, lane, send);
     this.answer = finisher.answer;
     // Before the tuning, whose fetch calls the worker's fetch it finds installed.
-    const raised = leanLoop(this.worker, options.process, finisher, options.log);
+    const raised = leanLoop(this.worker, options.process, finisher, options.log, sockets ? { sockets, deployment: options.deployment } : undefined);
     this.concurrencyRaised = raised ?? (() => undefined);
     tuneIdleWorker(this.worker, raised ? () => false : options.isIdle, keys.of(options.deployment), options.log, lane);
   }

@@ -6,7 +6,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "../shared/logger.js";
 import { Job, type JobsOptions, type Queue } from "./bullmq.js";
 import { missingMembers, warnFallbackOnce } from "./internals-check.js";
-import { LEAN_ADD, LEAN_ADD_STORED, OPTIONS_AS_STORED } from "./lean-scripts.js";
+import { ADD_TAKE, LEAN_ADD, LEAN_ADD_STORED, OPTIONS_AS_STORED } from "./lean-scripts.js";
 
 /** What BullMQ's queue backend stores for a new job (the fields of `Job.asJSON` its add scripts read). */
 interface NewJobData {
@@ -39,7 +39,26 @@ const ADD_KEYS = ["id", "wait", "meta", "active", "marker", ""] as const;
  * caller may put a command of its own right behind it, in the same write);
  * without it, or when the lean add is not available, on the queue's own.
  */
-export type JobAdder = (data: unknown[], via?: Redis) => Promise<string[]>;
+export type JobAdder = ((data: unknown[], via?: Redis) => Promise<string[]>) & {
+  /**
+   * Adds one job and takes it for `token` in the same script when nothing
+   * would be taken before it (ADD_TAKE); undefined until the queue is ready,
+   * or when the lean add is not available.
+   */
+  addTake?: (data: unknown, token: string, lockMs: number, via?: Redis) => Promise<TakenAdd>;
+};
+
+/** What an add-and-take did: the job's id, whether it was taken (else it waits in the queue), and, for the holder, how it is stored. */
+export interface TakenAdd {
+  id: string;
+  taken: boolean;
+  /** Its creation and start time (ms). */
+  timestamp: number;
+  /** Its options, as stored. */
+  options: string;
+  /** Its data, as stored (JSON). */
+  data: string;
+}
 
 /**
  * The options of a standard job as BullMQ's add sends them to Redis
@@ -107,12 +126,25 @@ export function jobAdder(queue: Queue, name: string, options: JobsOptions, log?:
       })
       .catch(() => undefined);
     const scriptKeys = ADD_KEYS.slice(0, 5).map((k) => keys[k] as string);
-    return async (data, via) => {
+    const add: JobAdder = async (data, via) => {
       const script = stored === undefined ? LEAN_ADD : LEAN_ADD_STORED;
       const args = [keys[""] as string, name, stored ?? (packed as Buffer), Date.now(), ...data.map(json)];
       const ids = via ? await script.run(via, scriptKeys, args, ownClient) : await script.run(await client, scriptKeys, args);
       return (ids as unknown[]).map(String);
     };
+    const takeKeys = [...scriptKeys, keys.prioritized, keys.delayed];
+    if (takeKeys.every((k) => typeof k === "string")) {
+      const addTake = async (data: unknown, token: string, lockMs: number, via?: Redis): Promise<TakenAdd> => {
+        const options = stored as string;
+        const timestamp = Date.now();
+        const text = json(data);
+        const args = [keys[""] as string, name, options, timestamp, text, token, lockMs];
+        const raw = (via ? await ADD_TAKE.run(via, takeKeys as string[], args, ownClient) : await ADD_TAKE.run(await client, takeKeys as string[], args)) as [unknown, unknown];
+        return { id: String(raw[0]), taken: Number(raw[1]) === 1, timestamp, options, data: text };
+      };
+      Object.defineProperty(add, "addTake", { get: () => (stored === undefined ? undefined : addTake) });
+    }
+    return add;
   }
   warnFallbackOnce("the lean job add script", ["backend.addJobToTransaction (addStandardJob's arguments)", "backend.queue.keys"], log);
   const { addJob, addJobs } = backend;

@@ -16,7 +16,10 @@
  */
 import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "../shared/logger.js";
-import type { Job, Worker } from "./bullmq.js";
+import { raw2NextJobData, type Job, type Worker } from "./bullmq.js";
+import { DirectJobs, directJobsEnabled, type DirectJob } from "./direct-jobs.js";
+import { GIVE_BACK } from "./lean-scripts.js";
+import type { ReplySockets } from "./reply-sockets.js";
 import { ArmedWaits, type NextJobData as ArmedNextJobData, type Taken, type WaitClient } from "./armed-waits.js";
 import { missingMembers, warnFallbackOnce } from "./internals-check.js";
 import { Answered, leanQualifies, type LeanFinisher } from "./lean-finish.js";
@@ -152,7 +155,14 @@ function armedWaits(w: LoopInternals, log?: Logger): ArmedWaits | undefined {
  * loop could not be installed (the worker stays plain BullMQ's, said once,
  * loudly).
  */
-export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unknown>, finisher: LeanFinisher, log?: Logger): (() => void) | undefined {
+export function leanLoop(
+  worker: Worker,
+  process: (data: unknown) => Promise<unknown>,
+  finisher: LeanFinisher,
+  log?: Logger,
+  /** Requests handed over directly by requesters (see direct-jobs.ts), for the deployment's replica. */
+  direct?: { sockets: ReplySockets; deployment: string },
+): (() => void) | undefined {
   const missing = missingLoopInternals(worker);
   warnFallbackOnce("the lean main loop", missing, log);
   const finish = finisher.finish;
@@ -234,15 +244,47 @@ export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unk
   let tokenPostfix = 0;
   const nextToken = (): string => `${w.id}:${tokenPostfix++}`;
 
-  /** Starts `job`, taken with `token`, counted in `running` until it is done. */
-  const start = (running: Set<Promise<unknown>>, job: unknown, token: string): void => {
+  /** Jobs running: those the loop took, and those handed over directly. */
+  const running = new Set<Promise<unknown>>();
+  /** Whether the main loop runs (takes jobs). */
+  let looping = false;
+
+  /** Starts `job`, taken with `token`, counted in `running` until it is done; `peer`: the requester that handed it over. */
+  const start = (job: unknown, token: string, peer?: string): void => {
     const run: Promise<unknown> = (job instanceof LeanJob ? runLean(job) : w.processJob(job as Job, token, noFetch))
       .catch((err: unknown) => w.emit("error", err instanceof Error ? err : new Error(String(err))))
       .finally(() => {
         running.delete(run);
+        if (peer !== undefined) directJobs?.done(peer);
         wake();
       });
     running.add(run);
+  };
+
+  const directJobs = directReceiver(w, direct, log, (job) => {
+    if (!looping || w.closing) return false;
+    const decoded = raw2NextJobData?.([job.fields, job.id, 0, 0]) as NextJobData | undefined;
+    if (!decoded) return false;
+    void fromData(decoded, job.token).then(
+      (taken) => {
+        if (taken) start(taken, job.token, job.peer);
+        else directJobs?.done(job.peer);
+      },
+      (err: unknown) => {
+        directJobs?.done(job.peer);
+        w.emit("error", err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+    return true;
+  });
+  /** Slots the waits leave free: those offered to requesters and not in use. */
+  const held = (): number => directJobs?.held() ?? 0;
+  /** Offers slots while waits are queued ahead (fast jobs): a slot or two per requester, a third of the concurrency at most. */
+  const offerSlots = (ahead: boolean): void => {
+    if (!directJobs) return;
+    if (!ahead || w.closing) return directJobs.offer(0, 0);
+    const perPeer = w.concurrency >= 6 ? 2 : 1;
+    directJobs.offer(perPeer, Math.max(1, Math.floor(w.concurrency / (3 * perPeer))));
   };
 
   /**
@@ -309,18 +351,27 @@ export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unk
   };
 
   w.mainLoop = async () => {
-    const running = new Set<Promise<unknown>>();
+    looping = true;
+    try {
+      await loop();
+    } finally {
+      looping = false;
+      offerSlots(false);
+    }
+  };
+  const loop = async (): Promise<void> => {
     while (!w.closing && !w.paused) {
       // Waits already queued are handed out even above a concurrency just lowered: each may hold a locked job.
       const queued = armed !== undefined && armed.count > 0;
-      if (running.size >= w.concurrency && !queued) {
+      if (running.size + held() >= w.concurrency && !queued) {
         await new Promise<void>((resolve) => (slotFreed = resolve));
         continue;
       }
       const ahead = w.concurrency >= ARMED_MIN_CONCURRENCY && serviceMs !== undefined && serviceMs < ARMED_BELOW_MS;
+      offerSlots(ahead && armed !== undefined);
       if (armed && (ahead || queued)) {
-        const next = await nextArmed(armed, () => (ahead ? Math.max(0, w.concurrency - running.size) : 0));
-        if (next) start(running, next.job, next.token);
+        const next = await nextArmed(armed, () => (ahead ? Math.max(0, w.concurrency - running.size - held()) : 0));
+        if (next) start(next.job, next.token);
         continue;
       }
       const token = nextToken();
@@ -331,17 +382,42 @@ export function leanLoop(worker: Worker, process: (data: unknown) => Promise<unk
         continue;
       }
       // Started in this turn: a fast handler's finish is sent ahead of the wait the next fetch sends.
-      start(running, job, token);
+      start(job, token);
     }
+    // Requesters hand over no more: what reaches it from now on is given back.
+    offerSlots(false);
     if (armed && w.closing) {
       // The blocking connection is closed: what its waits took before that runs here.
       for (const taken of await armed.drain()) {
         const job = taken.data ? await fromData(taken.data, taken.token) : undefined;
-        if (job) start(running, job, taken.token);
+        if (job) start(job, taken.token);
       }
     }
     await Promise.all(running);
     await finisher.flush?.();
   };
   return wake;
+}
+
+/** The receiver of jobs handed over directly, for `w`; undefined without sockets or when a job cannot be given back. */
+function directReceiver(w: LoopInternals, direct: { sockets: ReplySockets; deployment: string } | undefined, log: Logger | undefined, run: (job: DirectJob) => boolean): DirectJobs | undefined {
+  const keys = w.backend.queue?.keys;
+  const lockMs = (w.opts as { lockDuration?: number }).lockDuration;
+  if (!direct || !keys || typeof lockMs !== "number" || typeof raw2NextJobData !== "function" || !directJobsEnabled()) return undefined;
+  const { active, wait, marker, meta } = keys;
+  const prefix = keys[""];
+  if (active === undefined || wait === undefined || marker === undefined || meta === undefined || prefix === undefined) return undefined;
+  return new DirectJobs({
+    sockets: direct.sockets,
+    deployment: direct.deployment,
+    worker: w.id,
+    lockMs,
+    run,
+    giveBack: async (job) => {
+      const client = await w.backend.queue?.client;
+      if (!client) throw new Error("no connection");
+      return GIVE_BACK.run(client as never, [active, wait, marker, meta, `${prefix}${job.id}`], [job.id, job.token]);
+    },
+    ...(log ? { log } : {}),
+  });
 }

@@ -143,3 +143,68 @@ export const LEAN_ADD_STORED = new LuaScript(leanAddSource("ARGV[3]"));
 
 /** The stored (JSON) form of msgpack-packed job options, exactly as LEAN_ADD and BullMQ's add store them. ARGV[1] the options. */
 export const OPTIONS_AS_STORED = new LuaScript("return cjson.encode(cmsgpack.unpack(ARGV[1]))");
+
+/**
+ * A request handed straight to a replica that offered a slot (see
+ * direct-jobs.ts): LEAN_ADD_STORED's add of one job and, when nothing would
+ * be taken before it (nothing waiting or prioritized, no delayed job due)
+ * and the queue is not paused or limited, LEAN_TAKE's take of it for the
+ * replica's token, in one script: the job goes straight to the active list,
+ * locked, with processedOn and attemptsStarted set, and no marker wakes a
+ * wait for it. Otherwise the job is only added, as LEAN_ADD_STORED adds it,
+ * for the queue's waits to take. The timestamp is the requester's clock,
+ * for the job's creation and its start.
+ * KEYS[1] id counter, KEYS[2] wait, KEYS[3] meta, KEYS[4] active,
+ * KEYS[5] marker, KEYS[6] prioritized, KEYS[7] delayed; ARGV[1] job key
+ * prefix, ARGV[2] name, ARGV[3] options (as stored), ARGV[4] timestamp (ms),
+ * ARGV[5] data (JSON), ARGV[6] lock token, ARGV[7] lock duration (ms).
+ * Returns {id, 1} when the job was taken for the token, {id, 0} when it
+ * waits in the queue.
+ */
+export const ADD_TAKE = new LuaScript(`
+local meta = redis.call("HMGET", KEYS[3], "paused", "concurrency", "max")
+local id = redis.call("INCR", KEYS[1]) .. ""
+local jobKey = ARGV[1] .. id
+local take = not (meta[1] or meta[2] or meta[3]) and redis.call("LLEN", KEYS[2]) == 0 and redis.call("ZCARD", KEYS[6]) == 0
+if take then
+  local delayed = tonumber(redis.call("ZRANGE", KEYS[7], 0, 0, "WITHSCORES")[2])
+  if delayed and delayed < (tonumber(ARGV[4]) + 1) * 0x1000 then take = false end
+end
+if take then
+  redis.call("HMSET", jobKey, "name", ARGV[2], "data", ARGV[5], "opts", ARGV[3], "timestamp", ARGV[4], "delay", "0", "priority", "0", "processedOn", ARGV[4], "ats", "1")
+  redis.call("LPUSH", KEYS[4], id)
+  redis.call("SET", jobKey .. ":lock", ARGV[6], "PX", ARGV[7])
+  return {id, 1}
+end
+redis.call("HMSET", jobKey, "name", ARGV[2], "data", ARGV[5], "opts", ARGV[3], "timestamp", ARGV[4], "delay", "0", "priority", "0")
+redis.call("LPUSH", KEYS[2], id)
+if not meta[1] and not (meta[2] and redis.call("LLEN", KEYS[4]) >= tonumber(meta[2])) then
+  redis.call("ZADD", KEYS[5], 0, "0")
+end
+return {id, 0}
+`);
+
+/**
+ * Gives back a job taken for a token whose holder will not run it (a
+ * replica that had closed, a requester whose connection to the replica
+ * broke before the job was written to it): when the lock is still the
+ * token's, the lock goes, the job leaves the active list and becomes the
+ * next to be taken, its start uncounted, and a marker wakes a wait unless
+ * the queue is paused.
+ * KEYS[1] active, KEYS[2] wait, KEYS[3] marker, KEYS[4] meta, KEYS[5] the
+ * job's key; ARGV[1] job id, ARGV[2] lock token. Returns 1 when given back,
+ * 0 when the lock was not the token's or the job not active.
+ */
+export const GIVE_BACK = new LuaScript(`
+local lockKey = KEYS[5] .. ":lock"
+if redis.call("GET", lockKey) ~= ARGV[2] then return 0 end
+redis.call("DEL", lockKey)
+if redis.call("LREM", KEYS[1], -1, ARGV[1]) < 1 then return 0 end
+redis.call("RPUSH", KEYS[2], ARGV[1])
+redis.call("HINCRBY", KEYS[5], "ats", -1)
+redis.call("HDEL", KEYS[5], "processedOn")
+if not redis.call("HGET", KEYS[4], "paused") then
+  redis.call("ZADD", KEYS[3], 0, "0")
+end
+return 1
+`);

@@ -118,8 +118,50 @@ function lineReader(maxBytes: () => number, line: (text: string) => boolean): (c
   };
 }
 
+/** The most slots one replica offers one requester (see DirectOffer). */
+const MAX_OFFER = 64;
+
+/**
+ * Slots a replica offered this requester for one deployment, over its
+ * socket: requests it may hand that replica directly (see direct-jobs.ts),
+ * each taken for a token of the replica's worker.
+ */
+interface DirectOffer {
+  socket: net.Socket;
+  deployment: string;
+  worker: string;
+  lockMs: number;
+  slots: number;
+  /** Requests handed over and not yet answered. */
+  out: number;
+}
+
+/** One slot claimed from an offer: the token to take the job with, the line to hand it over, and the slot's release. */
+export interface DirectSlot {
+  readonly token: string;
+  readonly lockMs: number;
+  /** Writes one line to the replica; false when its connection is gone (nothing was sent). */
+  send(line: string): boolean;
+  /** The slot is free again (the answer came, or the job was not handed over); once. */
+  release(): void;
+}
+
+/** Parses an offer line (`offer <deployment> <worker id> <slots> <lock ms>`); undefined when it is not one. */
+export function parseOffer(text: string): { deployment: string; worker: string; slots: number; lockMs: number } | undefined {
+  const match = /^offer ([A-Za-z0-9][A-Za-z0-9_-]{0,62}) ([A-Za-z0-9_.-]{1,128}) (\d{1,3}) (\d{1,9})$/.exec(text);
+  if (!match) return undefined;
+  const slots = Number(match[3]);
+  const lockMs = Number(match[4]);
+  if (slots > MAX_OFFER || lockMs < 1_000) return undefined;
+  return { deployment: match[1] as string, worker: match[2] as string, slots, lockMs };
+}
+
 /** A requester's end: listens, registers itself, and hands each answer that comes in to `deliver`. */
 export class ReplySocketServer {
+  /** Replicas' offers, by deployment (see DirectOffer). */
+  private readonly offers = new Map<string, DirectOffer[]>();
+  private nextOffer = 0;
+  private nextToken = 0;
   private readonly secret = Buffer.from(randomBytes(24).toString("base64url"));
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
@@ -193,6 +235,11 @@ export class ReplySocketServer {
     socket.on("close", () => {
       this.sockets.delete(socket);
       this.authed.delete(socket);
+      for (const [deployment, list] of this.offers) {
+        const kept = list.filter((o) => o.socket !== socket);
+        if (kept.length === 0) this.offers.delete(deployment);
+        else if (kept.length !== list.length) this.offers.set(deployment, kept);
+      }
     });
     let authed = false;
     const refuse = (why: string): false => {
@@ -206,7 +253,8 @@ export class ReplySocketServer {
       () => (authed ? MAX_LINE_BYTES : MAX_HELLO_BYTES),
       (text) => {
         if (authed) {
-          this.deliver(text);
+          if (text.charCodeAt(0) === 123 /* { */) this.deliver(text);
+          else if (!this.offered(socket, text)) return refuse(`not an answer or an offer: ${text.slice(0, 60)}`);
           return true;
         }
         clearTimeout(hello);
@@ -226,6 +274,56 @@ export class ReplySocketServer {
         socket.destroy();
       }
     });
+  }
+
+  /** Notes an offer line from `socket`; false when the line is not one. */
+  private offered(socket: net.Socket, text: string): boolean {
+    const offer = parseOffer(text);
+    if (!offer) return false;
+    const list = this.offers.get(offer.deployment) ?? [];
+    const known = list.find((o) => o.socket === socket && o.worker === offer.worker);
+    if (known) {
+      known.slots = offer.slots;
+      known.lockMs = offer.lockMs;
+    } else if (offer.slots > 0) {
+      list.push({ socket, ...offer, out: 0 });
+      this.offers.set(offer.deployment, list);
+    }
+    return true;
+  }
+
+  /**
+   * A free slot a replica of `deployment` offered, taken in turns among the
+   * replicas; undefined when none is free, or while replicas are asked to
+   * answer on the list (under load, requests go through the queue, where
+   * they are added and taken together).
+   */
+  claim(deployment: string): DirectSlot | undefined {
+    if (this.busy || this.closed) return undefined;
+    const list = this.offers.get(deployment);
+    if (!list) return undefined;
+    for (let i = 0; i < list.length; i++) {
+      const offer = list[(this.nextOffer + i) % list.length] as DirectOffer;
+      if (offer.out >= offer.slots || offer.socket.destroyed || offer.socket.writableLength > 0) continue;
+      this.nextOffer = (this.nextOffer + i + 1) % list.length;
+      offer.out++;
+      let released = false;
+      return {
+        token: `${offer.worker}:d${this.nextToken++}`,
+        lockMs: offer.lockMs,
+        send: (line) => {
+          if (offer.socket.destroyed) return false;
+          offer.socket.write(line);
+          return true;
+        },
+        release: () => {
+          if (released) return;
+          released = true;
+          offer.out--;
+        },
+      };
+    }
+    return undefined;
   }
 
   /**
@@ -275,10 +373,39 @@ export function parseRegistration(text: string): { host: string; port: number; s
   return { host: (match[1] as string).replace(/^\[|\]$/g, ""), port, secret: match[3] as string };
 }
 
+/** What a replica does with the requests requesters hand it directly (see direct-jobs.ts). */
+export interface DirectReceiver {
+  /** A connection to requester `peer` is ready: the offer line to send it, if any. */
+  ready(peer: string): string | undefined;
+  /** A line from `peer` that is not `busy` or `idle`; false when it is not a job (the connection is then dropped). */
+  line(peer: string, text: string): boolean;
+  /** The connection to `peer` is gone. */
+  gone(peer: string): void;
+}
+
 /** A replica's end: connections to the requesters it answers, opened on first use. */
 export class ReplySockets {
   private readonly peers = new Map<string, Peer>();
   private closed = false;
+  private direct: DirectReceiver | undefined;
+
+  /** Hands requests sent directly to `receiver`, and lets it offer slots on every connection (those open now, too). */
+  receive(receiver: DirectReceiver): void {
+    this.direct = receiver;
+    for (const [key, peer] of this.peers) {
+      if (!peer.ready) continue;
+      const offer = receiver.ready(key);
+      if (offer !== undefined) peer.socket?.write(offer);
+    }
+  }
+
+  /** Writes `line` to requester `peer` when its connection is ready; false otherwise. */
+  write(peer: string, line: string): boolean {
+    const target = this.peers.get(peer);
+    if (!target?.ready || !target.socket || target.socket.destroyed) return false;
+    target.socket.write(line);
+    return true;
+  }
 
   constructor(
     private readonly redis: Redis,
@@ -323,8 +450,9 @@ export class ReplySockets {
     }
   }
 
-  private failed(peer: Peer, socket?: net.Socket): void {
+  private failed(peer: Peer, socket?: net.Socket, key?: string): void {
     if (socket && peer.socket !== socket) return;
+    if (peer.ready && key !== undefined) this.direct?.gone(key);
     peer.socket = undefined;
     peer.ready = false;
     peer.busy = false;
@@ -344,14 +472,14 @@ export class ReplySockets {
         socket.unref();
         socket.setNoDelay(true);
         socket.setKeepAlive(true, KEEPALIVE_MS);
-        const timer = setTimeout(() => this.failed(peer, socket), HELLO_TIMEOUT_MS);
+        const timer = setTimeout(() => this.failed(peer, socket, replyList), HELLO_TIMEOUT_MS);
         timer.unref();
-        socket.on("error", () => this.failed(peer, socket));
-        socket.on("close", () => this.failed(peer, socket));
+        socket.on("error", () => this.failed(peer, socket, replyList));
+        socket.on("close", () => this.failed(peer, socket, replyList));
         socket.once("connect", () => socket.write(`${target.secret}\n`));
-        // The requester says "ok" once, then "busy" and "idle" as its load changes; anything else ends the connection.
+        // The requester says "ok" once, then "busy" and "idle" as its load changes, and hands over requests when given slots; anything else ends the connection.
         const read = lineReader(
-          () => MAX_HELLO_BYTES,
+          () => (peer.ready && this.direct ? MAX_LINE_BYTES : MAX_HELLO_BYTES),
           (said) => {
             if (!peer.ready) {
               if (said !== "ok") {
@@ -361,17 +489,19 @@ export class ReplySockets {
               clearTimeout(timer);
               peer.ready = true;
               peer.failedAt = undefined;
+              const offer = this.direct?.ready(replyList);
+              if (offer !== undefined) socket.write(offer);
               return true;
             }
             if (said === "busy" || said === "idle") {
               peer.busy = said === "busy";
               return true;
             }
-            return false;
+            return this.direct?.line(replyList, said) ?? false;
           },
         );
         socket.on("data", (chunk: Buffer) => {
-          if (!read(chunk)) this.failed(peer, socket);
+          if (!read(chunk)) this.failed(peer, socket, replyList);
         });
       },
       () => this.failed(peer),

@@ -57,8 +57,11 @@ export class RouterMetrics {
     });
   });
 
-  /** @param answersBy the router's answers so far, by the way they came (read at each scrape) */
-  constructor(answersBy: () => { socket: number; list: number } = () => ({ socket: 0, list: 0 })) {
+  /**
+   * @param answersBy the router's answers so far, by the way they came (read at each scrape)
+   * @param handedOver the requests it handed to replicas directly so far (read at each scrape)
+   */
+  constructor(answersBy: () => { socket: number; list: number } = () => ({ socket: 0, list: 0 }), handedOver: () => number = () => 0) {
     collectDefaultMetrics({ register: this.registry });
     new Counter({
       name: "flotilla_router_answers_total",
@@ -71,6 +74,15 @@ export class RouterMetrics {
         this.reset();
         this.inc({ via: "socket" }, socket);
         this.inc({ via: "list" }, list);
+      },
+    });
+    new Counter({
+      name: "flotilla_router_requests_handed_over_total",
+      help: "Requests whose job was taken in the same script as its add, for a replica that offered a slot, and handed to it over its socket",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(handedOver());
       },
     });
   }

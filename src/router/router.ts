@@ -95,7 +95,10 @@ export class Router {
     await settledWithin(this.refresher.runNow(), START_REFRESH_WAIT_MS);
     if (this.options.metricsPort !== undefined) {
       const { RouterMetrics } = await import("./router-metrics.js");
-      this.metrics = new RouterMetrics(() => this.client.repliesBy);
+      this.metrics = new RouterMetrics(
+        () => this.client.repliesBy,
+        () => this.client.directJobs,
+      );
       this.metricsPort = await this.metrics.listen(this.options.metricsPort, this.options.bind);
       this.log.info({ router: this.id, port: this.metricsPort, bind: this.options.bind }, "metrics listening");
     }

@@ -71,7 +71,7 @@ describe("Prometheus metrics", () => {
     assert.ok(m.has("process_resident_memory_bytes"), "process metrics");
   });
 
-  it("the router takes a lone request's answer over its reply socket, and counts answers by the way they came", async () => {
+  it("the router takes a lone request's answer over its reply socket, counts answers by the way they came, and counts requests handed to replicas directly", async () => {
     const answers = async (): Promise<{ socket: number; list: number }> => {
       const m = samples((await scrape(routerMetricsPort, null)).body);
       return { socket: m.get('flotilla_router_answers_total{via="socket"}') ?? -1, list: m.get('flotilla_router_answers_total{via="list"}') ?? -1 };
@@ -101,6 +101,18 @@ describe("Prometheus metrics", () => {
         return end.socket - start.socket === 5 && end.list === start.list;
       },
       { describe: answers },
+    );
+    // Connected and fast, the replicas offer the router slots: lone requests are then handed to them directly.
+    const handedOver = async (): Promise<number> => samples((await scrape(routerMetricsPort, null)).body).get("flotilla_router_requests_handed_over_total") ?? -1;
+    const handedBefore = await handedOver();
+    assert.ok(handedBefore >= 0, "requests handed over are counted");
+    await waitFor(
+      "a lone request handed to a replica directly",
+      async () => {
+        assert.equal((await httpRequest(cluster.url(`/echo/handed/${n++}`), { method: "POST", body: "{}" })).status, 200);
+        return (await handedOver()) > handedBefore;
+      },
+      { describe: handedOver },
     );
   });
 
