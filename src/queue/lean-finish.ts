@@ -8,9 +8,9 @@
 import type { Logger } from "../shared/logger.js";
 import type { Job, Worker } from "./bullmq.js";
 import { missingMembers, warnFallbackOnce } from "./internals-check.js";
-import { LEAN_FINISH } from "./lean-scripts.js";
+import { LEAN_FINISH, LEAN_FINISH_MANY } from "./lean-scripts.js";
 import { REPLY_TTL_MS } from "./reply-lists.js";
-import { inOneWrite, type WaitLane } from "./tuned-worker.js";
+import type { WaitLane } from "./tuned-worker.js";
 
 /**
  * What a processor returns for a job whose requester reads its answer from a
@@ -109,8 +109,8 @@ export function leanFinish(
   /** Replies pushed on their own already: a finish retried after a connection error does not push them twice. */
   const pushed = new WeakSet<Answered>();
 
-  /** Finishes held back, with the error to raise when one finds the lock was not the token's. */
-  let heldBack: { keys: string[]; args: Array<string | number>; id: string }[] = [];
+  /** Finishes held back (jobs without replies to push): each job's key, id and lock token. */
+  let heldBack: { jobKey: string; id: string; token: string }[] = [];
   let heldTimer: NodeJS.Timeout | undefined;
   const lockError = (code: number, id: string): Error =>
     backend?.finishedErrors?.({ code, jobId: id, command: "moveToFinished", state: "active" }) ?? new Error(`job ${id} could not be completed (code ${code})`);
@@ -121,22 +121,19 @@ export function leanFinish(
     heldBack = [];
     if (batch.length === 0) return;
     const client = await (backend?.queue?.client as Promise<ClientLike>);
-    const sent: Promise<void>[] = [];
-    inOneWrite(client as never, () => {
-      for (const { keys: scriptKeys, args, id } of batch) {
-        sent.push(
-          LEAN_FINISH.run(client as never, scriptKeys, args).then(
-            (code) => {
-              if (Number(code) < 0) target.emit?.("error", lockError(Number(code), id));
-            },
-            (err: unknown) => {
-              target.emit?.("error", err instanceof Error ? err : new Error(String(err)));
-            },
-          ),
-        );
-      }
-    });
-    await Promise.all(sent);
+    // One script finishes them all.
+    const jobKeys = batch.map((held) => held.jobKey);
+    const idsAndTokens = batch.flatMap((held) => [held.id, held.token]);
+    await LEAN_FINISH_MANY.run(client as never, [keys.active as string, keys.stalled as string, ...jobKeys], idsAndTokens).then(
+      (codes) => {
+        (codes as unknown[]).forEach((code, i) => {
+          if (Number(code) < 0) target.emit?.("error", lockError(Number(code), batch[i]?.id ?? "?"));
+        });
+      },
+      (err: unknown) => {
+        target.emit?.("error", err instanceof Error ? err : new Error(String(err)));
+      },
+    );
   };
 
   /**
@@ -159,7 +156,7 @@ export function leanFinish(
     const scriptKeys = [keys.active as string, keys.stalled as string, `${keys[""]}${id}`, ...(together ? [answered.replyList as string] : [])];
     const args = [id, token, REPLY_TTL_MS, ...(together ? answered.replies : [])];
     if (queuedAhead && !together) {
-      heldBack.push({ keys: scriptKeys, args, id });
+      heldBack.push({ jobKey: scriptKeys[2] as string, id, token });
       heldTimer ??= setTimeout(() => void flush(), FINISH_HELD_MS);
       return;
     }

@@ -71,6 +71,29 @@ return {fields, id, 0, 0}
 `);
 
 /**
+ * Lua: the body of the lean finish of one job (see LEAN_FINISH), as a local
+ * function, shared by LEAN_FINISH and LEAN_FINISH_MANY.
+ */
+const FINISH_ONE = `
+local function finishOne(active, stalled, jobKey, id, token)
+  local lockKey = jobKey .. ":lock"
+  local lock = redis.call("GET", lockKey)
+  if lock ~= token then
+    if lock then return -6 end
+    return -2
+  end
+  if redis.call("LREM", active, -1, id) < 1 then
+    redis.call("DEL", lockKey)
+    redis.call("SREM", stalled, id)
+    return -3
+  end
+  redis.call("SREM", stalled, id)
+  redis.call("DEL", lockKey, jobKey, jobKey .. ":logs", jobKey .. ":dependencies", jobKey .. ":processed", jobKey .. ":failed", jobKey .. ":unsuccessful")
+  return 0
+end
+`;
+
+/**
  * Completes a job that is removed on completion, as BullMQ's moveToFinished
  * does for one without parent or deduplication: the lock must be the
  * worker's (then it and the job's stalled mark go), the job leaves the
@@ -82,26 +105,28 @@ return {fields, id, 0, 0}
  * (ms), ARGV[4..] replies. Returns 0, or BullMQ's codes: -2 lock missing,
  * -6 lock held by another token, -3 job not active.
  */
-export const LEAN_FINISH = new LuaScript(`
+export const LEAN_FINISH = new LuaScript(`${FINISH_ONE}
 if KEYS[4] and #ARGV > 3 then
   redis.call("RPUSH", KEYS[4], unpack(ARGV, 4))
   redis.call("PEXPIRE", KEYS[4], ARGV[3])
 end
-local jobKey = KEYS[3]
-local lockKey = jobKey .. ":lock"
-local lock = redis.call("GET", lockKey)
-if lock ~= ARGV[2] then
-  if lock then return -6 end
-  return -2
+return finishOne(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
+`);
+
+/**
+ * LEAN_FINISH of several jobs without replies, in one script: a replica's
+ * finishes held back (see leanFinish's `queuedAhead`), one script call in
+ * place of one each.
+ * KEYS[1] active, KEYS[2] stalled, KEYS[3..] the jobs' keys; ARGV each
+ * job's id and lock token, in the keys' order. Returns each job's code, as
+ * LEAN_FINISH's.
+ */
+export const LEAN_FINISH_MANY = new LuaScript(`${FINISH_ONE}
+local codes = {}
+for i = 3, #KEYS do
+  codes[i - 2] = finishOne(KEYS[1], KEYS[2], KEYS[i], ARGV[2 * i - 5], ARGV[2 * i - 4])
 end
-if redis.call("LREM", KEYS[1], -1, ARGV[1]) < 1 then
-  redis.call("DEL", lockKey)
-  redis.call("SREM", KEYS[2], ARGV[1])
-  return -3
-end
-redis.call("SREM", KEYS[2], ARGV[1])
-redis.call("DEL", lockKey, jobKey, jobKey .. ":logs", jobKey .. ":dependencies", jobKey .. ":processed", jobKey .. ":failed", jobKey .. ":unsuccessful")
-return 0
+return codes
 `);
 
 /** The lean add's source, with `opts` the Lua expression for the options as stored (JSON). */
