@@ -7,16 +7,21 @@
  * can be weighed before it is built. Every shape keeps each request a job
  * that is added, taken under a lock and finished.
  *
- * - `now`: what Flotilla does. The router adds; the replica keeps 8 waits
- *   (BZPOPMIN of the marker + take) queued on its blocking connection, tops
- *   them up when half are used, and sends the finishes it held back with
- *   the top-up; the answer goes to the router over the socket.
+ * - `queued`: a request through the queue. The router adds; the replica
+ *   keeps 8 waits (BZPOPMIN of the marker + take) queued on its blocking
+ *   connection, tops them up when half are used, and sends the finishes it
+ *   held back with the top-up; the answer goes to the router over the
+ *   socket.
  * - `router-takes`: the router adds and takes in one write, for a replica
  *   that offered a slot, and sends it the taken job over the socket.
  * - `replica-adds`: the router sends the request over the socket; the
  *   replica sends its held-back finishes, the add and the take in one write.
  * - `one-script`: `replica-adds` with the held-back finishes, the add and the
  *   take in one script (the three scripts' bodies, called in turn).
+ * - `add-take`: what Flotilla does for a lone request (direct-jobs.ts). The
+ *   router adds and takes in one script (ADD_TAKE) and writes the job to
+ *   the replica over the socket; the replica holds its finishes back and
+ *   sends every fourth request's together (LEAN_FINISH_MANY).
  *
  * Run it by hand:
  *
@@ -27,12 +32,12 @@
 import { fork, spawn } from "node:child_process";
 import net from "node:net";
 import { Redis } from "ioredis";
-import { LEAN_ADD_STORED, LEAN_FINISH, LEAN_TAKE } from "../../src/queue/lean-scripts.js";
+import { ADD_TAKE, LEAN_ADD_STORED, LEAN_FINISH, LEAN_FINISH_MANY, LEAN_TAKE } from "../../src/queue/lean-scripts.js";
 import { LuaScript } from "../../src/shared/lua-script.js";
 import { freePort } from "../helpers/private-redis.js";
 import { waitFor } from "../helpers/wait.js";
 
-const SHAPES = ["now", "router-takes", "replica-adds", "one-script"] as const;
+const SHAPES = ["queued", "router-takes", "replica-adds", "one-script", "add-take"] as const;
 type Shape = (typeof SHAPES)[number];
 const WAITS = 8;
 const FINISH_HELD_MS = 5;
@@ -129,7 +134,7 @@ async function replica(shape: Shape, redisPort: number, routerPort: number): Pro
     timer ??= setTimeout(() => oneWrite(redis, () => flush(redis)), FINISH_HELD_MS);
   };
   let tokens = 0;
-  if (shape === "now") {
+  if (shape === "queued") {
     let queued = 0;
     const arm = (count: number): void =>
       oneWrite(blocking, () => {
@@ -154,6 +159,19 @@ async function replica(shape: Shape, redisPort: number, routerPort: number): Pro
         }
       });
     arm(WAITS);
+  } else if (shape === "add-take") {
+    let started = 0;
+    onLines(socket, (line) => {
+      const { id, token, data } = JSON.parse(line) as { id: string; token: string; data: string };
+      const { requestId, payload } = JSON.parse(data) as { requestId: string; payload: unknown };
+      socket.write(`${JSON.stringify({ requestId, value: payload })}\n`);
+      held.push([id, token]);
+      if (++started % (WAITS / 2) === 0) {
+        const batch = held;
+        held = [];
+        void redis.evalsha(LEAN_FINISH_MANY.sha, 2 + batch.length, K.active, K.stalled, ...batch.map(([i]) => prefix + i), ...batch.flat());
+      }
+    });
   } else if (shape === "router-takes") {
     let started = 0;
     onLines(socket, (line) => {
@@ -220,7 +238,7 @@ async function measure(shape: Shape, requests: number): Promise<Measured> {
   try {
     await waitFor("the private redis-server to answer", async () => (await admin.ping().catch(() => "")) === "PONG");
     await redis.connect();
-    for (const script of [LEAN_ADD_STORED, LEAN_TAKE, LEAN_FINISH, FINISH_ADD_TAKE]) await admin.script("LOAD", script.source);
+    for (const script of [LEAN_ADD_STORED, LEAN_TAKE, LEAN_FINISH, FINISH_ADD_TAKE, ADD_TAKE, LEAN_FINISH_MANY]) await admin.script("LOAD", script.source);
     const pending = new Map<string, () => void>();
     let toReplica: net.Socket | undefined;
     listener.on("connection", (socket) => {
@@ -245,8 +263,17 @@ async function measure(shape: Shape, requests: number): Promise<Measured> {
         const requestId = String(n);
         pending.set(requestId, resolve);
         const data = JSON.stringify({ kind: "call", payload: { a: 1 }, replyTo: "shapes:replies:{router}", requestId });
-        if (shape === "now") void add(redis, data);
+        if (shape === "queued") void add(redis, data);
         else if (shape === "replica-adds" || shape === "one-script") socket.write(`${JSON.stringify({ data })}\n`);
+        else if (shape === "add-take") {
+          const token = `router:${tokens++}`;
+          void redis.evalsha(ADD_TAKE.sha, 7, K.id, K.wait, K.meta, K.active, K.marker, K.prioritized, K.delayed, prefix, "request", OPTIONS, Date.now(), data, token, 15_000).then((raw) => {
+            const [id, taken] = raw as [string, number];
+            // Nothing waits in this tool's queue: every job is taken for the replica.
+            if (taken !== 1) throw new Error(`add-take: job ${id} was not taken`);
+            socket.write(`${JSON.stringify({ id, token, data })}\n`);
+          });
+        }
         else {
           const token = `router:${tokens++}`;
           oneWrite(redis, () => {
