@@ -30,6 +30,8 @@ import { StreamReader, type StreamReaderOptions } from "./stream-reader.js";
 export const BATCH_BELOW_MS = 5;
 /** The most requests one batch job carries. */
 export const MAX_BATCH = 64;
+/** At least one request per deployment this often goes through the queue, not handed over (see mayHandOver). */
+const QUEUED_EVERY_MS = 1_000;
 
 export interface RequestClientOptions {
   redisUrl: string;
@@ -121,6 +123,8 @@ export class RequestClient {
   /** Requests handed to a replica directly so far. */
   directJobs = 0;
   private readonly handsOver = directJobsEnabled();
+  /** Per deployment: when a request last went through the queue although a slot may have been free (see mayHandOver). */
+  private readonly lastQueued = new Map<string, number>();
 
   constructor(options: RequestClientOptions) {
     // Replicas answer only a reply list whose requester id has no ':' (see ReplyLists.accepts).
@@ -224,7 +228,7 @@ export class RequestClient {
     }
     let jobId: string | undefined;
     try {
-      const slot = this.handsOver ? this.replySocket?.claim(deployment) : undefined;
+      const slot = this.mayHandOver(deployment) ? this.replySocket?.claim(deployment) : undefined;
       const sent = addressed(job, this.replyKey, requestId);
       const added = (slot && this.handOver(deployment, sent, requestId, slot)) || this.adds.add(deployment, sent, this.pending.size === 1);
       // Normally started by the add (addJobs); here when the add waits for company or for the queue's set-up.
@@ -318,6 +322,22 @@ export class RequestClient {
     } finally {
       if (corked) stream.uncork?.();
     }
+  }
+
+  /**
+   * Whether a request for `deployment` may be handed to a replica directly.
+   * One a second goes through the queue instead: a replica offers slots only
+   * to a requester it has answered, and Redis hands a queued job to the
+   * replica that has waited longest, so a replica that has not yet answered
+   * this requester (one just started) gets a request, and then offers too.
+   */
+  private mayHandOver(deployment: string): boolean {
+    if (!this.handsOver) return false;
+    const now = Date.now();
+    const last = this.lastQueued.get(deployment);
+    if (last !== undefined && now - last < QUEUED_EVERY_MS) return true;
+    this.lastQueued.set(deployment, now);
+    return false;
   }
 
   /**

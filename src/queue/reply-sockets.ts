@@ -304,7 +304,7 @@ export class ReplySocketServer {
     if (!list) return undefined;
     for (let i = 0; i < list.length; i++) {
       const offer = list[(this.nextOffer + i) % list.length] as DirectOffer;
-      if (offer.out >= offer.slots || offer.socket.destroyed || offer.socket.writableLength > 0) continue;
+      if (offer.out >= offer.slots || !offer.socket.writable || offer.socket.writableLength > 0) continue;
       this.nextOffer = (this.nextOffer + i + 1) % list.length;
       offer.out++;
       let released = false;
@@ -312,7 +312,8 @@ export class ReplySocketServer {
         token: `${offer.worker}:d${this.nextToken++}`,
         lockMs: offer.lockMs,
         send: (line) => {
-          if (offer.socket.destroyed) return false;
+          // Ended by the replica (it closes), or gone: the caller gives the job back.
+          if (!offer.socket.writable) return false;
           offer.socket.write(line);
           return true;
         },

@@ -152,6 +152,63 @@ describe("requests handed to a replica directly", () => {
     await waitFor("the job to be completed and removed", async () => (await redis.exists(`${k.jobPrefix}${id}`)) === 0);
   });
 
+  it("hands lone requests to the replicas in turn", async () => {
+    const deployment = "turns";
+    await replica(deployment, "r-one");
+    await replica(deployment, "r-two");
+    const c = client();
+    const byReplica = new Map<string, number>();
+    // Each replica offers slots once it has answered this requester over its socket (its first answers may come through the queue).
+    await waitFor(
+      "both replicas answering requests handed to them",
+      async () => {
+        const direct = c.directJobs;
+        const reply = await c.submit(deployment, { kind: "call", payload: { ms: 0 } });
+        if (c.directJobs > direct && reply.replica) byReplica.set(reply.replica, (byReplica.get(reply.replica) ?? 0) + 1);
+        return byReplica.size === 2;
+      },
+      { timeoutMs: 20_000, describe: () => Object.fromEntries(byReplica) },
+    );
+    byReplica.clear();
+    // Counted among the requests handed over (a slow turn on a loaded machine can make a replica withdraw its offers for a moment).
+    let handed = 0;
+    await waitFor(
+      "20 lone requests handed over",
+      async () => {
+        const direct = c.directJobs;
+        const reply = await c.submit(deployment, { kind: "call", payload: { ms: 0 } });
+        if (c.directJobs > direct) {
+          handed++;
+          byReplica.set(reply.replica ?? "?", (byReplica.get(reply.replica ?? "?") ?? 0) + 1);
+        }
+        return handed >= 20;
+      },
+      { timeoutMs: 20_000, intervalMs: 0, describe: () => Object.fromEntries(byReplica) },
+    );
+    const shares = Object.fromEntries(byReplica);
+    assert.deepEqual(Object.keys(shares).sort(), ["r-one", "r-two"], `both replicas (${JSON.stringify(shares)})`);
+    assert.ok(Object.values(shares).every((n) => n >= 5), `in turn, not all to one (${JSON.stringify(shares)})`);
+  });
+
+  it("hands requests to a replica started later too, once a request through the queue has reached it", async () => {
+    const deployment = "later";
+    await replica(deployment, "r-early");
+    const c = client();
+    await untilDirect(c, deployment);
+    await replica(deployment, "r-late");
+    let seen: string | undefined;
+    await waitFor(
+      "a lone request handed to the replica started later",
+      async () => {
+        const direct = c.directJobs;
+        const reply = await c.submit(deployment, { kind: "call", payload: { ms: 0 } });
+        seen = reply.replica;
+        return c.directJobs > direct && reply.replica === "r-late";
+      },
+      { timeoutMs: 30_000, intervalMs: 0, describe: () => ({ lastAnsweredBy: seen, directJobs: c.directJobs }) },
+    );
+  });
+
   it("stops handing requests to a replica that drains; the others answer them", async () => {
     const deployment = "drained";
     const first = await replica(deployment, "r-first");
