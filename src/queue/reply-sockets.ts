@@ -18,8 +18,10 @@
  * replica connects to the address registered there (never to one named by job
  * data, which any client of the queue writes), sends the secret, and uses the
  * connection once the requester has said `ok`. The requester drops a
- * connection that does not open with the secret. After that, each line is
- * one answer (JSON, which has no raw newlines).
+ * connection that does not open with the secret. After that, each line from
+ * the replica is one answer (JSON, which has no raw newlines) or an offer of
+ * slots (`offer ...`), and each line from the requester is `busy`, `idle`,
+ * or a job handed over in one of those slots (see direct-jobs.ts).
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import net from "node:net";
