@@ -98,6 +98,10 @@ describe("lean request path", () => {
       // No request pending: the requester holds no pop open (a reader that kept one would show as blocked, flag b).
       await new Promise((resolve) => setImmediate(resolve));
       await waitFor("the reply connection to hold no pop", async () => !/ flags=\S*b/.test(await clientLine(repliesName)), { describe: () => repliesName });
+      // The replica's next wait is sent once its last finish is answered: watched until it blocks, so the window holds it.
+      const workerName = `${queueKeys.prefix}:${Buffer.from(queueKeys.name(deployment)).toString("base64")}`;
+      const waiting = async (): Promise<string[]> => String(await redis.client("LIST")).split("\n").filter((l) => l.includes(` name=${workerName}`));
+      await waitFor("the replica's next wait to block", async () => (await waiting()).some((l) => / cmd=bzpopmin /.test(l) && / flags=\S*b/.test(l)), { describe: waiting });
     });
     const repliesConnection = await addressOf(repliesName);
     const idKey = queueKeys.key(deployment, "id");
