@@ -190,10 +190,14 @@ export const ADD_TAKE = new LuaScript(`
 local meta = redis.call("HMGET", KEYS[3], "paused", "concurrency", "max")
 local id = redis.call("INCR", KEYS[1]) .. ""
 local jobKey = ARGV[1] .. id
-local take = not (meta[1] or meta[2] or meta[3]) and redis.call("LLEN", KEYS[2]) == 0 and redis.call("ZCARD", KEYS[6]) == 0
-if take then
-  local delayed = tonumber(redis.call("ZRANGE", KEYS[7], 0, 0, "WITHSCORES")[2])
-  if delayed and delayed < (tonumber(ARGV[4]) + 1) * 0x1000 then take = false end
+local take = not (meta[1] or meta[2] or meta[3])
+-- Empty lists and sorted sets do not exist: one look in the usual case, where nothing waits and nothing is delayed.
+if take and redis.call("EXISTS", KEYS[2], KEYS[6], KEYS[7]) > 0 then
+  take = redis.call("LLEN", KEYS[2]) == 0 and redis.call("ZCARD", KEYS[6]) == 0
+  if take then
+    local delayed = tonumber(redis.call("ZRANGE", KEYS[7], 0, 0, "WITHSCORES")[2])
+    if delayed and delayed < (tonumber(ARGV[4]) + 1) * 0x1000 then take = false end
+  end
 end
 if take then
   redis.call("HMSET", jobKey, "name", ARGV[2], "data", ARGV[5], "opts", ARGV[3], "timestamp", ARGV[4], "delay", "0", "priority", "0", "processedOn", ARGV[4], "ats", "1")

@@ -114,6 +114,18 @@ describe("requests handed to a replica directly", () => {
     assert.equal(paused.taken, false, "a paused queue: not taken");
     assert.equal(await redis.llen(k.active), 0);
     assert.equal(await redis.zcard(k.marker), 0, "no marker while paused");
+
+    await bull.resume();
+    await redis.del(k.wait, k.marker, k.active);
+    const prioritized = await bull.add("other", {}, { priority: 1 });
+    assert.equal((await queue.addTaken(job, "w1:d4", 15_000)).taken, false, "a prioritized job waits: not taken");
+    await redis.del(k.wait, k.marker, k.prioritized, `${k.jobPrefix}${prioritized.id}`);
+    const later = await bull.add("other", {}, { delay: 60_000 });
+    assert.equal((await queue.addTaken(job, "w1:d5", 15_000)).taken, true, "a delayed job not yet due: taken");
+    await redis.del(k.delayed, k.marker, k.active, `${k.jobPrefix}${later.id}`);
+    const due = await bull.add("other", {}, { delay: 1 });
+    await waitFor("the delayed job to be due", () => Date.now() > due.timestamp + 20);
+    assert.equal((await queue.addTaken(job, "w1:d6", 15_000)).taken, false, "a delayed job due (not yet promoted): not taken");
   });
 
   it("loses nothing when the replica dies running a request handed to it: its lock released, another replica answers", async () => {
