@@ -57,7 +57,7 @@ interface LoopInternals {
   closing?: unknown;
   paused?: boolean;
   drained: boolean;
-  opts: { runRetryDelay?: number; maxStartedAttempts?: number; metrics?: unknown; removeOnComplete?: unknown; drainDelay?: number; name?: string };
+  opts: { runRetryDelay?: number; maxStartedAttempts?: number; metrics?: unknown; removeOnComplete?: unknown; drainDelay?: number; name?: string; lockDuration?: number };
   mainLoop(): Promise<void>;
   moveToActive(token: string, name?: string): Promise<unknown>;
   _getNextJob(token: string, opts?: { block?: boolean }): Promise<unknown>;
@@ -263,8 +263,8 @@ export function leanLoop(
 
   const directJobs = directReceiver(w, direct, log, (job) => {
     if (!looping || w.closing) return false;
-    const decoded = raw2NextJobData?.([job.fields, job.id, 0, 0]) as NextJobData | undefined;
-    if (!decoded) return false;
+    // directReceiver made this receiver only with BullMQ's decoder there.
+    const decoded = (raw2NextJobData as (raw: unknown) => unknown[])([job.fields, job.id, 0, 0]) as NextJobData;
     void fromData(decoded, job.token).then(
       (taken) => {
         if (taken) start(taken, job.token, job.peer);
@@ -402,7 +402,7 @@ export function leanLoop(
 /** The receiver of jobs handed over directly, for `w`; undefined without sockets or when a job cannot be given back. */
 function directReceiver(w: LoopInternals, direct: { sockets: ReplySockets; deployment: string } | undefined, log: Logger | undefined, run: (job: DirectJob) => boolean): DirectJobs | undefined {
   const keys = w.backend.queue?.keys;
-  const lockMs = (w.opts as { lockDuration?: number }).lockDuration;
+  const lockMs = w.opts.lockDuration;
   if (!direct || !keys || typeof lockMs !== "number" || typeof raw2NextJobData !== "function" || !directJobsEnabled()) return undefined;
   const { active, wait, marker, meta } = keys;
   const prefix = keys[""];
