@@ -206,7 +206,7 @@ export class RequestClient {
         reject(new FlotillaError("TIMEOUT", `no answer from deployment '${deployment}' within ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(requestId, { deployment, resolve, reject, timer });
-        this.demand.change(deployment, 1);
+      this.demand.change(deployment, 1);
     });
     // The caller holds `answer` only once the add is done: a timeout or cancel before that is not an unhandled rejection.
     answer.catch(() => undefined);

@@ -49,7 +49,6 @@ const RETRY_AFTER_MS = 5_000;
 const FORGET_AFTER_MS = 10 * 60_000;
 const KEEPALIVE_MS = 10_000;
 
-
 /** False when `FLOTILLA_REPLY_SOCKETS` is `off` (or `0`, `false`): requesters then open no socket and replicas use none. */
 export function replySocketsEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
   const setting = env.FLOTILLA_REPLY_SOCKETS?.trim().toLowerCase();

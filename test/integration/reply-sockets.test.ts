@@ -3,8 +3,8 @@
  * answers a requester over the requester's socket, and the job still
  * completes and leaves nothing behind; a busy requester's requests go as
  * batch jobs and their answers over the socket too; a requester the replica
- * cannot reach gets them from its list; a connection that does not open with the secret is refused and
- * cannot answer a request.
+ * cannot reach gets them from its list; a connection that does not open
+ * with the secret is refused and cannot answer a request.
  */
 import assert from "node:assert/strict";
 import net from "node:net";
