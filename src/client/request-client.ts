@@ -32,12 +32,6 @@ export const BATCH_BELOW_MS = 5;
 export const MAX_BATCH = 64;
 /** At least one request per deployment this often goes through the queue, not handed over (see mayHandOver). */
 const QUEUED_EVERY_MS = 1_000;
-/**
- * A requester with more requests than this waiting hands none over: they go
- * through the queue, where those that arrive together are added as batch
- * jobs, which costs Redis less per request than one add-and-take each.
- */
-export const HAND_OVER_MAX_PENDING = 8;
 
 export interface RequestClientOptions {
   redisUrl: string;
@@ -206,6 +200,7 @@ export class RequestClient {
         reject(new FlotillaError("TIMEOUT", `no answer from deployment '${deployment}' within ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(requestId, { deployment, resolve, reject, timer });
+      this.replySocket?.load(this.pending.size);
       this.demand.change(deployment, 1);
     });
     // The caller holds `answer` only once the add is done: a timeout or cancel before that is not an unhandled rejection.
@@ -335,10 +330,9 @@ export class RequestClient {
    * to a requester it has answered, and Redis hands a queued job to the
    * replica that has waited longest, so a replica that has not yet answered
    * this requester (one just started) gets a request, and then offers too.
-   * None under load (see HAND_OVER_MAX_PENDING).
    */
   private mayHandOver(deployment: string): boolean {
-    if (!this.handsOver || this.pending.size > HAND_OVER_MAX_PENDING) return false;
+    if (!this.handsOver) return false;
     const now = Date.now();
     const last = this.lastQueued.get(deployment);
     if (last !== undefined && now - last < QUEUED_EVERY_MS) return true;
@@ -468,6 +462,7 @@ export class RequestClient {
     if (!entry) return;
     clearTimeout(entry.timer);
     this.pending.delete(id);
+    this.replySocket?.load(this.pending.size);
     this.demand.change(entry.deployment, -1);
     const { jobId } = entry;
     if (jobId === undefined) return;
