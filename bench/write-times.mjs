@@ -1,8 +1,9 @@
 /**
  * Preloaded into a process (`--import ./bench/write-times.mjs`), times each
  * socket write the process makes (the system call included), by where it
- * goes: `http` (an answer to an HTTP client) or `to:<port>` (a connection
- * the process opened: Redis, a reply socket). At exit it writes each kind's
+ * goes: `http` (an answer to an HTTP client), `from:<port>` (a connection
+ * accepted on another server of the process: a router's reply socket) or
+ * `to:<port>` (a connection the process opened: Redis, a reply socket). At exit it writes each kind's
  * count, median, 90th and 99th percentile and total to
  * `$WRITE_TIMES_DIR/<pid>.json`. A write that wakes a sleeping process can
  * cost the writer its core until the woken one has run: that shows here as
@@ -11,6 +12,7 @@
  * baselines' processes).
  */
 import fs from "node:fs";
+import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
@@ -25,7 +27,7 @@ net.Socket.prototype._writeGeneric = function (...args) {
   try {
     return writeGeneric.apply(this, args);
   } finally {
-    const kind = this.server ? "http" : `to:${this.remotePort}`;
+    const kind = this.server instanceof http.Server ? "http" : this.server ? `from:${this.localPort}` : `to:${this.remotePort}`;
     let list = samples.get(kind);
     if (!list) samples.set(kind, (list = []));
     list.push(performance.now() - began);
