@@ -174,6 +174,7 @@ export class ReplicaRunner {
   }
 
   private async drain(): Promise<void> {
+    this.replySockets?.drain();
     // close() stops taking jobs and resolves once in-flight ones have finished.
     await this.worker?.close();
   }

@@ -32,6 +32,14 @@ export const BATCH_BELOW_MS = 5;
 export const MAX_BATCH = 64;
 /** At least one request per deployment this often goes through the queue, not handed over (see mayHandOver). */
 const QUEUED_EVERY_MS = 1_000;
+/**
+ * A requester with more requests than this waiting hands none over, until
+ * fewer than HAND_OVER_AGAIN_BELOW wait: they go through the queue, where
+ * those that arrive together are added as batch jobs, which costs Redis less
+ * per request than one add-and-take each.
+ */
+export const HAND_OVER_MAX_PENDING = 8;
+const HAND_OVER_AGAIN_BELOW = 3;
 
 export interface RequestClientOptions {
   redisUrl: string;
@@ -120,6 +128,8 @@ export class RequestClient {
   readonly repliesBy = { socket: 0, list: 0 };
   /** Requests handed to a replica directly (see direct-jobs.ts), by request id, with the slot each holds until its answer. */
   private readonly direct = new Map<string, DirectSlot>();
+  /** Too many requests wait to hand any over (see HAND_OVER_MAX_PENDING). */
+  private crowded = false;
   /** Requests handed to a replica directly so far. */
   directJobs = 0;
   private readonly handsOver = directJobsEnabled();
@@ -200,7 +210,6 @@ export class RequestClient {
         reject(new FlotillaError("TIMEOUT", `no answer from deployment '${deployment}' within ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(requestId, { deployment, resolve, reject, timer });
-      this.replySocket?.load(this.pending.size);
       this.demand.change(deployment, 1);
     });
     // The caller holds `answer` only once the add is done: a timeout or cancel before that is not an unhandled rejection.
@@ -330,9 +339,16 @@ export class RequestClient {
    * to a requester it has answered, and Redis hands a queued job to the
    * replica that has waited longest, so a replica that has not yet answered
    * this requester (one just started) gets a request, and then offers too.
+   * None under load (see HAND_OVER_MAX_PENDING).
    */
   private mayHandOver(deployment: string): boolean {
     if (!this.handsOver) return false;
+    const waiting = this.pending.size;
+    if (this.crowded ? waiting >= HAND_OVER_AGAIN_BELOW : waiting > HAND_OVER_MAX_PENDING) {
+      this.crowded = true;
+      return false;
+    }
+    this.crowded = false;
     const now = Date.now();
     const last = this.lastQueued.get(deployment);
     if (last !== undefined && now - last < QUEUED_EVERY_MS) return true;
@@ -462,7 +478,6 @@ export class RequestClient {
     if (!entry) return;
     clearTimeout(entry.timer);
     this.pending.delete(id);
-    this.replySocket?.load(this.pending.size);
     this.demand.change(entry.deployment, -1);
     const { jobId } = entry;
     if (jobId === undefined) return;

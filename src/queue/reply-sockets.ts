@@ -20,8 +20,12 @@
  * connection once the requester has said `ok`. The requester drops a
  * connection that does not open with the secret. After that, each line from
  * the replica is one answer (JSON, which has no raw newlines) or an offer of
- * slots (`offer ...`), and each line from the requester is `busy`, `idle`,
- * or a job handed over in one of those slots (see direct-jobs.ts).
+ * slots (`offer ...`), and each line from the requester is a job handed over
+ * in one of those slots (see direct-jobs.ts).
+ *
+ * Answers take the socket at every load: the answers of a batch job go in
+ * one write, so under load they still come back together, and the requests
+ * that follow still arrive together and are added as batch jobs.
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import net from "node:net";
@@ -44,11 +48,6 @@ const RETRY_AFTER_MS = 5_000;
 /** A replica forgets requesters it has not answered for this long (their entries, not their connections in use). */
 const FORGET_AFTER_MS = 10 * 60_000;
 const KEEPALIVE_MS = 10_000;
-/** More requests waiting than this: replicas answer on the list (see ReplySocketServer.load). */
-const BUSY_ABOVE = 8;
-/** Fewer than this: back to the socket. */
-const IDLE_BELOW = 3;
-
 
 /** False when `FLOTILLA_REPLY_SOCKETS` is `off` (or `0`, `false`): requesters then open no socket and replicas use none. */
 export function replySocketsEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
@@ -171,9 +170,6 @@ export class ReplySocketServer {
   private renewTimer: NodeJS.Timeout | undefined;
   private registration: string | undefined;
   private closed = false;
-  /** Whether replicas are asked to answer on the list (see load). */
-  private busy = false;
-  private readonly authed = new Set<net.Socket>();
 
   constructor(
     private readonly redis: Redis,
@@ -236,7 +232,6 @@ export class ReplySocketServer {
     socket.on("error", () => undefined);
     socket.on("close", () => {
       this.sockets.delete(socket);
-      this.authed.delete(socket);
       for (const [deployment, list] of this.offers) {
         const kept = list.filter((o) => o.socket !== socket);
         if (kept.length === 0) this.offers.delete(deployment);
@@ -263,8 +258,7 @@ export class ReplySocketServer {
         const given = Buffer.from(text);
         if (given.length !== this.secret.length || !timingSafeEqual(given, this.secret)) return refuse("wrong secret");
         authed = true;
-        this.authed.add(socket);
-        socket.write(this.busy ? "ok\nbusy\n" : "ok\n");
+        socket.write("ok\n");
         return true;
       },
     );
@@ -296,12 +290,10 @@ export class ReplySocketServer {
 
   /**
    * A free slot a replica of `deployment` offered, taken in turns among the
-   * replicas; undefined when none is free, or while replicas are asked to
-   * answer on the list (under load, requests go through the queue, where
-   * they are added and taken together).
+   * replicas; undefined when none is free.
    */
   claim(deployment: string): DirectSlot | undefined {
-    if (this.busy || this.closed) return undefined;
+    if (this.closed) return undefined;
     const list = this.offers.get(deployment);
     if (!list) return undefined;
     for (let i = 0; i < list.length; i++) {
@@ -329,21 +321,6 @@ export class ReplySocketServer {
     return undefined;
   }
 
-  /**
-   * Told how many requests wait for an answer. Under load (more than
-   * BUSY_ABOVE) replicas are asked to answer on the list again, until it
-   * falls below IDLE_BELOW: replies that come from Redis together are
-   * answered together, so the requests that follow arrive together and are
-   * added as batch jobs, which costs Redis and the processes less per request
-   * than the hop a socket saves.
-   */
-  load(pending: number): void {
-    if (this.busy ? pending >= IDLE_BELOW : pending <= BUSY_ABOVE) return;
-    this.busy = !this.busy;
-    const line = this.busy ? "busy\n" : "idle\n";
-    for (const socket of this.authed) socket.write(line);
-  }
-
   /** Unregisters (when the registration is still this one's) and closes every connection. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -360,8 +337,6 @@ export class ReplySocketServer {
 interface Peer {
   socket?: net.Socket;
   ready: boolean;
-  /** The requester asked for answers on its list for now. */
-  busy: boolean;
   /** When the last try to reach it failed (or found no registration). */
   failedAt?: number;
   lastUsed: number;
@@ -380,7 +355,7 @@ export function parseRegistration(text: string): { host: string; port: number; s
 export interface DirectReceiver {
   /** A connection to requester `peer` is ready: the offer line to send it, if any. */
   ready(peer: string): string | undefined;
-  /** A line from `peer` that is not `busy` or `idle`; false when it is not a job (the connection is then dropped). */
+  /** A line from `peer` after its `ok`; false when it is not a job (the connection is then dropped). */
   line(peer: string, text: string): boolean;
   /** The connection to `peer` is gone. */
   gone(peer: string): void;
@@ -390,6 +365,7 @@ export interface DirectReceiver {
 export class ReplySockets {
   private readonly peers = new Map<string, Peer>();
   private closed = false;
+  private draining = false;
   private direct: DirectReceiver | undefined;
 
   /** Hands requests sent directly to `receiver`, and lets it offer slots on every connection (those open now, too). */
@@ -423,19 +399,19 @@ export class ReplySockets {
    * The first call for a requester starts connecting to it and answers false.
    */
   send(replyList: string, replies: readonly string[]): boolean {
-    if (this.closed || replies.length === 0) return false;
+    if (this.closed || this.draining || replies.length === 0) return false;
     const now = Date.now();
     let peer = this.peers.get(replyList);
     if (!peer) {
       if (this.peers.size >= 1024) this.forget(now);
-      peer = { ready: false, busy: false, lastUsed: now };
+      peer = { ready: false, lastUsed: now };
       this.peers.set(replyList, peer);
       this.connect(replyList, peer);
       return false;
     }
     peer.lastUsed = now;
     const socket = peer.socket;
-    if (!peer.ready || !socket || peer.busy) {
+    if (!peer.ready || !socket) {
       if (!socket && peer.failedAt !== undefined && now - peer.failedAt > RETRY_AFTER_MS) this.connect(replyList, peer);
       return false;
     }
@@ -458,7 +434,6 @@ export class ReplySockets {
     if (peer.ready && key !== undefined) this.direct?.gone(key);
     peer.socket = undefined;
     peer.ready = false;
-    peer.busy = false;
     peer.failedAt = Date.now();
     socket?.destroy();
   }
@@ -480,7 +455,7 @@ export class ReplySockets {
         socket.on("error", () => this.failed(peer, socket, replyList));
         socket.on("close", () => this.failed(peer, socket, replyList));
         socket.once("connect", () => socket.write(`${target.secret}\n`));
-        // The requester says "ok" once, then "busy" and "idle" as its load changes, and hands over requests when given slots; anything else ends the connection.
+        // The requester says "ok" once, then hands over requests when given slots; anything else ends the connection.
         const read = lineReader(
           () => (peer.ready && this.direct ? MAX_LINE_BYTES : MAX_HELLO_BYTES),
           (said) => {
@@ -496,10 +471,6 @@ export class ReplySockets {
               if (offer !== undefined) socket.write(offer);
               return true;
             }
-            if (said === "busy" || said === "idle") {
-              peer.busy = said === "busy";
-              return true;
-            }
             return this.direct?.line(replyList, said) ?? false;
           },
         );
@@ -509,6 +480,17 @@ export class ReplySockets {
       },
       () => this.failed(peer),
     );
+  }
+
+  /**
+   * From now on answers go on the reply lists, with their jobs' completions:
+   * a replica that stops answers the requests it still runs the way that
+   * carries the answer in Redis, as it did under load before answers took
+   * the socket at every load. Offers and handed-over jobs are unchanged (the
+   * worker withdraws its offers as it stops).
+   */
+  drain(): void {
+    this.draining = true;
   }
 
   /** Closes every connection (their answers already written go out first). */

@@ -1,10 +1,10 @@
 /**
  * Reply sockets on the real Redis (src/queue/reply-sockets.ts): a replica
  * answers a requester over the requester's socket, and the job still
- * completes and leaves nothing behind; a busy requester gets its answers
- * from its list again (so they come back together and the next requests can
- * go as batch jobs); a requester the replica cannot reach gets them from its
- * list; a connection that does not open with the secret is refused and
+ * completes and leaves nothing behind; a busy requester's requests go as
+ * batch jobs and their answers over the socket too; a requester the replica
+ * cannot reach gets them from its list, and so does one whose replica is
+ * stopping; a connection that does not open with the secret is refused and
  * cannot answer a request.
  */
 import assert from "node:assert/strict";
@@ -73,9 +73,35 @@ describe("reply sockets", () => {
     assert.equal(await redis.exists(keys.replies(c.id)), 0, "nothing was pushed to the reply list");
   });
 
-  it("answers a busy requester on its list, and goes back to the socket when it is not", async () => {
+  it("answers a busy requester's batch jobs over its socket too, and they complete and leave nothing behind", async () => {
     const deployment = "busy";
-    await replica(deployment, "slow.ts");
+    await replica(deployment);
+    const c = client();
+    let n = 0;
+    // Lone requests first: the requester learns the deployment is fast (so it batches) and the replica connects.
+    await untilSocket(c, () => call(c, deployment, { warm: n++ }));
+    for (let i = 0; i < 5; i++) await call(c, deployment, { warm: n++ });
+    const before = { ...c.repliesBy };
+    const idKey = queueKeys.key(deployment, "id");
+    const first = Number(await redis.get(idKey)) + 1;
+    // 40 at once: more than 8 waiting, so they go through the queue, those of one turn in one batch job.
+    await Promise.all(Array.from({ length: 40 }, (_, i) => call(c, deployment, { burst: i })));
+    assert.equal(c.repliesBy.socket - before.socket, 40, `all 40 answered over the socket (${JSON.stringify(c.repliesBy)})`);
+    assert.equal(c.repliesBy.list, before.list, "none from the list");
+    const last = Number(await redis.get(idKey));
+    assert.ok(last - first + 1 < 40, `batched: ${last - first + 1} jobs carried the 40 requests`);
+    const ids = Array.from({ length: last - first + 1 }, (_, i) => String(first + i));
+    await waitFor("every job to be completed and removed", async () => (await redis.exists(...ids.map((id) => queueKeys.key(deployment, id)))) === 0);
+    assert.equal(await redis.llen(queueKeys.key(deployment, "active")), 0);
+    assert.equal(await redis.exists(...ids.map((id) => queueKeys.key(deployment, `${id}:lock`))), 0, "no lock left");
+    assert.equal(await redis.exists(keys.replies(c.id)), 0, "nothing was pushed to the reply list");
+  });
+
+  it("answers on the list the requests a stopping replica still runs, with their jobs' completions", async () => {
+    const deployment = "stopping";
+    const runner = echoReplica(namespace, "r-stopping", { deployment, importRef: "slow.ts" });
+    closers.push(() => runner.closeConnections());
+    await startReplica(runner, "the stopping replica");
     const c = client();
     const slow = async (ms: number): Promise<void> => {
       const reply = await c.submit(deployment, { kind: "call", payload: { ms } });
@@ -83,15 +109,13 @@ describe("reply sockets", () => {
     };
     await untilSocket(c, () => slow(1));
     const before = { ...c.repliesBy };
-    // 40 requests at once (more than 8 waiting): the requester says "busy" long before the first answer is due.
-    await Promise.all(Array.from({ length: 40 }, () => slow(300)));
-    assert.equal(c.repliesBy.list - before.list, 40, `all 40 concurrent requests were answered from the list (${JSON.stringify(c.repliesBy)})`);
+    const answered = Promise.all(Array.from({ length: 3 }, () => slow(1_500)));
+    await waitFor("the three requests to run", () => runner.inflightCount === 3, { describe: () => runner.inflightCount });
+    runner.actor.send({ type: "DRAIN" });
+    await answered;
+    assert.equal(c.repliesBy.list - before.list, 3, `all three answered on the list (${JSON.stringify(c.repliesBy)})`);
     assert.equal(c.repliesBy.socket, before.socket, "none over the socket");
-    // With nothing waiting it says "idle": lone requests go over the socket again.
-    await untilSocket(c, () => slow(1));
-    const middle = { ...c.repliesBy };
-    for (let n = 0; n < 5; n++) await slow(1);
-    assert.equal(c.repliesBy.socket - middle.socket, 5, `lone requests over the socket (${JSON.stringify(c.repliesBy)})`);
+    await waitFor("the replica to stop", () => runner.report().state === "stopped");
   });
 
   it("answers on the list when the registered address does not take connections", async () => {
