@@ -471,6 +471,8 @@ export class ReplySockets {
               if (offer !== undefined) socket.write(offer);
               return true;
             }
+            // Said by requesters of earlier versions, which asked for answers on the list under load: ignored, not a reason to drop the connection.
+            if (said === "busy" || said === "idle") return true;
             return this.direct?.line(replyList, said) ?? false;
           },
         );
