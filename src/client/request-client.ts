@@ -38,7 +38,7 @@ const QUEUED_EVERY_MS = 1_000;
  * those that arrive together are added as batch jobs, which costs Redis less
  * per request than one add-and-take each.
  */
-export const HAND_OVER_MAX_PENDING = 8;
+const HAND_OVER_MAX_PENDING = 8;
 const HAND_OVER_AGAIN_BELOW = 3;
 
 export interface RequestClientOptions {

@@ -455,7 +455,8 @@ export class ReplySockets {
         socket.on("error", () => this.failed(peer, socket, replyList));
         socket.on("close", () => this.failed(peer, socket, replyList));
         socket.once("connect", () => socket.write(`${target.secret}\n`));
-        // The requester says "ok" once, then hands over requests when given slots; anything else ends the connection.
+        // The requester says "ok" once, then hands over requests when given slots; anything else ends the connection, but for the
+        // "busy" and "idle" of requesters of earlier versions (which asked for answers on the list under load), ignored.
         const read = lineReader(
           () => (peer.ready && this.direct ? MAX_LINE_BYTES : MAX_HELLO_BYTES),
           (said) => {
@@ -471,7 +472,6 @@ export class ReplySockets {
               if (offer !== undefined) socket.write(offer);
               return true;
             }
-            // Said by requesters of earlier versions, which asked for answers on the list under load: ignored, not a reason to drop the connection.
             if (said === "busy" || said === "idle") return true;
             return this.direct?.line(replyList, said) ?? false;
           },

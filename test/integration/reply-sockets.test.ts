@@ -100,7 +100,7 @@ describe("reply sockets", () => {
   it("answers on the list the requests a stopping replica still runs, with their jobs' completions", async () => {
     const deployment = "stopping";
     const runner = echoReplica(namespace, "r-stopping", { deployment, importRef: "slow.ts" });
-    closers.push(() => runner.closeConnections());
+    closers.push(() => stopReplica(runner, "the stopping replica"));
     await startReplica(runner, "the stopping replica");
     const c = client();
     const slow = async (ms: number): Promise<void> => {
