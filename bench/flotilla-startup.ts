@@ -28,7 +28,8 @@ export interface FlotillaStartup {
   secondReplica: ReplicaStart | null;
   /**
    * VmRSS in MiB of each process, read settledAfterS after the load cells;
-   * the loaded replica also just after the load ("replica (just after load)").
+   * the loaded replica also just after the load ("replica (just after load)")
+   * and LATE_S after it ("replica (60 s after load)").
    */
   rssMiB: Record<string, number | null>;
   /** VmHWM of the loaded replica: its peak resident memory, under load. */
@@ -91,6 +92,12 @@ async function replicaStartSoon(host: Proc, deployment: string): Promise<Replica
 
 /** The idle memory figures are read this long after the load ends: V8 hands memory back to the system only after some seconds idle. */
 const SETTLE_S = 20;
+/**
+ * The loaded replica is read again this long after the load: when V8's heap
+ * shrinks after SETTLE_S varies from run to run, so the reading at SETTLE_S
+ * alone can catch a replica before it has.
+ */
+const LATE_S = 60;
 
 export async function measureStartup(target: FlotillaTarget, secondName = "hello-start"): Promise<FlotillaStartup> {
   const loadEndedAt = performance.now();
@@ -132,6 +139,10 @@ export async function measureStartup(target: FlotillaTarget, secondName = "hello
     rss[name] = rssMiB(pid);
     pss[name] = pssMiB(pid);
   }
+  const lateMs = LATE_S * 1000 - (performance.now() - loadEndedAt);
+  if (lateMs > 0) await new Promise((r) => setTimeout(r, lateMs));
+  rss[`replica (${LATE_S} s after load)`] = rssMiB(loadedPid);
+  pss[`replica (${LATE_S} s after load)`] = pssMiB(loadedPid);
   return {
     firstApplyToHealthyMs: target.firstRolloutMs,
     firstReplica,

@@ -141,7 +141,7 @@ function renderStartup(report: BenchReport): string[] {
     "\nflotilla start-up",
     `  first deployment:  apply → HEALTHY ${f.firstApplyToHealthyMs} ms; ${replica(f.firstReplica)}`,
     `  second deployment: apply → HEALTHY ${f.secondApplyToHealthyMs} ms; ${replica(f.secondReplica)}`,
-    `  replica memory: peak under load ${f.loadedReplicaPeakMiB ?? "?"} MiB (VmHWM); the rest read ${f.settledAfterS} s after the load`,
+    `  replica memory: peak under load ${f.loadedReplicaPeakMiB ?? "?"} MiB (VmHWM); the rest read ${f.settledAfterS} s after the load, unless they say otherwise`,
     `  RSS: ${rss}`,
     `  PSS (shared pages divided among processes): ${pss}`,
     ...renderRuntimeEnv(f),
