@@ -119,12 +119,22 @@ export const ARMED_WAITS = 8;
 export const ARMED_MIN_CONCURRENCY = 3;
 
 /**
- * Waits are queued ahead only while jobs take less than this on average: a
- * replica's queued waits take a burst of jobs together, which for slow jobs
- * would pile them on one replica while another is free (as batch jobs are
- * kept to fast deployments for the same reason).
+ * Waits are queued ahead only while jobs take less than this (the median of
+ * the last RECENT_RUNS runs): a replica's queued waits take a burst of jobs
+ * together, which for slow jobs would pile them on one replica while another
+ * is free (as batch jobs are kept to fast deployments for the same reason).
  */
 export const ARMED_BELOW_MS = 5;
+
+/** How many of its last runs a replica weighs to tell fast jobs from slow ones (see serviceMs in leanLoop). */
+const RECENT_RUNS = 5;
+
+/** The median of `values` (of two middle ones, the lower); undefined for none. */
+export function lowerMedian(values: readonly number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
 
 /** The waits queued ahead for `w`, when its fetch can be: the lean take, a blocking connection, a marker. */
 function armedWaits(w: LoopInternals, log?: Logger): ArmedWaits | undefined {
@@ -200,8 +210,15 @@ export function leanLoop(
     return bull;
   };
 
-  /** The lean jobs' running time, averaged (undefined until one ran): waits are queued ahead only for fast ones. */
+  /**
+   * The lean jobs' running time: the median of the last RECENT_RUNS runs
+   * (undefined until one ran). Waits are queued ahead, and slots offered,
+   * only for fast ones; a median, so that a pause of the process (a GC, a
+   * busy machine) in one or two runs does not end that, and slow runs do.
+   */
   let serviceMs: number | undefined;
+  const recentRuns: number[] = [];
+  let runsSeen = 0;
   const runLean = async (job: LeanJob): Promise<void> => {
     const { id, token } = job;
     w.lockManager.trackJob(id, token, job.json.processedOn);
@@ -210,8 +227,8 @@ export function leanLoop(
       const began = performance.now();
       try {
         result = await process(job.data);
-        const ms = performance.now() - began;
-        serviceMs = serviceMs === undefined ? ms : serviceMs * 0.7 + ms * 0.3;
+        recentRuns[runsSeen++ % RECENT_RUNS] = performance.now() - began;
+        serviceMs = lowerMedian(recentRuns);
       } catch (err) {
         w.lockManager.untrackJob(id);
         const bull = asJob(job);

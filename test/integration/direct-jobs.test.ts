@@ -205,6 +205,35 @@ describe("requests handed to a replica directly", () => {
     );
   });
 
+  it("keeps handing requests to a replica after one slow run: one pause does not withdraw its offers", async () => {
+    const deployment = "paused";
+    await replica(deployment, "r-paused");
+    const c = client();
+    await untilDirect(c, deployment);
+    const call = async (ms: number): Promise<boolean> => {
+      const direct = c.directJobs;
+      await c.submit(deployment, { kind: "call", payload: { ms } });
+      return c.directJobs > direct;
+    };
+    // A router sends one request a second through the queue; the replica weighs its offers when its loop takes such a job. So: one
+    // through the queue, a slow run (longer than that second), the next request through the queue (the replica has weighed the slow
+    // run when it answers it), and the one after, within the second, is handed over if the replica still offers.
+    const outcome = await waitFor(
+      "a request after a slow run and one through the queue, sent within the second the router hands requests over in",
+      async () => {
+        await waitFor("a request through the queue", async () => !(await call(0)), { intervalMs: 0 });
+        await call(1_100);
+        const queuedAt = Date.now();
+        if (await call(0)) return false;
+        const handed = await call(0);
+        if (Date.now() - queuedAt > 800) return false;
+        return handed ? "handed over" : "sent through the queue";
+      },
+      { timeoutMs: 30_000 },
+    );
+    assert.equal(outcome, "handed over");
+  });
+
   it("hands requests to a replica started later too, once a request through the queue has reached it", async () => {
     const deployment = "later";
     await replica(deployment, "r-early");
