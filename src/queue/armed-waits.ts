@@ -59,12 +59,18 @@ interface Armed {
 
 export class ArmedWaits {
   private queue: Armed[] = [];
+  /** The wait next() is waiting for: out on the blocking connection still, though no longer queued. */
+  private inFlight = 0;
 
   constructor(private readonly options: ArmedWaitsOptions) {}
 
-  /** Waits sent and not yet handed out. */
+  /**
+   * Waits sent and not yet answered, the one next() waits for included:
+   * while it is out, anything written on the blocking connection waits
+   * behind it.
+   */
   get count(): number {
-    return this.queue.length;
+    return this.queue.length + this.inFlight;
   }
 
   /**
@@ -101,6 +107,7 @@ export class ArmedWaits {
   async next(): Promise<Taken | undefined> {
     const head = this.queue.shift();
     if (!head) return undefined;
+    this.inFlight++;
     let timer: NodeJS.Timeout | undefined;
     // The head's wait began at the latest when the one before it ended, which was just now.
     const overdue = new Promise<"overdue">((resolve) => {
@@ -118,6 +125,7 @@ export class ArmedWaits {
     } catch {
       return undefined;
     } finally {
+      this.inFlight--;
       clearTimeout(timer);
     }
   }

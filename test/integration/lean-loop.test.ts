@@ -159,6 +159,31 @@ describe("lean main loop", () => {
     assert.deepEqual(sent.map((r) => (JSON.parse(r) as { i: number }).i), [0, 0, 0, 0, 0, 0]);
   });
 
+  it("answers at once when its jobs turn slow while waits are queued ahead: no finish waits behind the last queued wait", async () => {
+    const name = "turned";
+    const list = `${keys.repliesPrefix}turned`;
+    // Each job sleeps data.ms: fast ones get waits queued ahead, three slow ones in a row end that, and the waits still queued are used
+    // up one by one; the finish of the job the last-but-one took is sent while the last one is out on the blocking connection.
+    worker(
+      name,
+      async (data) => {
+        await new Promise((resolve) => setTimeout(resolve, (data as { ms?: number }).ms ?? 1));
+        return answer(data);
+      },
+      { concurrency: 4 },
+    );
+    const one = async (n: number, ms: number): Promise<void> => {
+      await queue(name).add("request", { i: n, list, ms }, { removeOnComplete: true });
+      // A reply goes in the finish's own script: held behind a wait, it would come when that wait ends (5 s).
+      await waitFor(`the reply to job ${n} (${ms} ms)`, async () => (await redis.llen(list)) === n + 1, { timeoutMs: 2_500 });
+    };
+    let n = 0;
+    for (let k = 0; k < 5; k++) await one(n++, 1);
+    for (let k = 0; k < 3; k++) await one(n++, 30);
+    for (let k = 0; k < 6; k++) await one(n++, 1);
+    assert.equal(await redis.llen(queueKeys.key(name, "active")), 0, "nothing left active");
+  });
+
   it("shares a burst of slow jobs between two workers: waits are queued ahead only for fast jobs, so one worker does not take the whole burst", async () => {
     const name = "burst";
     const list = `${keys.repliesPrefix}burst`;
