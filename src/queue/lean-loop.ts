@@ -130,7 +130,7 @@ export const ARMED_BELOW_MS = 5;
 const RECENT_RUNS = 5;
 
 /** The median of `values` (of two middle ones, the lower); undefined for none. */
-export function lowerMedian(values: readonly number[]): number | undefined {
+function lowerMedian(values: readonly number[]): number | undefined {
   if (values.length === 0) return undefined;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor((sorted.length - 1) / 2)];
