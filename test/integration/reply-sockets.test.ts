@@ -50,6 +50,15 @@ describe("reply sockets", () => {
     }, { describe: () => c.repliesBy });
   }
 
+  /** Jobs `first`.. (`count` of them) are completed and removed, no lock or active entry is left, and nothing went to `c`'s reply list. */
+  async function leftNothing(deployment: string, first: number, count: number, c: RequestClient): Promise<void> {
+    const ids = Array.from({ length: count }, (_, i) => String(first + i));
+    await waitFor("every job to be completed and removed", async () => (await redis.exists(...ids.map((id) => queueKeys.key(deployment, id)))) === 0);
+    assert.equal(await redis.llen(queueKeys.key(deployment, "active")), 0);
+    assert.equal(await redis.exists(...ids.map((id) => queueKeys.key(deployment, `${id}:lock`))), 0, "no lock left");
+    assert.equal(await redis.exists(keys.replies(c.id)), 0, "nothing was pushed to the reply list");
+  }
+
   it("answers lone requests over the requester's socket, and their jobs complete and leave nothing behind", async () => {
     const deployment = "direct";
     await replica(deployment);
@@ -66,11 +75,7 @@ describe("reply sockets", () => {
     assert.equal(c.repliesBy.list, before.list, "none from the list");
     const last = Number(await redis.get(idKey));
     assert.equal(last - first + 1, 10, "each request was a job in the queue");
-    const ids = Array.from({ length: 10 }, (_, i) => String(first + i));
-    await waitFor("every job to be completed and removed", async () => (await redis.exists(...ids.map((id) => queueKeys.key(deployment, id)))) === 0);
-    assert.equal(await redis.llen(queueKeys.key(deployment, "active")), 0);
-    assert.equal(await redis.exists(...ids.map((id) => queueKeys.key(deployment, `${id}:lock`))), 0, "no lock left");
-    assert.equal(await redis.exists(keys.replies(c.id)), 0, "nothing was pushed to the reply list");
+    await leftNothing(deployment, first, 10, c);
   });
 
   it("answers a busy requester's batch jobs over its socket too, and they complete and leave nothing behind", async () => {
@@ -90,11 +95,7 @@ describe("reply sockets", () => {
     assert.equal(c.repliesBy.list, before.list, "none from the list");
     const last = Number(await redis.get(idKey));
     assert.ok(last - first + 1 < 40, `batched: ${last - first + 1} jobs carried the 40 requests`);
-    const ids = Array.from({ length: last - first + 1 }, (_, i) => String(first + i));
-    await waitFor("every job to be completed and removed", async () => (await redis.exists(...ids.map((id) => queueKeys.key(deployment, id)))) === 0);
-    assert.equal(await redis.llen(queueKeys.key(deployment, "active")), 0);
-    assert.equal(await redis.exists(...ids.map((id) => queueKeys.key(deployment, `${id}:lock`))), 0, "no lock left");
-    assert.equal(await redis.exists(keys.replies(c.id)), 0, "nothing was pushed to the reply list");
+    await leftNothing(deployment, first, last - first + 1, c);
   });
 
   it("answers on the list the requests a stopping replica still runs, with their jobs' completions", async () => {
