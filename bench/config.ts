@@ -2,7 +2,15 @@
 export interface BenchConfig {
   /** BENCH_DURATION_S: seconds per cell. @default 10 */
   durationS: number;
-  /** BENCH_WARMUP_S: load per target before measuring. @default 1 */
+  /**
+   * BENCH_ROUNDS: each cell runs as this many slices of ⌈durationS / rounds⌉
+   * seconds, the targets taking turns, so that a slow spell of the machine
+   * falls on every target alike. 1: each target's cell in one piece. @default 3
+   */
+  rounds: number;
+  /** Seconds per slice: ⌈durationS / rounds⌉. */
+  sliceS: number;
+  /** BENCH_WARMUP_S: load per target at each connection count before its slices. @default 3 */
   warmupS: number;
   /** BENCH_IDLE_S: seconds of idle Redis traffic sampled per Redis-backed target. @default 2 */
   idleS: number;
@@ -38,9 +46,12 @@ export function readConfig(): BenchConfig {
   for (const t of targets) {
     if (!(TARGET_NAMES as readonly string[]).includes(t)) throw new Error(`BENCH_TARGETS: unknown target '${t}' (known: ${TARGET_NAMES.join(", ")})`);
   }
-  const warmupS = positive("BENCH_WARMUP_S", 1);
+  const warmupS = positive("BENCH_WARMUP_S", 3);
   const idleS = positive("BENCH_IDLE_S", 2);
-  const perTargetS = 60 + idleS + warmupS + connections.length * (durationS + 5);
+  const rounds = positive("BENCH_ROUNDS", 3);
+  if (!Number.isInteger(rounds)) throw new Error(`BENCH_ROUNDS must be a whole number, got '${process.env.BENCH_ROUNDS}'`);
+  const sliceS = Math.ceil(durationS / rounds);
+  const perTargetS = 60 + idleS + connections.length * (warmupS + 1 + rounds * (sliceS + 5));
   const loadOnly = process.env.BENCH_LOAD_ONLY === "1";
-  return { durationS, warmupS, idleS, connections, targets, loadOnly, maxS: positive("BENCH_MAX_S", 120 + targets.length * perTargetS) };
+  return { durationS, rounds, sliceS, warmupS, idleS, connections, targets, loadOnly, maxS: positive("BENCH_MAX_S", 120 + targets.length * perTargetS) };
 }

@@ -99,8 +99,8 @@ const SETTLE_S = 20;
  */
 const LATE_S = 60;
 
-export async function measureStartup(target: FlotillaTarget, secondName = "hello-start"): Promise<FlotillaStartup> {
-  const loadEndedAt = performance.now();
+/** `loadEndedAt`: when the target's last load ended (performance.now()); other targets' slices may have run since. */
+export async function measureStartup(target: FlotillaTarget, loadEndedAt = performance.now(), secondName = "hello-start"): Promise<FlotillaStartup> {
   const firstReplica = replicaStart(target.host, "hello");
   const status = await target.status();
   const loadedPid = status.deployments.find((d) => d.name === "hello")?.replicas.find((r) => r.state === "running")?.pid ?? null;

@@ -48,16 +48,45 @@ export interface ProcessCost {
   writes?: number;
 }
 
-/** CPU µs and write calls per request of each process present in both snapshots (same pid). */
-export function cpuPerRequest(before: CpuSnapshot, after: CpuSnapshot, requests: number): Record<string, ProcessCost> {
-  const out: Record<string, ProcessCost> = {};
-  if (requests <= 0) return out;
-  const per = (d: number, digits: number): number => Math.round((d / requests) * 10 ** digits) / 10 ** digits;
+/** CPU µs and write calls of each process between two snapshots (present in both, same pid); deltas of slices add up (addCpuDeltas). */
+export type CpuDelta = Map<string, { us: number; writes: number | undefined }>;
+
+export function cpuDelta(before: CpuSnapshot, after: CpuSnapshot): CpuDelta {
+  const out: CpuDelta = new Map();
   for (const [name, b] of before) {
     const a = after.get(name);
     if (!a || a.pid !== b.pid) continue;
-    out[name] = { cpuUs: per(a.us - b.us, 1) };
-    if (a.writes !== undefined && b.writes !== undefined) out[name].writes = per(a.writes - b.writes, 2);
+    out.set(name, { us: a.us - b.us, writes: a.writes !== undefined && b.writes !== undefined ? a.writes - b.writes : undefined });
+  }
+  return out;
+}
+
+/** Sums slices' deltas; a process missing from one slice (restarted, gone) is left out, as it would be from one long cell. */
+export function addCpuDeltas(deltas: readonly CpuDelta[]): CpuDelta {
+  const out: CpuDelta = new Map();
+  const [first, ...rest] = deltas;
+  for (const [name, d] of first ?? []) {
+    if (!rest.every((other) => other.has(name))) continue;
+    let us = d.us;
+    let writes = d.writes;
+    for (const other of rest) {
+      const o = other.get(name) as { us: number; writes: number | undefined };
+      us += o.us;
+      writes = writes === undefined || o.writes === undefined ? undefined : writes + o.writes;
+    }
+    out.set(name, { us, writes });
+  }
+  return out;
+}
+
+/** CPU µs and write calls per request of each process in `delta`. */
+export function cpuCostOf(delta: CpuDelta, requests: number): Record<string, ProcessCost> {
+  const out: Record<string, ProcessCost> = {};
+  if (requests <= 0) return out;
+  const per = (d: number, digits: number): number => Math.round((d / requests) * 10 ** digits) / 10 ** digits;
+  for (const [name, d] of delta) {
+    out[name] = { cpuUs: per(d.us, 1) };
+    if (d.writes !== undefined) out[name].writes = per(d.writes, 2);
   }
   return out;
 }

@@ -1,5 +1,6 @@
 /**
- * What a cell costs Redis, from two snapshots of `INFO commandstats cpu`.
+ * What a cell costs Redis, from two snapshots of `INFO commandstats cpu`
+ * (a cell run in slices: the sum of its slices' deltas).
  *
  * - calls: the sum of `calls` over every command, which counts the commands a
  *   Lua script runs (BullMQ's EVALSHA) as well as the EVALSHA itself.
@@ -69,39 +70,75 @@ export async function resetStats(redis: Redis): Promise<void> {
   await redis.call("CONFIG", "RESETSTAT");
 }
 
+/** What Redis did between two snapshots, the bench's own INFO left out; deltas of slices add up (addDeltas). */
+export interface RedisDelta {
+  commands: Map<string, { calls: number; usec: number }>;
+  cpuS: number;
+  reads: number;
+  writes: number;
+  elapsedS: number;
+}
+
+export function deltaBetween(before: RedisSnapshot, after: RedisSnapshot): RedisDelta {
+  const commands = new Map<string, { calls: number; usec: number }>();
+  for (const [name, now] of after.commands) {
+    if (OWN_COMMANDS.test(name)) continue;
+    const then = before.commands.get(name) ?? { calls: 0, usec: 0 };
+    const calls = Math.max(0, now.calls - then.calls);
+    if (calls > 0) commands.set(name, { calls, usec: Math.max(0, now.usec - then.usec) });
+  }
+  return {
+    commands,
+    cpuS: Math.max(0, after.cpuS - before.cpuS),
+    // The bench's own INFO: the second snapshot's read, the first one's reply.
+    reads: Math.max(0, after.reads - before.reads - 1),
+    writes: Math.max(0, after.writes - before.writes - 1),
+    elapsedS: (after.at - before.at) / 1000,
+  };
+}
+
+export function addDeltas(deltas: readonly RedisDelta[]): RedisDelta {
+  const commands = new Map<string, { calls: number; usec: number }>();
+  for (const d of deltas) {
+    for (const [name, c] of d.commands) {
+      const sum = commands.get(name) ?? { calls: 0, usec: 0 };
+      commands.set(name, { calls: sum.calls + c.calls, usec: sum.usec + c.usec });
+    }
+  }
+  const sum = (pick: (d: RedisDelta) => number): number => deltas.reduce((n, d) => n + pick(d), 0);
+  return { commands, cpuS: sum((d) => d.cpuS), reads: sum((d) => d.reads), writes: sum((d) => d.writes), elapsedS: sum((d) => d.elapsedS) };
+}
+
 export function costBetween(before: RedisSnapshot, after: RedisSnapshot, requests: number): RedisCost {
+  return costOf(deltaBetween(before, after), requests);
+}
+
+export function costOf(delta: RedisDelta, requests: number): RedisCost {
   let calls = 0;
   let usec = 0;
   let scriptCalls = 0;
   const perCommand: Array<{ command: string; calls: number }> = [];
-  for (const [name, now] of after.commands) {
-    if (OWN_COMMANDS.test(name)) continue;
-    const then = before.commands.get(name) ?? { calls: 0, usec: 0 };
-    const dCalls = Math.max(0, now.calls - then.calls);
-    const dUsec = Math.max(0, now.usec - then.usec);
-    if (dCalls === 0) continue;
-    calls += dCalls;
-    usec += dUsec;
-    if (SCRIPT_COMMANDS.test(name)) scriptCalls += dCalls;
-    perCommand.push({ command: name, calls: dCalls });
+  for (const [name, c] of delta.commands) {
+    calls += c.calls;
+    usec += c.usec;
+    if (SCRIPT_COMMANDS.test(name)) scriptCalls += c.calls;
+    perCommand.push({ command: name, calls: c.calls });
   }
-  const cpuUs = Math.max(0, (after.cpuS - before.cpuS) * 1e6);
-  const elapsedS = (after.at - before.at) / 1000;
-  const divisor = requests > 0 ? requests : Math.max(elapsedS, 1e-3);
+  const cpuUs = delta.cpuS * 1e6;
+  const divisor = requests > 0 ? requests : Math.max(delta.elapsedS, 1e-3);
   const top = perCommand
     .sort((a, b) => b.calls - a.calls)
     .slice(0, 10)
     .map((c) => ({ command: c.command, calls: round(c.calls / divisor, 2) }));
-  const cost: RedisCost = { calls, usec, scriptCalls, cpuUs: Math.round(cpuUs), elapsedS: round(elapsedS, 3), top };
+  const cost: RedisCost = { calls, usec, scriptCalls, cpuUs: Math.round(cpuUs), elapsedS: round(delta.elapsedS, 3), top };
   if (requests > 0) {
     cost.perRequest = {
       calls: round(calls / requests, 2),
       usec: round(usec / requests, 2),
       scriptCalls: round(scriptCalls / requests, 2),
       cpuUs: round(cpuUs / requests, 2),
-      // The bench's own INFO: the second snapshot's read, the first one's reply.
-      reads: round(Math.max(0, after.reads - before.reads - 1) / requests, 2),
-      writes: round(Math.max(0, after.writes - before.writes - 1) / requests, 2),
+      reads: round(delta.reads / requests, 2),
+      writes: round(delta.writes / requests, 2),
     };
   }
   return cost;

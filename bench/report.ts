@@ -37,7 +37,7 @@ export interface TargetRun {
 export interface BenchReport {
   date: string;
   machine: { node: string; platform: string; release: string; cpus: number; cpuModel: string; totalMemMiB: number; loadAvgAtStart: number[] };
-  config: { durationS: number; warmupS: number; connections: number[]; redis: { private: boolean; version: string } };
+  config: { durationS: number; rounds: number; sliceS: number; warmupS: number; connections: number[]; redis: { private: boolean; version: string } };
   method: string[];
   targets: TargetRun[];
   /** Flotilla against Moleculer and naive BullMQ: see goals.ts. */
@@ -98,7 +98,9 @@ export function renderTables(report: BenchReport): string {
         fmt(redis?.perRequest?.cpuUs, 1),
       ]);
     }
-    out.push(`\n${connections} connection${connections === 1 ? "" : "s"} (${report.config.durationS} s each)`, table.toString());
+    const { rounds, sliceS } = report.config;
+    const each = rounds > 1 ? `${rounds * sliceS} s each, in ${rounds} slices of ${sliceS} s taking turns` : `${sliceS} s each`;
+    out.push(`\n${connections} connection${connections === 1 ? "" : "s"} (${each})`, table.toString());
   }
   for (const t of report.targets) {
     if (t.idleRedis) out.push(`${t.target} idle: ${fmt(t.idleRedis.calls / Math.max(t.idleRedis.elapsedS, 1e-3), 1)} Redis cmds/s, ${fmt(t.idleRedis.cpuUs / Math.max(t.idleRedis.elapsedS, 1e-3) / 1000, 2)} ms Redis CPU/s`);

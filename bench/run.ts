@@ -22,11 +22,11 @@ import { measureStartup } from "./flotilla-startup.js";
 import { computeGoals } from "./goals.js";
 import { benchPlanners } from "./planners.js";
 import { startFlotilla, type FlotillaTarget } from "./flotilla-target.js";
-import { runLoad } from "./load.js";
+import { mergeLoads, runLoad, runLoadSlice, type LoadSlice } from "./load.js";
 import { killAllNow, stopAll } from "./proc.js";
 import { deleteKeys, openBenchRedis, type BenchRedis } from "./redis-server.js";
-import { costBetween, resetStats, snapshot } from "./redis-stats.js";
-import { cpuPerRequest, cpuSnapshot } from "./process-cpu.js";
+import { addDeltas, costBetween, costOf, deltaBetween, resetStats, snapshot, type RedisDelta } from "./redis-stats.js";
+import { addCpuDeltas, cpuCostOf, cpuDelta, cpuSnapshot, type CpuDelta } from "./process-cpu.js";
 import { machineInfo, renderTables, writeJson, type BenchReport, type Cell, type TargetRun } from "./report.js";
 import type { Target } from "./target.js";
 import { fetchBody, sleep, withDeadline } from "./wait.js";
@@ -52,23 +52,24 @@ async function cleanupKeys(patterns: readonly string[]): Promise<void> {
   if (deleted > 0) log(`deleted ${deleted} Redis keys left after the target stopped (e.g. ${sample.join(", ")})`);
 }
 
-async function measureCell(target: Target, connections: number, config: BenchConfig): Promise<Cell> {
-  const client = benchRedis?.client;
-  const tracked = target.usesRedis && client;
-  if (tracked && benchRedis?.private) await resetStats(client);
-  const pids = (await target.processes?.()) ?? {};
-  const before = tracked ? await snapshot(client) : undefined;
-  const cpuBefore = cpuSnapshot(pids);
-  const load = await runLoad(target.url, connections, config.durationS);
-  const processes = cpuPerRequest(cpuBefore, cpuSnapshot(pids), load.completed);
-  const cell: Cell = { connections, load, processes };
-  if (tracked && before) cell.redis = costBetween(before, await snapshot(client), load.completed);
-  log(`${target.name} @ ${connections}: ${load.rps.toFixed(0)} req/s, p50 ${load.p50Ms} ms, p99 ${load.p99Ms} ms, errors ${load.errors}`);
-  await sleep(500); // let stragglers finish before the next cell's counters start
-  return cell;
+/** A started load target, and its slices by connection count. */
+interface Running {
+  name: string;
+  target: Target;
+  run: TargetRun;
+  slices: Map<number, Slice[]>;
+  /** performance.now() when its last slice ended. */
+  lastLoadAt: number;
 }
 
-async function benchTarget(name: string, config: BenchConfig, report: BenchReport): Promise<void> {
+interface Slice {
+  load: LoadSlice;
+  redis?: RedisDelta;
+  cpu: CpuDelta;
+}
+
+/** Starts a load target: its first answer, its idle Redis traffic. Undefined (the error in the report) when it fails. */
+async function startTarget(name: string, config: BenchConfig, report: BenchReport): Promise<Running | undefined> {
   const run: TargetRun = { target: name, cells: [] };
   report.targets.push(run);
   let target: Target | undefined;
@@ -89,21 +90,95 @@ async function benchTarget(name: string, config: BenchConfig, report: BenchRepor
       await sleep(config.idleS * 1000);
       run.idleRedis = costBetween(before, await snapshot(redis.client), 0);
     }
-    await runLoad(target.url, 16, config.warmupS);
-    await sleep(500);
-    for (const connections of config.connections) run.cells.push(await measureCell(target, connections, config));
-    if (name === "flotilla" && !config.loadOnly) {
+    return { name, target, run, slices: new Map(), lastLoadAt: performance.now() };
+  } catch (err) {
+    run.error = message(err);
+    log(`${name} failed: ${run.error}`);
+    if (target) await stopTarget(name, target);
+    return undefined;
+  }
+}
+
+async function measureSlice(t: Running, connections: number, config: BenchConfig, round: number): Promise<void> {
+  const client = benchRedis?.client;
+  const tracked = t.target.usesRedis && client;
+  if (tracked && benchRedis?.private) await resetStats(client);
+  const pids = (await t.target.processes?.()) ?? {};
+  const before = tracked ? await snapshot(client) : undefined;
+  const cpuBefore = cpuSnapshot(pids);
+  const load = await runLoadSlice(t.target.url, connections, config.sliceS);
+  t.lastLoadAt = performance.now();
+  const slice: Slice = { load, cpu: cpuDelta(cpuBefore, cpuSnapshot(pids)) };
+  if (tracked && before) slice.redis = deltaBetween(before, await snapshot(client));
+  const list = t.slices.get(connections) ?? [];
+  list.push(slice);
+  t.slices.set(connections, list);
+  const { result } = load;
+  const of = config.rounds > 1 ? ` (slice ${round + 1} of ${config.rounds})` : "";
+  log(`${t.name} @ ${connections}${of}: ${result.rps.toFixed(0)} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, errors ${result.errors}`);
+  await sleep(500); // let stragglers finish before the next slice's counters start
+}
+
+/** A target's slices at one connection count as one cell. */
+function cellOf(slices: readonly Slice[], connections: number): Cell {
+  const load = slices.length === 1 ? (slices[0] as Slice).load.result : mergeLoads(slices.map((s) => s.load));
+  const cell: Cell = { connections, load, processes: cpuCostOf(addCpuDeltas(slices.map((s) => s.cpu)), load.completed) };
+  const redis = slices.flatMap((s) => (s.redis ? [s.redis] : []));
+  if (redis.length > 0 && redis.length === slices.length) cell.redis = costOf(addDeltas(redis), load.completed);
+  return cell;
+}
+
+/**
+ * The load targets, all started first, then loaded in turns: at each
+ * connection count, a warm-up of each, then `rounds` rounds in which every target runs one slice,
+ * in serpentine order (forward, then backward), so that a slow spell of
+ * the machine falls on every target alike. Then Flotilla's start-up
+ * figures, then everything stops.
+ */
+async function benchLoadTargets(names: readonly string[], config: BenchConfig, report: BenchReport): Promise<void> {
+  const running: Running[] = [];
+  try {
+    for (const name of names) {
+      const started = await startTarget(name, config, report);
+      if (started) running.push(started);
+    }
+    for (const connections of config.connections) {
+      // Code a connection count runs that the others do not (a lone request's path, batches) gets warm first.
+      for (const t of running) {
+        if (t.run.error) continue;
+        await runLoad(t.target.url, connections, config.warmupS).catch((err: unknown) => log(`${t.name} warm-up @ ${connections}: ${message(err)}`));
+      }
+      await sleep(500);
+      for (let round = 0; round < config.rounds; round++) {
+        const order = round % 2 === 0 ? running : [...running].reverse();
+        for (const t of order) {
+          if (t.run.error) continue;
+          try {
+            await measureSlice(t, connections, config, round);
+          } catch (err) {
+            t.run.error = message(err);
+            log(`${t.name} failed: ${t.run.error}`);
+          }
+        }
+      }
+    }
+    for (const t of running) {
+      // A target that failed part-way keeps only the connection counts it finished.
+      t.run.cells = config.connections.flatMap((c) => {
+        const slices = t.slices.get(c) ?? [];
+        return slices.length === config.rounds ? [cellOf(slices, c)] : [];
+      });
+    }
+    const flotilla = running.find((t) => t.name === "flotilla" && !t.run.error);
+    if (flotilla && !config.loadOnly) {
       try {
-        report.flotilla = await measureStartup(target as FlotillaTarget);
+        report.flotilla = await measureStartup(flotilla.target as FlotillaTarget, flotilla.lastLoadAt);
       } catch (err) {
         report.flotillaError = message(err);
       }
     }
-  } catch (err) {
-    run.error = message(err);
-    log(`${name} failed: ${run.error}`);
   } finally {
-    if (target) await stopTarget(name, target);
+    for (const t of [...running].reverse()) await stopTarget(t.name, t.target);
   }
 }
 
@@ -154,11 +229,13 @@ async function main(): Promise<number> {
   const report: BenchReport = {
     date: new Date().toISOString(),
     machine: machineInfo(),
-    config: { durationS: config.durationS, warmupS: config.warmupS, connections: config.connections, redis: { private: benchRedis.private, version: benchRedis.version } },
+    config: { durationS: config.durationS, rounds: config.rounds, sliceS: config.sliceS, warmupS: config.warmupS, connections: config.connections, redis: { private: benchRedis.private, version: benchRedis.version } },
     method: [
       "req/s: autocannon requests.average (mean of per-second counts); p50/p99: from autocannon's per-response float ms timings, 2xx only",
       "errors: autocannon errors (incl. timeouts) + non-2xx responses",
       "load generator (autocannon) runs in the bench process on the same machine as the target and Redis",
+      "cells: the load targets (raw-http, bullmq-naive, moleculer, flotilla) all run at once, idle but for the one being loaded; at each connection count every target runs `rounds` slices of `sliceS` seconds, taking turns (forward, then backward), and a cell pools its slices: p50/p99 over all their responses, req/s their duration-weighted mean, Redis and process costs summed over them (load.slices has each slice's own figures)",
+      "idle Redis traffic of a target: sampled right after it started, with the targets started before it idle beside it",
       "Redis cmds/req: sum of commandstats calls over all commands (commands run inside Lua scripts are counted too) / completed requests",
       "Redis usec/req (JSON only): sum of commandstats usec; double-counts script work (EVALSHA usec includes its inner commands)",
       "Redis CPU µs/req: delta of used_cpu_user+used_cpu_sys of redis-server / completed requests; includes the target's background traffic (see idleRedis)",
@@ -171,10 +248,10 @@ async function main(): Promise<number> {
   const [load1 = 0] = report.machine.loadAvgAtStart;
   if (load1 > report.machine.cpus / 2) log(`warning: load average ${load1} on ${report.machine.cpus} CPUs before starting; other work on this machine will skew the results`);
   try {
+    await benchLoadTargets(config.targets.filter((name) => name in starters), config, report);
     for (const name of config.targets) {
       if (name === "batching") await benchBatching(config, report);
       else if (name === "streaming") await benchStreaming(config, report);
-      else await benchTarget(name, config, report);
     }
   } finally {
     await benchRedis.stop().catch(() => undefined);
