@@ -2,9 +2,9 @@
  * Flotilla's serving path against three baselines: a raw node:http server (the
  * upper bound), a naive BullMQ front (queue.add + waitUntilFinished) and an RPC
  * framework over the same Redis (a Moleculer front and service). Each
- * target runs as its own processes and is loaded with autocannon at several
- * connection counts; Redis-backed targets also get their Redis cost per
- * request. Prints a table per connection count and writes
+ * target runs as its own processes, all at once, and they are loaded with
+ * autocannon in turns, slice by slice, at several connection counts;
+ * Redis-backed targets also get their Redis cost per request. Prints a table per connection count and writes
  * bench-results/latest.json.
  *
  *   npm run bench                          # 10 s cells
