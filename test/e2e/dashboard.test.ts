@@ -140,7 +140,11 @@ describe("the dashboard", () => {
     await waitFor("revision 3 to roll out, on the page", async () => (await text(`${history} [data-testid=revision-3] [data-testid=outcome]`)) === "rolled out", { timeoutMs: 30_000 });
     const d = await cluster.deployment("web");
     assert.equal(d?.version, "1");
-    assert.deepEqual(d?.versions, { "1": 2 });
+    // Rolled out means version 1 serves at 2/2; version 2's replicas may still be draining then.
+    await waitFor("version 2's replicas to be gone, two of version 1 left", async () => JSON.stringify((await cluster.deployment("web"))?.versions) === JSON.stringify({ "1": 2 }), {
+      timeoutMs: 15_000,
+      describe: async () => (await cluster.deployment("web"))?.versions,
+    });
     await waitFor("the card to show version 1 again", async () => /^HEALTHY 2\/2 on version 1$/.test(`${await text("[data-testid=deployment-web] [data-testid=status]")} ${await text("[data-testid=deployment-web] [data-testid=progress]")}`), { timeoutMs: 5000 });
   });
 
