@@ -4,8 +4,8 @@
  * framework over the same Redis (a Moleculer front and service). Each
  * target runs as its own processes, all at once, and they are loaded with
  * autocannon in turns, slice by slice, at several connection counts;
- * Redis-backed targets also get their Redis cost per request. Prints a table per connection count and writes
- * bench-results/latest.json.
+ * Redis-backed targets also get their Redis cost per request. Prints a
+ * table per connection count and writes bench-results/latest.json.
  *
  *   npm run bench                          # 10 s cells
  *   BENCH_DURATION_S=3 npm run bench       # a quick run
@@ -130,10 +130,10 @@ function cellOf(slices: readonly Slice[], connections: number): Cell {
 
 /**
  * The load targets, all started first, then loaded in turns: at each
- * connection count, a warm-up of each, then `rounds` rounds in which every target runs one slice,
- * in serpentine order (forward, then backward), so that a slow spell of
- * the machine falls on every target alike. Then Flotilla's start-up
- * figures, then everything stops.
+ * connection count, a warm-up of each, then `rounds` rounds in which
+ * every target runs one slice, in serpentine order (forward, then
+ * backward), so that a slow spell of the machine falls on every target
+ * alike. Then Flotilla's start-up figures, then everything stops.
  */
 async function benchLoadTargets(names: readonly string[], config: BenchConfig, report: BenchReport): Promise<void> {
   const running: Running[] = [];

@@ -62,7 +62,7 @@ describe("a cell measured in slices", () => {
   });
 
   it("pools the slices' responses for its percentiles, weights req/s by duration and sums errors", () => {
-    // One slow slice of three: its responses are a third of the pool, not a third of a median of medians.
+    // One slow slice of three: its responses count as a third of all responses, not as one of three slice medians.
     const load = mergeLoads([slice(100, 2, [1, 1, 1, 1]), slice(50, 2, [9, 9, 9, 9], 1), slice(200, 4, [2, 2, 2, 2])]);
     assert.equal(load.p50Ms, 2);
     assert.equal(load.p99Ms, 9);
